@@ -1,0 +1,33 @@
+# The two commands a lab user needs (see README):
+#   make demo   - run the live pipeline on the bundled model and real video
+#   make test   - run the whole test suite
+# Each creates .venv and installs what it needs on first use.
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP_RUN  := $(VENV)/.installed-run
+STAMP_TEST := $(VENV)/.installed-test
+
+.PHONY: demo test clean-venv
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+
+$(STAMP_RUN): pyproject.toml setup.py | $(PY)
+	$(PY) -m pip install --quiet -e '.[cpu,plot]'
+	touch $@
+
+$(STAMP_TEST): pyproject.toml setup.py | $(PY)
+	$(PY) -m pip install --quiet -e '.[cpu,plot,export,test]'
+	touch $@ $(STAMP_RUN)
+
+demo: $(STAMP_RUN)
+	$(VENV)/bin/rtpose demo
+
+test: $(STAMP_TEST)
+	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+clean-venv:
+	rm -rf $(VENV)

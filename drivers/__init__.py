@@ -1,0 +1,1 @@
+"""Camera sources and hardware outputs (installed as ``rtpose.drivers``)."""

@@ -1,0 +1,1 @@
+"""Frame sources: video files, OpenCV cameras, and a synthetic camera with ground truth."""

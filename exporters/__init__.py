@@ -1,0 +1,1 @@
+"""TensorFlow/DeepLabCut to ONNX exporters (installed as ``rtpose.exporters``)."""

@@ -1,0 +1,118 @@
+"""The metadata an rtpose ONNX file carries inside itself (``metadata_props``).
+
+This is the single contract between the exporters (which write it) and the
+runtime (which reads it): loading a model needs no other file. Every key is
+prefixed with ``rtpose.``; values are strings (ONNX stores strings only), lists
+and dicts are JSON.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+from .errors import ModelError
+
+FORMAT_VERSION = "1"
+PREFIX = "rtpose."
+
+#: Colour orders a model may expect. Frames inside rtpose are BGR (OpenCV).
+COLOR_ORDERS = ("RGB", "BGR")
+
+
+@dataclass(frozen=True)
+class ModelMetadata:
+    """What inference needs to know about a pose model.
+
+    Attributes:
+        bodyparts: names of the K body parts, in score-map channel order.
+        stride: input pixels per score-map cell (DeepLabCut's ``stride``).
+        locref_stdev: scale of the location-refinement offsets (``locref_stdev``).
+        location_refinement: whether the model has an offset output.
+        scoremap_output: ONNX output name of the (B, h, w, K) score maps (already sigmoid).
+        locref_output: ONNX output name of the (B, h, w, 2K) offsets, or None.
+        input_name: ONNX input name; input is NHWC.
+        input_color: colour order the model expects, "RGB" or "BGR".
+        input_range: value range of the input pixels, e.g. "0-255".
+        preprocessing_in_graph: True when mean subtraction/scaling is inside the graph.
+        extra: everything else (source hash, versions, parity figures), shown by ``rtpose info``.
+    """
+
+    bodyparts: tuple[str, ...]
+    stride: float
+    locref_stdev: float = 7.2801
+    location_refinement: bool = True
+    scoremap_output: str = "scoremap"
+    locref_output: str | None = "locref"
+    input_name: str = "image"
+    input_color: str = "RGB"
+    input_range: str = "0-255"
+    preprocessing_in_graph: bool = True
+    extra: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.bodyparts:
+            raise ModelError("model metadata lists no bodyparts; re-export the model with bodypart names")
+        if self.stride <= 0:
+            raise ModelError(f"model metadata has stride {self.stride}; it must be positive")
+        if self.input_color not in COLOR_ORDERS:
+            raise ModelError(f"model metadata input_color={self.input_color!r}; expected one of {COLOR_ORDERS}")
+        if self.location_refinement and not self.locref_output:
+            raise ModelError("model metadata says location_refinement but names no locref output")
+
+    @property
+    def num_bodyparts(self) -> int:
+        return len(self.bodyparts)
+
+    def to_props(self) -> dict[str, str]:
+        """Key/value strings for ONNX ``metadata_props``."""
+        props = {
+            "format_version": FORMAT_VERSION,
+            "bodyparts": json.dumps(list(self.bodyparts)),
+            "stride": repr(float(self.stride)),
+            "locref_stdev": repr(float(self.locref_stdev)),
+            "location_refinement": json.dumps(bool(self.location_refinement)),
+            "scoremap_output": self.scoremap_output,
+            "locref_output": self.locref_output or "",
+            "input_name": self.input_name,
+            "input_color": self.input_color,
+            "input_range": self.input_range,
+            "preprocessing_in_graph": json.dumps(bool(self.preprocessing_in_graph)),
+        }
+        out = {PREFIX + k: v for k, v in props.items()}
+        for k, v in self.extra.items():
+            out[PREFIX + "extra." + k] = str(v)
+        return out
+
+    @classmethod
+    def from_props(cls, props: dict[str, str], *, source: str = "model") -> "ModelMetadata":
+        """Parse ``metadata_props``; raises :class:`ModelError` naming what is missing."""
+        ours = {k[len(PREFIX):]: v for k, v in props.items() if k.startswith(PREFIX)}
+        if not ours:
+            raise ModelError(
+                f"{source} has no rtpose metadata (bodyparts, stride, ...). "
+                "Export it with `rtpose export` so the ONNX file describes itself."
+            )
+        required = ("bodyparts", "stride", "scoremap_output", "input_name")
+        missing = [k for k in required if k not in ours]
+        if missing:
+            raise ModelError(f"{source} metadata lacks {', '.join(PREFIX + m for m in missing)}; re-export it with `rtpose export`")
+        version = ours.get("format_version", FORMAT_VERSION)
+        if version != FORMAT_VERSION:
+            raise ModelError(f"{source} has rtpose metadata format {version}; this rtpose reads format {FORMAT_VERSION}. Upgrade rtpose or re-export.")
+        try:
+            return cls(
+                bodyparts=tuple(json.loads(ours["bodyparts"])),
+                stride=float(ours["stride"]),
+                locref_stdev=float(ours.get("locref_stdev", "7.2801")),
+                location_refinement=json.loads(ours.get("location_refinement", "false")),
+                scoremap_output=ours["scoremap_output"],
+                locref_output=ours.get("locref_output") or None,
+                input_name=ours["input_name"],
+                input_color=ours.get("input_color", "RGB"),
+                input_range=ours.get("input_range", "0-255"),
+                preprocessing_in_graph=json.loads(ours.get("preprocessing_in_graph", "true")),
+                extra={k[len("extra."):]: v for k, v in ours.items() if k.startswith("extra.")},
+            )
+        except (ValueError, TypeError) as exc:
+            raise ModelError(f"{source} has malformed rtpose metadata ({exc}); re-export it with `rtpose export`") from exc

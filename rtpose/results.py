@@ -1,0 +1,81 @@
+"""What the pipeline hands to sinks: a preallocated batch of per-frame results.
+
+One :class:`PoseBatch` is allocated when the pipeline starts and refilled for
+every batch (no per-frame allocation). Sinks receive it in ``Sink.write`` and
+must copy anything they keep: the arrays are overwritten by the next batch.
+
+Timestamps are ``CLOCK_MONOTONIC`` nanoseconds (see :mod:`rtpose.clock`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+#: Stage timestamps every frame carries, in pipeline order.
+STAGES = ("t_capture_ns", "t_infer_start_ns", "t_infer_end_ns", "t_decoded_ns", "t_predicted_ns")
+
+
+@dataclass(frozen=True)
+class StreamInfo:
+    """Static description of one camera/video stream, given to sinks at open."""
+
+    stream_id: str
+    width: int
+    height: int
+    fps: float
+    bodyparts: tuple[str, ...]
+    n_frames: int | None = None  # known for files, None for live cameras
+
+
+@dataclass(frozen=True)
+class Event:
+    """Something that happened during a run: a drop, a trigger, a device fault.
+
+    ``kind`` is a short machine-readable word ("drop", "trigger", "device", ...),
+    ``name`` says which (rule name, device, stream), ``detail`` is free text.
+    """
+
+    kind: str
+    t_ns: int
+    frame_index: int
+    name: str = ""
+    detail: str = ""
+    stream: int = 0
+
+
+class PoseBatch:
+    """Results for up to ``capacity`` frames; rows ``[:n]`` are valid.
+
+    Arrays (row i = one frame):
+        stream (B,) int32          index into the pipeline's StreamInfo list
+        frame_index (B,) int64     index of the frame within its stream
+        t_capture_ns ... t_predicted_ns (B,) int64  stage timestamps
+        pose (B, K, 3) float64     measured x, y, likelihood (DeepLabCut's decode)
+        predicted (B, K, 3) float64  Kalman prediction to ``t_target_ns`` (likelihood copied)
+        t_target_ns (B,) int64     the moment the prediction is for
+    ``events`` lists what happened while producing this batch; cleared per batch.
+    ``trigger_states`` maps rule name -> bool state after this batch (set by the rules stage).
+    """
+
+    def __init__(self, capacity: int, num_bodyparts: int):
+        self.capacity = capacity
+        self.num_bodyparts = num_bodyparts
+        self.n = 0
+        self.stream = np.zeros(capacity, np.int32)
+        self.frame_index = np.zeros(capacity, np.int64)
+        self.t_capture_ns = np.zeros(capacity, np.int64)
+        self.t_infer_start_ns = np.zeros(capacity, np.int64)
+        self.t_infer_end_ns = np.zeros(capacity, np.int64)
+        self.t_decoded_ns = np.zeros(capacity, np.int64)
+        self.t_predicted_ns = np.zeros(capacity, np.int64)
+        self.t_target_ns = np.zeros(capacity, np.int64)
+        self.pose = np.zeros((capacity, num_bodyparts, 3), np.float64)
+        self.predicted = np.zeros((capacity, num_bodyparts, 3), np.float64)
+        self.events: list[Event] = []
+        self.trigger_states: dict[str, bool] = {}
+
+    def clear(self) -> None:
+        self.n = 0
+        self.events.clear()
