@@ -1,0 +1,43 @@
+"""The ``rtpose`` command. Each subcommand lives in its own module with a
+``register(subparsers)`` function; this file only assembles them."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from ..errors import RtposeError
+
+#: Subcommand modules, in the order ``rtpose --help`` lists them.
+COMMANDS = (
+    "run",
+    "analyze",
+    "demo",
+    "info",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .. import __version__
+
+    parser = argparse.ArgumentParser(prog="rtpose", description="Real-time closed-loop pose inference.")
+    parser.add_argument("--version", action="version", version=f"rtpose {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in COMMANDS:
+        importlib.import_module(f"{__name__}.{name}_cmd").register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except RtposeError as exc:
+        print(f"rtpose {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
