@@ -45,6 +45,25 @@ class Event:
     stream: int = 0
 
 
+@dataclass(frozen=True)
+class Action:
+    """A command for an output, decided by a rule (see :mod:`rtpose.rules`).
+
+    ``kind``: "pulse" (``duration_ms`` long), "high", "low" (set a TTL line) or
+    "event" (no hardware; published on ZeroMQ and recorded). ``channel`` is the
+    output line/pin number on the trigger device. ``t_ns`` is the time the rule
+    decided it (the frame's timeline, not a wall clock).
+    """
+
+    kind: str
+    rule: str
+    t_ns: int
+    frame_index: int
+    channel: int = 0
+    duration_ms: float = 0.0
+    stream: int = 0
+
+
 class PoseBatch:
     """Results for up to ``capacity`` frames; rows ``[:n]`` are valid.
 
@@ -56,6 +75,7 @@ class PoseBatch:
         predicted (B, K, 3) float64  Kalman prediction to ``t_target_ns`` (likelihood copied)
         t_target_ns (B,) int64     the moment the prediction is for
     ``events`` lists what happened while producing this batch; cleared per batch.
+    ``actions`` lists commands the rules stage decided for this batch (consumed by trigger sinks).
     ``trigger_states`` maps rule name -> bool state after this batch (set by the rules stage).
     """
 
@@ -74,8 +94,10 @@ class PoseBatch:
         self.pose = np.zeros((capacity, num_bodyparts, 3), np.float64)
         self.predicted = np.zeros((capacity, num_bodyparts, 3), np.float64)
         self.events: list[Event] = []
+        self.actions: list[Action] = []
         self.trigger_states: dict[str, bool] = {}
 
     def clear(self) -> None:
         self.n = 0
         self.events.clear()
+        self.actions.clear()
