@@ -14,7 +14,12 @@ from dataclasses import dataclass, field
 import numpy as np
 
 #: Stage timestamps every frame carries, in pipeline order.
-STAGES = ("t_capture_ns", "t_infer_start_ns", "t_infer_end_ns", "t_decoded_ns", "t_predicted_ns")
+#: ``t_dequeued_ns``: the inference loop took the frame from the ring; preprocessing
+#: (colour conversion, copy into the model input) runs until ``t_infer_start_ns``.
+#: ``t_emitted_ns`` is stamped after every sink's ``write`` returned, so sinks see
+#: it as 0; the pipeline's latency statistics use it.
+STAGES = ("t_capture_ns", "t_dequeued_ns", "t_infer_start_ns", "t_infer_end_ns", "t_decoded_ns", "t_predicted_ns",
+          "t_emitted_ns")
 
 
 @dataclass(frozen=True)
@@ -70,7 +75,7 @@ class PoseBatch:
     Arrays (row i = one frame):
         stream (B,) int32          index into the pipeline's StreamInfo list
         frame_index (B,) int64     index of the frame within its stream
-        t_capture_ns ... t_predicted_ns (B,) int64  stage timestamps
+        t_capture_ns ... t_emitted_ns (B,) int64  stage timestamps (see STAGES)
         pose (B, K, 3) float64     measured x, y, likelihood (DeepLabCut's decode)
         predicted (B, K, 3) float64  Kalman prediction to ``t_target_ns`` (likelihood copied)
         t_target_ns (B,) int64     the moment the prediction is for
@@ -86,10 +91,12 @@ class PoseBatch:
         self.stream = np.zeros(capacity, np.int32)
         self.frame_index = np.zeros(capacity, np.int64)
         self.t_capture_ns = np.zeros(capacity, np.int64)
+        self.t_dequeued_ns = np.zeros(capacity, np.int64)
         self.t_infer_start_ns = np.zeros(capacity, np.int64)
         self.t_infer_end_ns = np.zeros(capacity, np.int64)
         self.t_decoded_ns = np.zeros(capacity, np.int64)
         self.t_predicted_ns = np.zeros(capacity, np.int64)
+        self.t_emitted_ns = np.zeros(capacity, np.int64)
         self.t_target_ns = np.zeros(capacity, np.int64)
         self.pose = np.zeros((capacity, num_bodyparts, 3), np.float64)
         self.predicted = np.zeros((capacity, num_bodyparts, 3), np.float64)
