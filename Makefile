@@ -26,8 +26,11 @@ $(STAMP_TEST): pyproject.toml setup.py | $(PY)
 demo: $(STAMP_RUN)
 	$(VENV)/bin/rtpose demo
 
+# pytest exits 5 when it collects no tests: that is a failure here, with a message.
 test: $(STAMP_TEST)
-	$(PY) -m pytest -q $(PYTEST_ARGS)
+	@$(PY) -m pytest -q $(PYTEST_ARGS); status=$$?; \
+	if [ $$status -eq 5 ]; then echo "pytest collected no tests: the suite must never be empty" >&2; exit 1; fi; \
+	exit $$status
 
 clean-venv:
 	rm -rf $(VENV)
