@@ -1,0 +1,58 @@
+"""Runs a :class:`RuleEngine` as a pipeline stage (see rtpose.stages.Stage).
+
+For every valid row of a :class:`~rtpose.results.PoseBatch`, in order, the
+engine sees the row's measured and predicted pose at the frame's
+``t_capture_ns``; the stage appends the decided actions to ``batch.actions``,
+one ``Event(kind="trigger", name=rule, detail="on"|"off")`` per rule that
+fired or ended to ``batch.events``, and updates ``batch.trigger_states``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+from ..errors import ConfigError
+from ..results import Event, PoseBatch, StreamInfo
+from .config import load_rule_file
+from .engine import RuleEngine
+from .rule import Rule
+
+
+class RulesStage:
+    name = "rules"
+
+    def __init__(self, engine: RuleEngine, *, source: str = "rules"):
+        self.engine = engine
+        self.source = source
+
+    @classmethod
+    def from_rules(cls, rules: Sequence[Rule], bodyparts: Sequence[str], *, source: str = "rules") -> "RulesStage":
+        return cls(RuleEngine(rules, bodyparts), source=source)
+
+    def open(self, streams: Sequence[StreamInfo]) -> None:
+        for s in streams:
+            if tuple(s.bodyparts) != self.engine.bodyparts:
+                raise ConfigError(
+                    f"{self.source}: rules were loaded for bodyparts {', '.join(self.engine.bodyparts)} "
+                    f"but stream {s.stream_id!r} has {', '.join(s.bodyparts)}; load the rules with the model's bodyparts"
+                )
+        self.engine.reset()
+
+    def process(self, batch: PoseBatch) -> None:
+        engine = self.engine
+        for i in range(batch.n):
+            t_ns = int(batch.t_capture_ns[i])
+            frame = int(batch.frame_index[i])
+            stream = int(batch.stream[i])
+            actions = engine.evaluate(t_ns, frame, batch.pose[i], batch.predicted[i], stream=stream)
+            if actions:
+                batch.actions.extend(actions)
+            for rule, on in engine.last_changes:
+                batch.events.append(Event("trigger", t_ns, frame, rule, "on" if on else "off", stream))
+        batch.trigger_states.update(engine.states)
+
+
+def load_rules(path: str | Path, bodyparts: Sequence[str]) -> RulesStage:
+    """Read a YAML rules file (see docs/rules.md) into a ready-to-run stage."""
+    return RulesStage.from_rules(load_rule_file(path, bodyparts), bodyparts, source=str(path))
