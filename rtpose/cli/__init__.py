@@ -15,6 +15,8 @@ COMMANDS = (
     "analyze",
     "demo",
     "info",
+    "listen",
+    "benchmark",
 )
 
 

@@ -1,0 +1,37 @@
+"""``rtpose info``: a model's metadata, inputs/outputs, and the execution providers available."""
+
+from __future__ import annotations
+
+import argparse
+
+from ..model import available_providers, load_model
+
+
+def register(sub) -> None:
+    p = sub.add_parser("info", help="show a model's metadata and the providers available", description=__doc__)
+    p.add_argument("model", nargs="?", default=None, help="rtpose .onnx file or DeepLabCut folder (default: bundled model)")
+    p.set_defaults(func=main)
+
+
+def main(args: argparse.Namespace) -> int:
+    import onnxruntime
+
+    model = load_model(args.model, providers=["cpu"])
+    meta = model.metadata
+    print(f"model: {model.path}")
+    print(f"  bodyparts ({meta.num_bodyparts}): {', '.join(meta.bodyparts)}")
+    print(f"  stride: {meta.stride:g}   locref_stdev: {meta.locref_stdev:g}   location_refinement: {meta.location_refinement}")
+    print(f"  input colour: {meta.input_color}, range {meta.input_range}, preprocessing in graph: {meta.preprocessing_in_graph}")
+    print("  inputs:")
+    for i in model.session.get_inputs():
+        print(f"    {i.name}: {i.type} {i.shape}")
+    print("  outputs:")
+    for o in model.session.get_outputs():
+        print(f"    {o.name}: {o.type} {o.shape}")
+    if meta.extra:
+        print("  export information:")
+        for k, v in sorted(meta.extra.items()):
+            print(f"    {k}: {v}")
+    print(f"onnxruntime {onnxruntime.__version__}, device {onnxruntime.get_device()}")
+    print(f"  available providers: {', '.join(available_providers())}")
+    return 0

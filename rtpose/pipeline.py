@@ -1,0 +1,275 @@
+"""The live/offline pipeline: sources → capture threads → rings → batcher →
+model → decode → Kalman prediction → stages (rules) → sinks.
+
+One capture thread per source writes into its ring; the inference loop runs
+on the thread that calls :meth:`Pipeline.run`. Every frame yields one row of a
+preallocated :class:`~rtpose.results.PoseBatch` with its stage timestamps,
+measured pose and predicted pose.
+
+Time: ``t_capture_ns`` is stamped by the capture thread. The Kalman filter is
+driven by frame timestamps only: in live mode the capture stamps, in offline
+(lossless) mode the media time ``frame_index / fps`` (reading a file as fast as
+possible says nothing about when the animal moved). Live predictions are made
+for "now + output_delay" (the moment the output takes effect); offline ones for
+"frame time + output_delay".
+
+Stopping: Ctrl-C (KeyboardInterrupt) or :meth:`Pipeline.stop` ends the run
+cleanly; sinks are always closed (files flushed) and frame accounting is exact:
+``captured == processed + dropped`` per stream.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import numpy as np
+
+from .batcher import Batcher
+from .capture import CaptureThread
+from .clock import Clock, monotonic_ns
+from .decode import Decoder
+from .errors import ConfigError
+from .kalman import KalmanPredictor
+from .results import Event, PoseBatch, StreamInfo
+from .ring import FrameRing
+from .stats import LatencyStats
+
+
+@dataclass
+class PipelineConfig:
+    """Knobs of a run. ``live=True`` uses the newest-frame policy, else lossless."""
+
+    live: bool = True
+    batch_size: int = 1
+    max_wait_ms: float = 2.0
+    ring_slots: int = 4
+    max_frames: int | None = None  # per source
+    output_delay_ms: float = 0.0
+    kalman_model: str = "cv"
+    kalman_process_noise: float = 5e4
+    kalman_measurement_noise_px: float = 2.0
+    kalman_min_likelihood: float = 0.5
+    kalman_max_gap_s: float = 0.5
+    status_interval_s: float = 1.0
+
+
+@dataclass
+class StreamCounts:
+    stream_id: str
+    captured: int
+    processed: int
+    dropped: int
+
+
+@dataclass
+class RunSummary:
+    streams: list[StreamCounts]
+    duration_s: float
+    latency_ms: dict[str, dict[str, float]]
+    provider: str
+    batch_size: int
+    live: bool
+    interrupted: bool = False
+    sinks: dict[str, dict[str, object]] = field(default_factory=dict)
+
+    @property
+    def captured(self) -> int:
+        return sum(s.captured for s in self.streams)
+
+    @property
+    def processed(self) -> int:
+        return sum(s.processed for s in self.streams)
+
+    @property
+    def dropped(self) -> int:
+        return sum(s.dropped for s in self.streams)
+
+    @property
+    def fps(self) -> float:
+        return self.processed / self.duration_s if self.duration_s > 0 else 0.0
+
+
+@dataclass
+class Status:
+    """A snapshot for a live status line."""
+
+    elapsed_s: float
+    captured: int
+    processed: int
+    dropped: int
+    fps: float
+    latency_p50_ms: float
+
+
+class Pipeline:
+    """Wire sources, a model and sinks; call :meth:`run`."""
+
+    def __init__(self, sources: Sequence, model, *, sinks: Sequence = (), stages: Sequence = (),
+                 config: PipelineConfig | None = None, clock: Clock = monotonic_ns):
+        if not sources:
+            raise ConfigError("a pipeline needs at least one source")
+        self.sources = list(sources)
+        self.model = model
+        self.sinks = list(sinks)
+        self.stages = list(stages)
+        self.config = config or PipelineConfig()
+        self.clock = clock
+        self.stats = LatencyStats()
+        self.summary: RunSummary | None = None
+        self._stop = threading.Event()
+        self.streams: list[StreamInfo] = []
+
+    def stop(self) -> None:
+        """Ask the run to end (thread-safe; e.g. from a signal handler)."""
+        self._stop.set()
+
+    # ------------------------------------------------------------------ set-up
+    def _open(self) -> tuple[list[FrameRing], list[CaptureThread], Batcher, PoseBatch]:
+        cfg = self.config
+        meta = self.model.metadata
+        infos = [src.open() for src in self.sources]
+        shapes = {(i.height, i.width) for i in infos}
+        if len(shapes) != 1:
+            raise ConfigError(f"all sources of one run must share a frame size, got {sorted(shapes)}")
+        height, width = shapes.pop()
+        self.streams = [StreamInfo(src.name, i.width, i.height, i.fps, meta.bodyparts, i.n_frames)
+                        for src, i in zip(self.sources, infos)]
+        wakeup = threading.Event()
+        policy = "newest" if cfg.live else "lossless"
+        slots = max(cfg.ring_slots, 3 if cfg.live else cfg.batch_size + 1)
+        rings = [FrameRing((height, width, 3), slots=slots, policy=policy, wakeup=wakeup) for _ in self.sources]
+        batch_size = max(cfg.batch_size, len(self.sources)) if cfg.live else cfg.batch_size
+        self.model.prepare(batch_size, height, width)
+        batcher = Batcher(rings, batch_size=batch_size, max_wait_ms=cfg.max_wait_ms, clock=self.clock)
+        captures = [CaptureThread(src, ring, max_frames=cfg.max_frames, clock=self.clock, name=f"rtpose-capture-{i}")
+                    for i, (src, ring) in enumerate(zip(self.sources, rings))]
+        return rings, captures, batcher, PoseBatch(batch_size, meta.num_bodyparts)
+
+    # ------------------------------------------------------------------ run
+    def run(self, on_status: Callable[[Status], None] | None = None) -> RunSummary:
+        """Run until every source ends, :meth:`stop` is called or Ctrl-C.
+
+        Raises the first error of a source, the model or a sink *after* closing
+        every sink (so recordings are flushed); :attr:`summary` is set either way.
+        """
+        cfg = self.config
+        meta = self.model.metadata
+        rings, captures, batcher, batch = self._open()
+        decoder = Decoder(meta.stride, meta.locref_stdev, meta.num_bodyparts, batch.capacity)
+        predictors = [KalmanPredictor(meta.num_bodyparts, model=cfg.kalman_model,
+                                      process_noise=cfg.kalman_process_noise,
+                                      measurement_noise_px=cfg.kalman_measurement_noise_px,
+                                      min_likelihood=cfg.kalman_min_likelihood, max_gap_s=cfg.kalman_max_gap_s)
+                      for _ in self.sources]
+        frame_period_ns = [int(1e9 / s.fps) if s.fps > 0 else 33_333_333 for s in self.streams]
+        delay_ns = int(cfg.output_delay_ms * 1e6)
+        reported_drops = [0] * len(rings)
+        opened_sinks = []
+        interrupted = False
+        clock = self.clock
+        t_start = clock()
+        next_status = t_start + int(cfg.status_interval_s * 1e9)
+        error: BaseException | None = None
+        try:
+            for stage in self.stages:
+                stage.open(self.streams)
+            for sink in self.sinks:
+                sink.open(self.streams)
+                opened_sinks.append(sink)
+            for cap in captures:
+                cap.start()
+            while not self._stop.is_set():
+                for cap in captures:
+                    cap.check()
+                n = batcher.next_batch(self.model, batch, self._stop)
+                if n == 0:
+                    if batcher.finished:
+                        break
+                    continue
+                batch.t_infer_start_ns[:n] = clock()
+                scmap, locref = self.model.run(n)
+                batch.t_infer_end_ns[:n] = clock()
+                decoder.decode(scmap, locref, batch.pose, n)
+                batch.t_decoded_ns[:n] = t_now = clock()
+                for i in range(n):
+                    s = batch.stream[i]
+                    if cfg.live:
+                        t_meas, t_target = int(batch.t_capture_ns[i]), t_now + delay_ns
+                    else:
+                        t_meas = int(batch.frame_index[i]) * frame_period_ns[s]
+                        t_target = t_meas + delay_ns
+                    predictors[s].update(t_meas, batch.pose[i])
+                    predictors[s].predict(t_target, batch.predicted[i])
+                    batch.t_target_ns[i] = t_target
+                batch.t_predicted_ns[:n] = clock()
+                for s, ring in enumerate(rings):
+                    if ring.dropped > reported_drops[s]:
+                        batch.events.append(Event("drop", int(batch.t_capture_ns[0]), int(batch.frame_index[0]),
+                                                  name=self.streams[s].stream_id,
+                                                  detail=f"{ring.dropped - reported_drops[s]} frames", stream=s))
+                        reported_drops[s] = ring.dropped
+                for stage in self.stages:
+                    stage.process(batch)
+                for sink in self.sinks:
+                    sink.write(batch)
+                batch.t_emitted_ns[:n] = t_emit = clock()
+                self.stats.add(batch)
+                if on_status is not None and t_emit >= next_status:
+                    next_status = t_emit + int(cfg.status_interval_s * 1e9)
+                    on_status(self._status(rings, t_emit - t_start))
+            for cap in captures:
+                cap.check()
+        except KeyboardInterrupt:
+            interrupted = True
+        except BaseException as exc:
+            error = exc
+        finally:
+            for cap in captures:
+                cap.stop()
+            for ring in rings:
+                ring.close_reader()  # unblocks a lossless writer; counts unseen frames as dropped
+            for cap in captures:
+                cap.join(5.0)
+            for ring in rings:
+                ring.close_reader()  # frames published while the capture thread was stopping
+            for src in self.sources:
+                try:
+                    src.close()
+                except Exception as exc:  # keep the first error, but close everything
+                    error = error or exc
+            sink_summaries = {}
+            for sink in opened_sinks:
+                try:
+                    sink.close()
+                except Exception as exc:
+                    error = error or exc
+                sink_summaries[sink.name] = sink.summary()
+            self.summary = RunSummary(
+                streams=[StreamCounts(info.stream_id, r.captured, r.processed, r.dropped)
+                         for info, r in zip(self.streams, rings)],
+                duration_s=(clock() - t_start) * 1e-9,
+                latency_ms=self.stats.summary(),
+                provider=getattr(self.model, "provider", "?"),
+                batch_size=batch.capacity,
+                live=cfg.live,
+                interrupted=interrupted,
+                sinks=sink_summaries,
+            )
+        if error is not None:
+            raise error
+        return self.summary
+
+    def _status(self, rings: Sequence[FrameRing], elapsed_ns: int) -> Status:
+        processed = sum(r.processed for r in rings)
+        e2e = self.stats.samples_ms["end_to_end"]
+        recent = e2e[: min(self.stats.count, self.stats.capacity)]
+        return Status(
+            elapsed_s=elapsed_ns * 1e-9,
+            captured=sum(r.captured for r in rings),
+            processed=processed,
+            dropped=sum(r.dropped for r in rings),
+            fps=processed / (elapsed_ns * 1e-9) if elapsed_ns else 0.0,
+            latency_p50_ms=float(np.median(recent[-300:])) if len(recent) else float("nan"),
+        )
