@@ -30,8 +30,10 @@ from .batcher import Batcher
 from .capture import CaptureThread
 from .clock import Clock, monotonic_ns
 from .decode import Decoder
+from .decode import warmup as warmup_decode
 from .errors import ConfigError
 from .kalman import KalmanPredictor
+from .kalman import warmup as warmup_kalman
 from .results import Event, PoseBatch, StreamInfo
 from .ring import FrameRing
 from .stats import LatencyStats
@@ -157,6 +159,8 @@ class Pipeline:
         cfg = self.config
         meta = self.model.metadata
         rings, captures, batcher, batch = self._open()
+        warmup_decode()  # compile (or load cached) Numba kernels before the first frame, not on it
+        warmup_kalman()
         decoder = Decoder(meta.stride, meta.locref_stdev, meta.num_bodyparts, batch.capacity)
         predictors = [KalmanPredictor(meta.num_bodyparts, model=cfg.kalman_model,
                                       process_noise=cfg.kalman_process_noise,

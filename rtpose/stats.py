@@ -60,7 +60,7 @@ class LatencyStats:
 
     def format_table(self) -> str:
         """A plain-text table of the summary, one stage per line."""
-        rows = [f"{'stage (ms)':<12}{'p50':>9}{'p90':>9}{'p99':>9}{'max':>9}"]
+        rows = [f"{'stage (ms)':<12}{'p50':>10}{'p90':>10}{'p99':>10}{'max':>10}"]
         for name, s in self.summary().items():
-            rows.append(f"{name:<12}{s['p50']:>9.3f}{s['p90']:>9.3f}{s['p99']:>9.3f}{s['max']:>9.3f}")
+            rows.append(f"{name:<12}{s['p50']:>10.3f}{s['p90']:>10.3f}{s['p99']:>10.3f}{s['max']:>10.3f}")
         return "\n".join(rows)

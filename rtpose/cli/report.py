@@ -15,7 +15,7 @@ def status_line(status: Status, total_frames: int | None = None, stream=sys.stde
         done = min(status.processed + status.dropped, total_frames) / total_frames
         bar = "#" * int(done * 20)
         text = f"[{bar:<20}] {done:4.0%} " + text
-    stream.write("\r" + text)
+    stream.write(("\r" if stream.isatty() else "") + text + ("" if stream.isatty() else "\n"))
     stream.flush()
 
 
