@@ -91,10 +91,17 @@ def run_sweep_from_args(args, out: Path) -> tuple[list, dict]:
     return results, {"config": config, "model": loaded}
 
 
-def _update_doc(doc_path: Path, out: Path, markdown: str) -> None:
+def _check_doc(doc_path: Path) -> str:
+    if not doc_path.is_file():
+        raise ConfigError(f"--update-doc {doc_path}: no such file")
     text = doc_path.read_text(encoding="utf-8")
     if GENERATED_BEGIN not in text or GENERATED_END not in text:
         raise ConfigError(f"{doc_path} has no '{GENERATED_BEGIN}' ... '{GENERATED_END}' block to replace")
+    return text
+
+
+def _update_doc(doc_path: Path, out: Path, markdown: str) -> None:
+    text = _check_doc(doc_path)
     try:  # image links: relative to the doc's folder
         rel = out.resolve().relative_to(doc_path.resolve().parent)
     except ValueError:
@@ -134,6 +141,8 @@ def main(args: argparse.Namespace) -> int:
     from ..benchmark import report
     from ..benchmark.sysinfo import describe, system_info
 
+    if args.update_doc:
+        _check_doc(Path(args.update_doc))  # fail before measuring, not after
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     system = system_info()
