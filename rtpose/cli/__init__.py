@@ -17,6 +17,7 @@ COMMANDS = (
     "info",
     "listen",
     "benchmark",
+    "export",
 )
 
 

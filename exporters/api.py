@@ -1,0 +1,252 @@
+"""Export entry points: a source on disk (:func:`export_model`) or an in-memory Keras model
+(:func:`export_keras_model`) -> one self-describing, self-checked ONNX file.
+
+Every export: converts with tf2onnx, names the input ``image`` and the outputs
+``scoremap`` (B, h, w, K) and ``locref`` (B, h, w, 2K) with dynamic batch and
+size, rewrites paddings onnxruntime mishandles (:mod:`.onnx_graph`), compares
+ONNX with TensorFlow on check frames at every onnxruntime optimisation level
+(:mod:`.parity`), and only then writes the file, metadata inside
+(:class:`rtpose.metadata.ModelMetadata`). A failed check raises
+:class:`~rtpose.errors.ExportError` and writes nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+from rtpose import __version__
+from rtpose.errors import ExportError
+from rtpose.metadata import ModelMetadata
+
+from . import deps, fp16 as fp16_mod, frames as frames_mod, onnx_graph, parity, sources
+from .report import FP16_TOLERANCE, FP32_TOLERANCE, ExportReport
+
+DEFAULT_OPSET = 17
+MIN_OPSET, MAX_OPSET = 13, 18  # tf2onnx 1.17 converts up to 18; Slice/Split inputs need 13+
+
+
+def export_model(src, out=None, *, fp16: bool = False, opset: int = DEFAULT_OPSET, check_images=None,
+                 bodyparts=None, stride=None, locref_stdev=None, description=None) -> ExportReport:
+    """Export a DeepLabCut exported-model folder, a TF SavedModel or a Keras file to ONNX.
+
+    Args:
+        src: DeepLabCut folder (``pose_cfg.yaml`` + ``snapshot-*.pb``) or its ``.pb``, a SavedModel
+            folder, or a ``.keras``/``.h5`` file.
+        out: the ``.onnx`` file to write; default: beside ``src``, named after it (``-fp16`` added).
+        fp16: store weights as float16 (input and outputs stay float32); checked against FP32.
+        opset: ONNX opset, 13-18.
+        check_images: image files/folders for the numeric check; default: synthetic frames.
+        bodyparts, stride, locref_stdev: override (or, for SavedModel/Keras, supply) the description.
+        description: YAML/JSON describing a SavedModel/Keras model (default: found beside it).
+    """
+    _check_opset(opset)
+    deps.require_export()
+    source = sources.locate(src, description)
+    desc = sources.describe(source, bodyparts=bodyparts, stride=stride, locref_stdev=locref_stdev)
+    out = Path(out) if out else default_out(source, fp16)
+    check_frames = frames_mod.load_images(check_images) if check_images else None
+    if source.kind == "dlc":
+        return _export_dlc(source, desc, out, fp16=fp16, opset=opset, check_frames=check_frames)
+    from . import tf_keras
+
+    if source.kind == "savedmodel":
+        wrapped = tf_keras.SavedModel(source.model_file)
+    else:
+        wrapped = tf_keras.KerasModel(tf_keras.load_keras_file(source.model_file), str(source.model_file))
+    return _export_wrapped(wrapped, desc, out, source_name=str(source.path), source_kind=source.kind,
+                           source_sha256=source.sha256(), fp16=fp16, opset=opset, check_frames=check_frames)
+
+
+def export_keras_model(model, out, *, bodyparts, stride, locref_stdev: float = sources.DEFAULT_LOCREF_STDEV,
+                       fp16: bool = False, opset: int = DEFAULT_OPSET, check_images=None,
+                       scoremap_output: str | None = None, locref_output: str | None = None,
+                       apply_sigmoid: bool = False, input_color: str = "RGB", input_range: str = "0-255",
+                       preprocessing_in_graph: bool = True) -> ExportReport:
+    """Export an in-memory Keras model (NHWC image in; score maps and offsets out).
+
+    Outputs are matched by name (``scoremap_output``/``locref_output``) or else by channel count
+    (K and 2K, or one 3K output). ``apply_sigmoid``: the score-map output is logits; a Sigmoid is
+    appended in the ONNX model. ``input_color``/``input_range``/``preprocessing_in_graph`` describe
+    what the model expects and go into the metadata.
+    """
+    _check_opset(opset)
+    deps.require_export()
+    from . import tf_keras
+
+    if not bodyparts:
+        raise ExportError("export_keras_model needs bodyparts=[...] (score-map channel order)")
+    desc = sources.ModelDescription(
+        bodyparts=tuple(str(b) for b in bodyparts), stride=float(stride), locref_stdev=float(locref_stdev),
+        scoremap_output=scoremap_output, locref_output=locref_output, apply_sigmoid=apply_sigmoid,
+        input_color=input_color, input_range=input_range, preprocessing_in_graph=preprocessing_in_graph,
+        described_by="export_keras_model arguments")
+    name = getattr(model, "name", "keras_model")
+    wrapped = tf_keras.KerasModel(model, f"Keras model {name!r}")
+    digest = hashlib.sha256()
+    for w in model.get_weights():
+        digest.update(w.tobytes())
+    check_frames = frames_mod.load_images(check_images) if check_images else None
+    return _export_wrapped(wrapped, desc, Path(out), source_name=f"keras-model:{name}", source_kind="keras-model",
+                           source_sha256=digest.hexdigest(), fp16=fp16, opset=opset, check_frames=check_frames)
+
+
+def default_out(source: sources.Source, fp16: bool = False) -> Path:
+    base = source.path if source.path.is_dir() else source.path.with_suffix("")
+    if source.kind == "dlc" and source.path.is_file():
+        base = source.path.parent
+    return base.with_name(base.name + ("-fp16" if fp16 else "") + ".onnx")
+
+
+def _check_opset(opset: int) -> None:
+    if not MIN_OPSET <= int(opset) <= MAX_OPSET:
+        raise ExportError(f"opset {opset} is not supported; use {MIN_OPSET}-{MAX_OPSET} (default {DEFAULT_OPSET})")
+
+
+def _export_dlc(source, desc, out, *, fp16, opset, check_frames) -> ExportReport:
+    from . import tf_frozen
+
+    pb = source.model_file
+    refine = True if desc.location_refinement is None else desc.location_refinement
+    graph_def = tf_frozen.read_graph_def(pb)
+    io = tf_frozen.find_io(graph_def, pb, location_refinement=refine)
+    runner = tf_frozen.FrozenGraphRunner(graph_def, io, pb)
+    try:
+        model = tf_frozen.convert(graph_def, io, opset=opset, num_bodyparts=len(desc.bodyparts), source=str(pb))
+        return _finish(model, runner, desc, out, source_name=str(source.path), source_kind="dlc",
+                       source_sha256=source.sha256(), variant=io.variant, note=io.note, fp16=fp16, opset=opset,
+                       check_frames=check_frames, input_hw=(None, None), has_locref=refine,
+                       described_by=str(source.description_file))
+    finally:
+        runner.close()
+
+
+def _export_wrapped(wrapped, desc, out, *, source_name, source_kind, source_sha256, fp16, opset,
+                    check_frames) -> ExportReport:
+    from . import tf_keras
+
+    k = len(desc.bodyparts)
+    outputs = tf_keras.identify_outputs(wrapped.channels(), k, scoremap_hint=desc.scoremap_output,
+                                        locref_hint=desc.locref_output, source=wrapped.source)
+    if desc.location_refinement is True and not (outputs.locref or outputs.concatenated):
+        raise ExportError(f"{wrapped.source}: location_refinement is true but no offset output with {2 * k} "
+                          "channels was found; set location_refinement: false or name locref_output")
+    model, mapping = wrapped.convert(opset)
+    tf_keras.finish_outputs(model, mapping, outputs, k, desc.apply_sigmoid)
+
+    def reference(batch):
+        return tf_keras.reference_maps(wrapped(batch), outputs, k, desc.apply_sigmoid)
+
+    variant = source_kind
+    return _finish(model, reference, desc, out, source_name=source_name, source_kind=source_kind,
+                   source_sha256=source_sha256, variant=variant, note=outputs.note, fp16=fp16, opset=opset,
+                   check_frames=check_frames, input_hw=wrapped.input_hw,
+                   has_locref=bool(outputs.locref or outputs.concatenated), described_by=desc.described_by)
+
+
+def _finish(model, reference, desc, out: Path, *, source_name, source_kind, source_sha256, variant, note, fp16,
+            opset, check_frames, input_hw, has_locref, described_by) -> ExportReport:
+    onnx = deps.onnx()
+    k = len(desc.bodyparts)
+    fixes = onnx_graph.fix_padding(model)
+    h, w = input_hw
+    _set_io_dims(model, h, w, k, has_locref)
+    try:
+        onnx.checker.check_model(model)
+    except Exception as exc:
+        raise ExportError(f"{source_name}: the converted ONNX model is invalid ({exc}); please report this") from exc
+
+    frames = check_frames if check_frames is not None else frames_mod.synthetic_frames(
+        frames_mod.SYNTHETIC_SIZES if h is None or w is None else ((h, w), (h, w)))
+    if h is not None and w is not None and any(f.shape[:2] != (h, w) for f in frames):
+        raise ExportError(f"{source_name}: the model takes only {h}x{w} images; give --check images of that size")
+    batches = frames_mod.batches(frames)
+    ref = [reference(b) for b in batches]
+    channels = ref[0][0].shape[-1]
+    if channels != k:
+        raise ExportError(f"{described_by or source_name}: lists {k} bodyparts ({', '.join(desc.bodyparts)}) but "
+                          f"the model's score maps have {channels} channels; fix the bodyparts list")
+    stride, stdev = desc.stride, desc.locref_stdev
+    outputs = ("scoremap", "locref" if has_locref else None)
+    figures, fp32_out = parity.check(model.SerializeToString(), batches, ref, outputs=outputs, stride=stride,
+                                     locref_stdev=stdev, reference_name="tensorflow", tolerance=FP32_TOLERANCE,
+                                     source=source_name)
+    if not figures.ok:
+        raise ExportError(f"{source_name}: the ONNX model does not reproduce TensorFlow: "
+                          f"{'; '.join(figures.failures())} ({figures.summary()}). Nothing was written. Try another "
+                          "--opset; if it persists please report it with the model (tolerances: docs/export.md).")
+    figures16 = None
+    final = model
+    if fp16:
+        final = fp16_mod.to_float16(model, source_name)
+        figures16, _ = parity.check(final.SerializeToString(), batches, fp32_out, outputs=outputs, stride=stride,
+                                    locref_stdev=stdev, reference_name="onnx-fp32", tolerance=FP16_TOLERANCE,
+                                    source=source_name)
+        if not figures16.ok:
+            raise ExportError(f"{source_name}: the float16 model strays too far from float32: "
+                              f"{'; '.join(figures16.failures())}. Nothing was written; export without --fp16.")
+
+    extra = {
+        "source": Path(source_name).name if source_kind != "keras-model" else source_name,
+        "source_sha256": source_sha256,
+        "source_kind": source_kind,
+        "source_variant": variant,
+        "exporter": "rtpose.exporters",
+        "exporter_version": __version__,
+        "opset": str(opset),
+        "fp16": "true" if fp16 else "false",
+        "graph_fixes": str(len(fixes)),
+    }
+    extra.update(deps.versions())
+    extra.update(figures.as_extra("parity"))
+    if figures16 is not None:
+        extra.update(figures16.as_extra("parity_fp16"))
+    metadata = ModelMetadata(
+        bodyparts=desc.bodyparts, stride=stride, locref_stdev=stdev, location_refinement=has_locref,
+        scoremap_output="scoremap", locref_output="locref" if has_locref else None, input_name="image",
+        input_color=desc.input_color, input_range=desc.input_range,
+        preprocessing_in_graph=desc.preprocessing_in_graph, extra=extra)
+    _write(final, metadata, out, source_name)
+    return ExportReport(out=out, source=source_name, source_kind=source_kind, variant=variant, variant_note=note,
+                        metadata=metadata, parity=figures, parity_fp16=figures16, fp16=fp16, opset=opset,
+                        graph_fixes=tuple(fixes))
+
+
+def _set_io_dims(model, h, w, k: int, has_locref: bool) -> None:
+    g = model.graph
+    if len(g.input) != 1 or g.input[0].name != "image":
+        names = [i.name for i in g.input]
+        raise ExportError(f"the converted model has inputs {names}, expected one `image`; please report this")
+    onnx_graph.set_dims(g.input[0], ["batch", h if h is not None else "height", w if w is not None else "width", 3])
+    want = {"scoremap": k}
+    if has_locref:
+        want["locref"] = 2 * k
+    got = {o.name for o in g.output}
+    if got != set(want):
+        raise ExportError(f"the converted model has outputs {sorted(got)}, expected {sorted(want)}; please report this")
+    for o in g.output:
+        dims = o.type.tensor_type.shape.dim
+        keep = [d.dim_value if d.HasField("dim_value") else None for d in dims] if len(dims) == 4 else [None] * 4
+        onnx_graph.set_dims(o, ["batch", keep[1] or "map_height", keep[2] or "map_width", want[o.name]])
+
+
+def _write(model, metadata: ModelMetadata, out: Path, source_name: str) -> None:
+    onnx = deps.onnx()
+    del model.metadata_props[:]
+    for key, value in metadata.to_props().items():
+        entry = model.metadata_props.add()
+        entry.key, entry.value = key, value
+    model.producer_name = "rtpose.exporters"
+    model.producer_version = __version__
+    model.doc_string = f"rtpose export of {source_name}"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    try:
+        onnx.save(model, str(tmp))
+        os.replace(tmp, out)
+    except OSError as exc:
+        raise ExportError(f"{out}: cannot write the ONNX file ({exc}); choose another --out") from exc
+    finally:
+        if tmp.exists():
+            tmp.unlink()

@@ -1,0 +1,122 @@
+"""The export's numeric self-check: run the ONNX model with onnxruntime, compare with a reference.
+
+The model is run at every onnxruntime graph-optimisation level (an exported
+model must work whichever the runtime picks); the figures are the worst over
+levels and frames. Pose differences use DeepLabCut's single-animal decode:
+first maximum of each score map (row-major), offsets ``(dx, dy)`` times
+``locref_stdev``, ``x = col * stride + stride / 2 + dx``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from rtpose.errors import ExportError
+
+from . import deps
+from .report import ParityFigures, Tolerance
+
+ORT_LEVELS = ("disable_all", "basic", "extended", "all")
+
+
+def argmax_pose(scoremap: np.ndarray, locref: np.ndarray | None, stride: float, locref_stdev: float):
+    """(B, h, w, K) score maps (+ (B, h, w, 2K) offsets) -> (B, K, 2) x, y in pixels and (B, K) flat cells."""
+    b, h, w, k = scoremap.shape
+    flat = scoremap.reshape(b, h * w, k)
+    cell = flat.argmax(axis=1)  # (B, K), first maximum
+    row, col = np.divmod(cell, w)
+    xy = np.stack([col, row], axis=-1).astype(np.float64) * stride + stride / 2.0
+    if locref is not None:
+        off = locref.reshape(b, h * w, k, 2)
+        bi, ki = np.meshgrid(np.arange(b), np.arange(k), indexing="ij")
+        xy += off[bi, cell, ki].astype(np.float64) * locref_stdev
+    return xy, cell
+
+
+def compare(ref, got, *, stride: float, locref_stdev: float) -> tuple[float, float | None, float, int, int]:
+    """Differences between two (scoremap, locref) pairs: score max, offset max, pose max px, near-ties, points."""
+    ref_sc, ref_lr = ref
+    got_sc, got_lr = got
+    if ref_sc.shape != got_sc.shape or (ref_lr is not None and ref_lr.shape != got_lr.shape):
+        raise ExportError(f"ONNX output shapes {got_sc.shape}/{None if got_lr is None else got_lr.shape} differ from "
+                          f"the reference {ref_sc.shape}/{None if ref_lr is None else ref_lr.shape}; please report this")
+    score_diff = float(np.max(np.abs(ref_sc.astype(np.float64) - got_sc)))
+    locref_diff = None if ref_lr is None else float(np.max(np.abs(ref_lr.astype(np.float64) - got_lr)))
+    ref_xy, ref_cell = argmax_pose(ref_sc, ref_lr, stride, locref_stdev)
+    got_xy, got_cell = argmax_pose(got_sc, got_lr, stride, locref_stdev)
+    dist = np.linalg.norm(ref_xy - got_xy, axis=-1)
+    b, h, w, k = ref_sc.shape
+    flat = ref_sc.reshape(b, h * w, k)
+    bi, ki = np.meshgrid(np.arange(b), np.arange(k), indexing="ij")
+    gap = flat[bi, ref_cell, ki].astype(np.float64) - flat[bi, got_cell, ki]
+    ambiguous = (ref_cell != got_cell) & (gap <= 2.0 * score_diff)
+    clear = dist[~ambiguous]
+    pose_diff = float(clear.max()) if clear.size else 0.0
+    if not np.isfinite(dist).all():
+        pose_diff = float("nan")
+    return score_diff, locref_diff, pose_diff, int(ambiguous.sum()), int(dist.size)
+
+
+def session(model_bytes: bytes, level: str):
+    ort = deps.onnxruntime()
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = {
+        "disable_all": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+        "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+        "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+        "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+    }[level]
+    opts.log_severity_level = 3
+    return ort.InferenceSession(model_bytes, opts, providers=["CPUExecutionProvider"])
+
+
+def run_onnx(model_bytes: bytes, batches, outputs: tuple[str, str | None], level: str, source: str):
+    """Run every batch; returns a list of (scoremap, locref) per batch."""
+    try:
+        sess = session(model_bytes, level)
+    except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph/... types
+        raise ExportError(f"{source}: onnxruntime cannot load the exported model at optimisation level "
+                          f"{level} ({exc}); please report this with the model attached") from exc
+    names = [n for n in outputs if n]
+    results = []
+    for batch in batches:
+        try:
+            arrays = sess.run(names, {sess.get_inputs()[0].name: batch})
+        except Exception as exc:
+            raise ExportError(f"{source}: onnxruntime fails to run the exported model at optimisation level "
+                              f"{level} on a {batch.shape} batch ({exc}); please report this") from exc
+        results.append((arrays[0], arrays[1] if len(arrays) > 1 else None))
+    return results
+
+
+def check(model_bytes: bytes, batches, reference, *, outputs, stride: float, locref_stdev: float,
+          reference_name: str, tolerance: Tolerance, source: str, levels=ORT_LEVELS):
+    """Compare the ONNX model at every level with ``reference`` (list of (scoremap, locref) per batch).
+
+    Returns (ParityFigures, outputs of the last level) - the latter a reference for an FP16 check.
+    """
+    worst = [0.0, None if reference[0][1] is None else 0.0, 0.0, 0, 0]
+    got = None
+    for level in levels:
+        got = run_onnx(model_bytes, batches, outputs, level, source)
+        amb_level, points = 0, 0
+        for ref_pair, got_pair in zip(reference, got):
+            s, lr, p, amb, n = compare(ref_pair, got_pair, stride=stride, locref_stdev=locref_stdev)
+            worst[0] = _worst(worst[0], s)
+            worst[1] = None if lr is None else _worst(worst[1], lr)
+            worst[2] = _worst(worst[2], p)
+            amb_level += amb
+            points += n
+        worst[3] = max(worst[3], amb_level)
+        worst[4] = points
+    sizes = tuple(f"{b.shape[1]}x{b.shape[2]}" for b in batches for _ in range(b.shape[0]))
+    figures = ParityFigures(
+        reference=reference_name, scoremap_max_abs=worst[0], locref_max_abs=worst[1], pose_max_px=worst[2],
+        ambiguous_peaks=worst[3], points=worst[4], frames=len(sizes), frame_sizes=sizes,
+        ort_levels=tuple(levels), tolerance=tolerance,
+    )
+    return figures, got
+
+
+def _worst(a: float, b: float) -> float:
+    return b if (np.isnan(b) or b > a) else a

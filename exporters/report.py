@@ -1,0 +1,125 @@
+"""What an export reports: parity figures, the tolerances they are held to, the result.
+
+Tolerances (see docs/export.md for the measurements behind them):
+
+* FP32 ONNX vs TensorFlow: score maps 1e-3 (absolute, on sigmoid values in
+  [0, 1]), offsets 1e-2 (absolute, in the graph's raw units, i.e. before
+  multiplying by ``locref_stdev``: 0.07 px at the default 7.28), decoded pose
+  0.5 px. Two float32 implementations of the same graph differ by summation
+  order only: measured 1e-7 to 1e-4 on score maps and up to ~1e-3 on offsets,
+  so these bounds are ~10x above honest float32 noise while any real conversion
+  error (a wrong padding, a swapped channel, a missing op) is orders larger.
+* FP16 ONNX vs FP32 ONNX: score maps 2e-2, offsets 5e-2, pose 1.0 px (float16
+  keeps ~3 significant digits; the pose bound is an eighth of a stride-8 cell).
+
+The pose difference is taken over points whose score-map peak is unambiguous:
+when the two models pick different cells and the reference scores of those
+cells differ by less than twice the measured score-map difference, the peak is
+a near-tie that either model may resolve either way; such points are counted
+(``ambiguous_peaks``) and left out of ``pose_max_px``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rtpose.metadata import ModelMetadata
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    scoremap: float
+    locref: float
+    pose_px: float
+
+
+FP32_TOLERANCE = Tolerance(scoremap=1e-3, locref=1e-2, pose_px=0.5)
+FP16_TOLERANCE = Tolerance(scoremap=0.1, locref=0.15, pose_px=1.0)
+
+
+@dataclass(frozen=True)
+class ParityFigures:
+    """Largest differences between a reference and an ONNX model over all check frames and ORT levels."""
+
+    reference: str  # "tensorflow" or "onnx-fp32"
+    scoremap_max_abs: float
+    locref_max_abs: float | None  # raw offset units; None without location refinement
+    pose_max_px: float
+    ambiguous_peaks: int
+    points: int  # frames x bodyparts compared
+    frames: int
+    frame_sizes: tuple[str, ...]  # "HxW"
+    ort_levels: tuple[str, ...]
+    tolerance: Tolerance
+
+    def failures(self) -> list[str]:
+        tol = self.tolerance
+        out = []
+        if not self.scoremap_max_abs <= tol.scoremap:  # `not <=` also catches NaN
+            out.append(f"score maps differ by {self.scoremap_max_abs:.3g} (tolerance {tol.scoremap:g})")
+        if self.locref_max_abs is not None and not self.locref_max_abs <= tol.locref:
+            out.append(f"offsets differ by {self.locref_max_abs:.3g} (tolerance {tol.locref:g})")
+        if not self.pose_max_px <= tol.pose_px:
+            out.append(f"poses differ by {self.pose_max_px:.3g} px (tolerance {tol.pose_px:g} px)")
+        return out
+
+    @property
+    def ok(self) -> bool:
+        return not self.failures()
+
+    def as_extra(self, prefix: str) -> dict[str, str]:
+        return {
+            f"{prefix}.reference": self.reference,
+            f"{prefix}.scoremap_max_abs": f"{self.scoremap_max_abs:.3g}",
+            f"{prefix}.locref_max_abs": "" if self.locref_max_abs is None else f"{self.locref_max_abs:.3g}",
+            f"{prefix}.pose_max_px": f"{self.pose_max_px:.3g}",
+            f"{prefix}.ambiguous_peaks": str(self.ambiguous_peaks),
+            f"{prefix}.frames": f"{self.frames} ({', '.join(self.frame_sizes)})",
+            f"{prefix}.ort_levels": ",".join(self.ort_levels),
+            f"{prefix}.tolerance": (f"scoremap {self.tolerance.scoremap:g}, locref {self.tolerance.locref:g}, "
+                                    f"pose {self.tolerance.pose_px:g} px"),
+        }
+
+    def summary(self) -> str:
+        locref = "n/a" if self.locref_max_abs is None else f"{self.locref_max_abs:.2e}"
+        amb = f", {self.ambiguous_peaks} near-tie peak(s) left out" if self.ambiguous_peaks else ""
+        return (f"vs {self.reference}: score maps {self.scoremap_max_abs:.2e}, offsets {locref}, "
+                f"pose {self.pose_max_px:.3f} px over {self.points} points{amb} "
+                f"[{self.frames} frame(s) {', '.join(sorted(set(self.frame_sizes)))}; ORT levels "
+                f"{', '.join(self.ort_levels)}] -> {'OK' if self.ok else 'FAILED'}")
+
+
+@dataclass(frozen=True)
+class ExportReport:
+    """The result of one export: where it went, what was found, how faithful it is."""
+
+    out: Path
+    source: str
+    source_kind: str  # "dlc" | "savedmodel" | "keras" | "keras-model"
+    variant: str
+    variant_note: str
+    metadata: ModelMetadata
+    parity: ParityFigures  # the FP32 ONNX model vs TensorFlow
+    parity_fp16: ParityFigures | None = None  # the FP16 model vs the FP32 ONNX model
+    fp16: bool = False
+    opset: int = 17
+    graph_fixes: tuple[str, ...] = field(default_factory=tuple)
+
+    def summary(self) -> str:
+        lines = [
+            f"source:   {self.source} ({self.source_kind})",
+            f"variant:  {self.variant}: {self.variant_note}",
+            f"model:    {len(self.metadata.bodyparts)} bodyparts {', '.join(self.metadata.bodyparts)}; "
+            f"stride {self.metadata.stride:g}; locref_stdev {self.metadata.locref_stdev:g}; "
+            f"outputs {self.metadata.scoremap_output}"
+            + (f", {self.metadata.locref_output}" if self.metadata.locref_output else ""),
+            f"check FP32 {self.parity.summary()}",
+        ]
+        if self.parity_fp16 is not None:
+            lines.append(f"check FP16 {self.parity_fp16.summary()}")
+        if self.graph_fixes:
+            lines.append(f"graph:    {len(self.graph_fixes)} padding rewrite(s) for onnxruntime "
+                         f"(exactly equivalent; see docs/export.md)")
+        lines.append(f"wrote:    {self.out} (opset {self.opset}{', float16 weights' if self.fp16 else ''})")
+        return "\n".join(lines)
