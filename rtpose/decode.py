@@ -43,6 +43,8 @@ No I/O, no threads, no clocks.
 
 from __future__ import annotations
 
+import operator
+
 import numba
 import numpy as np
 
@@ -255,8 +257,7 @@ class Decoder:
         B, h, w, _ = scmap.shape
         if h == 0 or w == 0:
             raise DecodeInputError(f"score maps have shape {scmap.shape}: empty map")
-        if n is None:
-            n = B
+        n = B if n is None else operator.index(n)  # a Python int: no new JIT signature
         if not 0 <= n <= B or n > self.max_batch:
             raise DecodeInputError(
                 f"n={n} images to decode, but the score maps hold {B} and the Decoder was made for "

@@ -278,5 +278,28 @@ def test_rejects_bad_inputs_without_recompiling():
         s, l = _random(rng, B, h, w, 3)
         dec.decode(s, l, out)
         dec.decode(s, l.reshape(B, h, w, 3, 2), out)
-        dec.decode(s, None, out)
+        dec.decode(s, None, out, n=np.int32(1))
     assert len(_decode_kernel.signatures) == n_signatures
+    with pytest.raises(TypeError):
+        dec.decode(scmap, locref, out, n=1.5)
+
+
+def test_decode_allocates_no_buffers_per_call():
+    import tracemalloc
+
+    rng = np.random.default_rng(2)
+    scmap, locref = _random(rng, 4, 60, 80, 8)  # 600 KB of maps: any copy or scratch would show
+    dec = Decoder(STRIDE, LOCREF_STDEV, 8, 4)
+    out = np.empty((4, 8, 3))
+    dec.decode(scmap, locref, out)
+    tracemalloc.start()
+    try:
+        tracemalloc.reset_peak()
+        base = tracemalloc.get_traced_memory()[0]
+        for _ in range(50):
+            dec.decode(scmap, locref, out)
+            dec.decode(scmap, None, out, n=2)
+        current, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak - base < 4096 and current - base < 1024
