@@ -1,0 +1,290 @@
+"""Receive rtpose's ZeroMQ pose stream in Python, as numpy arrays.
+
+    from rtpose.client import PoseClient
+    with PoseClient("tcp://127.0.0.1:5555", newest_only=True) as client:
+        for msg in client:
+            x, y, likelihood = msg.pose[msg.bodyparts.index("snout")]
+
+Each ``pose`` message becomes a :class:`PoseMessage`; with ``events=True``
+rule events arrive as :class:`EventMessage` in the same iteration. Pose
+messages that arrive before the header describing them are skipped (counted in
+``skipped``); ZeroMQ's drops for a slow reader show as ``dropped`` (gaps in the
+publisher's sequence numbers). Protocol: docs/protocol.md.
+"""
+
+from __future__ import annotations
+
+import collections
+from dataclasses import dataclass
+from typing import Iterator
+
+import msgpack
+import numpy as np
+import zmq
+
+from .clock import Clock, monotonic_ns
+from .errors import ConfigError, RtposeError
+from .sinks.zmq_pub import POSE_DTYPE, SCHEMA_VERSION, TOPIC_EVENT, TOPIC_HEADER, TOPIC_POSE
+
+_DEFAULT = object()
+_MAX_HEADERS = 8
+
+
+class ReceiveTimeout(RtposeError, TimeoutError):
+    """Nothing arrived within the timeout."""
+
+
+class ProtocolError(RtposeError):
+    """A message does not follow the protocol version this rtpose reads."""
+
+
+@dataclass(frozen=True)
+class PoseMessage:
+    """One frame's pose as published. Arrays are read-only float32 (K, 3): x, y, likelihood."""
+
+    stream: int  # index into the header's streams
+    stream_id: str
+    frame_index: int
+    seq: int  # publisher's message counter; gaps = messages this client missed
+    t_capture_ns: int
+    t_send_ns: int
+    t_recv_ns: int  # this process's CLOCK_MONOTONIC when the message was read
+    t_target_ns: int  # the moment ``predicted`` is for
+    bodyparts: tuple[str, ...]
+    pose: np.ndarray
+    predicted: np.ndarray
+    latencies_ns: dict[str, int]  # stage name -> ns, see docs/protocol.md
+    trigger_states: dict[str, bool]
+    header_id: int
+
+    @property
+    def receive_latency_ms(self) -> float:
+        """Capture to reception, in ms (same-machine clocks only)."""
+        return (self.t_recv_ns - self.t_capture_ns) / 1e6
+
+    def to_json(self) -> dict:
+        """A JSON-ready dict (NaN becomes null; coordinates rounded to 1/1000 px)."""
+        return {
+            "type": "pose",
+            "stream": self.stream_id,
+            "stream_index": self.stream,
+            "frame": self.frame_index,
+            "seq": self.seq,
+            "t_capture_ns": self.t_capture_ns,
+            "t_send_ns": self.t_send_ns,
+            "t_recv_ns": self.t_recv_ns,
+            "t_target_ns": self.t_target_ns,
+            "latency_ms": round(self.receive_latency_ms, 3),
+            "latencies_ms": {k: round(v / 1e6, 3) for k, v in self.latencies_ns.items()},
+            "pose": _pose_json(self.bodyparts, self.pose),
+            "predicted": _pose_json(self.bodyparts, self.predicted),
+            "triggers": dict(self.trigger_states),
+        }
+
+
+@dataclass(frozen=True)
+class EventMessage:
+    """A rule's ``event`` action, published when the rule fired."""
+
+    kind: str  # "fire"
+    rule: str
+    stream: int
+    stream_id: str
+    frame_index: int
+    seq: int
+    t_ns: int  # frame time at which the rule decided
+    t_send_ns: int
+    t_recv_ns: int
+
+    def to_json(self) -> dict:
+        return {
+            "type": "event", "kind": self.kind, "rule": self.rule, "stream": self.stream_id,
+            "stream_index": self.stream, "frame": self.frame_index, "seq": self.seq, "t_ns": self.t_ns,
+            "t_send_ns": self.t_send_ns, "t_recv_ns": self.t_recv_ns,
+            "latency_ms": round((self.t_recv_ns - self.t_ns) / 1e6, 3),
+        }
+
+
+def _finite(v: float, digits: int) -> float | None:
+    v = float(v)
+    return None if v != v else round(v, digits)
+
+
+def _pose_json(bodyparts: tuple[str, ...], pose: np.ndarray) -> dict:
+    return {bp: [_finite(pose[k, 0], 3), _finite(pose[k, 1], 3), _finite(pose[k, 2], 4)]
+            for k, bp in enumerate(bodyparts)}
+
+
+class PoseClient:
+    """Subscribe to an rtpose publisher.
+
+    Args:
+        address: the publisher's endpoint, e.g. ``tcp://127.0.0.1:5555``.
+        newest_only: each :meth:`recv` drains everything queued and returns only the
+            newest pose (events are still all delivered, in order, before it).
+        timeout_ms: default wait per :meth:`recv`; None waits forever. Iteration
+            ends when it passes; :meth:`recv` raises :class:`ReceiveTimeout`.
+        events: also deliver rule events (:class:`EventMessage`).
+        clock: "now" for ``t_recv_ns`` (CLOCK_MONOTONIC ns by default).
+    """
+
+    def __init__(self, address: str, *, newest_only: bool = False, timeout_ms: int | None = None,
+                 events: bool = False, clock: Clock = monotonic_ns, context: zmq.Context | None = None,
+                 rcvhwm: int = 1000):
+        self.address = address
+        self.newest_only = newest_only
+        self.timeout_ms = timeout_ms
+        self.events = events
+        self._clock = clock
+        self._own_context = context is None
+        self._ctx = zmq.Context() if context is None else context
+        self._sock = self._ctx.socket(zmq.SUB)
+        self._sock.setsockopt(zmq.LINGER, 0)
+        self._sock.setsockopt(zmq.RCVHWM, int(rcvhwm))
+        topics = [TOPIC_HEADER, TOPIC_POSE] + ([TOPIC_EVENT] if events else [])
+        for t in topics:
+            self._sock.setsockopt(zmq.SUBSCRIBE, t)
+        try:
+            self._sock.connect(address)
+        except zmq.ZMQError as exc:
+            self._release()
+            raise ConfigError(f"cannot connect to {address!r}: {exc}; use an endpoint like tcp://127.0.0.1:5555") from exc
+        self.headers: dict[int, dict] = {}
+        self.header: dict | None = None  # the latest header received
+        self._pending: collections.deque = collections.deque()
+        self._last_seq: int | None = None
+        self.received = 0
+        self.skipped = 0
+        self.dropped = 0
+        self._closed = False
+
+    # -- receiving ---------------------------------------------------------------------
+    def recv(self, timeout_ms=_DEFAULT) -> PoseMessage | EventMessage:
+        """The next pose (or event) message; raises :class:`ReceiveTimeout`."""
+        if self._pending:
+            return self._pending.popleft()
+        timeout = self.timeout_ms if timeout_ms is _DEFAULT else timeout_ms
+        deadline = None if timeout is None else self._clock() + int(timeout) * 1_000_000
+        while True:
+            if self.newest_only:
+                self._drain_newest()
+                if self._pending:
+                    return self._pending.popleft()
+            else:
+                while self._sock.getsockopt(zmq.EVENTS) & zmq.POLLIN:
+                    msg = self._handle(self._sock.recv_multipart(zmq.NOBLOCK))
+                    if msg is not None:
+                        return msg
+            if deadline is None:
+                self._sock.poll(None, zmq.POLLIN)
+            else:
+                left_ms = (deadline - self._clock() + 999_999) // 1_000_000
+                if left_ms <= 0 or not self._sock.poll(left_ms, zmq.POLLIN):
+                    raise ReceiveTimeout(
+                        f"no message from {self.address} within {timeout} ms; is a publisher running "
+                        f"(rtpose run --publish {self.address})?"
+                    )
+
+    def __iter__(self) -> Iterator[PoseMessage | EventMessage]:
+        while True:
+            try:
+                yield self.recv()
+            except ReceiveTimeout:
+                return
+
+    def _drain_newest(self) -> None:
+        latest = None
+        while self._sock.getsockopt(zmq.EVENTS) & zmq.POLLIN:
+            msg = self._handle(self._sock.recv_multipart(zmq.NOBLOCK))
+            if isinstance(msg, PoseMessage):
+                latest = msg
+            elif msg is not None:
+                self._pending.append(msg)
+        if latest is not None:
+            self._pending.append(latest)
+
+    def _handle(self, frames: list[bytes]) -> PoseMessage | EventMessage | None:
+        t_recv = self._clock()
+        if len(frames) != 2:
+            raise ProtocolError(f"{self.address} sent a {len(frames)}-part message; rtpose messages are [topic, payload]")
+        topic, payload = frames
+        data = msgpack.unpackb(payload, raw=False)
+        if not isinstance(data, dict) or data.get("v") != SCHEMA_VERSION:
+            version = data.get("v") if isinstance(data, dict) else None
+            raise ProtocolError(
+                f"{self.address} speaks rtpose stream version {version!r}; this client reads version "
+                f"{SCHEMA_VERSION}. Use the same rtpose version on both sides."
+            )
+        if topic == TOPIC_HEADER:
+            self.headers[data["hdr"]] = data
+            self.header = data
+            while len(self.headers) > _MAX_HEADERS:
+                del self.headers[next(iter(self.headers))]
+            return None
+        if topic == TOPIC_POSE:
+            self._count_gap(data["seq"])
+            header = self.headers.get(data["hdr"])
+            if header is None:
+                self.skipped += 1
+                return None
+            self.received += 1
+            return self._pose(data, header, t_recv)
+        if topic == TOPIC_EVENT:
+            header = self.headers.get(data["hdr"])
+            return EventMessage(
+                kind=data["kind"], rule=data["rule"], stream=data["stream"],
+                stream_id=_stream_id(header, data["stream"]), frame_index=data["frame"], seq=data["seq"],
+                t_ns=data["t_ns"], t_send_ns=data["t_send_ns"], t_recv_ns=t_recv,
+            )
+        return None  # a topic added by a later minor version: ignore
+
+    def _count_gap(self, seq: int) -> None:
+        last = self._last_seq
+        if last is not None and seq > last + 1:
+            self.dropped += seq - last - 1
+        self._last_seq = seq  # a lower seq means the publisher restarted: start counting afresh
+
+    def _pose(self, data: dict, header: dict, t_recv: int) -> PoseMessage:
+        stream = data["stream"]
+        try:
+            bodyparts = tuple(header["streams"][stream]["bodyparts"])
+        except (IndexError, KeyError, TypeError):
+            raise ProtocolError(f"pose message names stream {stream}, which header {data['hdr']} does not list") from None
+        k = len(bodyparts)
+        pose = np.frombuffer(data["pose"], POSE_DTYPE)
+        pred = np.frombuffer(data["pred"], POSE_DTYPE)
+        if pose.size != 3 * k or pred.size != 3 * k:
+            raise ProtocolError(f"pose message has {pose.size // 3} bodyparts, its header lists {k}")
+        rules = header.get("rules", [])
+        return PoseMessage(
+            stream=stream, stream_id=_stream_id(header, stream), frame_index=data["frame"], seq=data["seq"],
+            t_capture_ns=data["t_capture_ns"], t_send_ns=data["t_send_ns"], t_recv_ns=t_recv,
+            t_target_ns=data["t_target_ns"], bodyparts=bodyparts,
+            pose=pose.reshape(k, 3), predicted=pred.reshape(k, 3),
+            latencies_ns=dict(zip(header.get("latencies", []), data["lat_ns"])),
+            trigger_states=dict(zip(rules, data["trig"])), header_id=data["hdr"],
+        )
+
+    # -- lifecycle ------------------------------------------------------------------------
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._release()
+
+    def _release(self) -> None:
+        self._sock.close(linger=0)
+        if self._own_context:
+            self._ctx.term()
+
+    def __enter__(self) -> "PoseClient":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _stream_id(header: dict | None, stream: int) -> str:
+    try:
+        return str(header["streams"][stream]["id"])
+    except (TypeError, IndexError, KeyError):
+        return str(stream)

@@ -1,0 +1,187 @@
+"""docs/protocol.md's byte-level examples are what the publisher really sends.
+
+The examples between the GENERATED markers are produced by :func:`render`;
+regenerate them with ``.venv/bin/python tests/test_zmq_protocol_doc.py`` after
+a deliberate protocol change.
+"""
+
+from __future__ import annotations
+
+import re
+import struct
+import sys
+from pathlib import Path
+
+import zmq
+
+from rtpose.results import Action, PoseBatch, StreamInfo
+from rtpose.sinks import zmq_pub
+from rtpose.sinks.zmq_pub import ZmqPublisherSink
+
+DOC = Path(__file__).resolve().parents[1] / "docs" / "protocol.md"
+BP = ("snout", "leftear", "rightear", "tailbase")
+T0 = 1_000_000_000_000  # CLOCK_MONOTONIC ns of the example frame's capture
+
+
+def example_messages() -> dict[str, list[bytes]]:
+    """Publish one frame of a documented example; return the last message of each topic."""
+    ctx = zmq.Context.instance()
+    version, zmq_pub.__version__ = zmq_pub.__version__, "0.1.0"  # the header names the publisher's version; keep the example stable
+    sends = iter([T0 + 9_000_000 + i * 10_000 for i in range(10)])
+    sink = ZmqPublisherSink("inproc://protocol-doc", context=ctx, clock=lambda: next(sends), header_id=0x5EED0000)
+    sub = ctx.socket(zmq.SUB)
+    sub.subscribe(b"")
+    sub.connect("inproc://protocol-doc")
+    try:
+        sink.open([StreamInfo("camera:0", 640, 480, 30.0, BP)])
+        b = PoseBatch(1, len(BP))
+        b.n = 1
+        b.frame_index[0] = 1234
+        b.t_capture_ns[0] = T0
+        b.t_dequeued_ns[0] = T0 + 200_000
+        b.t_infer_start_ns[0] = T0 + 450_000
+        b.t_infer_end_ns[0] = T0 + 7_450_000
+        b.t_decoded_ns[0] = T0 + 7_480_000
+        b.t_predicted_ns[0] = T0 + 7_500_000
+        b.t_target_ns[0] = T0 + 40_000_000
+        b.pose[0] = [[100.5, 200.25, 0.96875], [90, 180, 0.5], [110, 180, 0.75], [100, 300, 1.0]]
+        b.predicted[0] = b.pose[0]
+        b.predicted[0, :, 0] += 2.0
+        b.trigger_states["snout_in_zone"] = True
+        b.actions.append(Action("event", "snout_in_zone", T0, 1234))
+        sink.write(b)
+        last: dict[str, list[bytes]] = {}
+        while sub.poll(1000 if len(last) < 3 else 0):
+            frames = sub.recv_multipart()
+            last[frames[0].decode()] = frames
+        return last
+    finally:
+        zmq_pub.__version__ = version
+        sub.close()
+        sink.close()
+
+
+def hexdump(data: bytes) -> str:
+    lines = []
+    for off in range(0, len(data), 16):
+        chunk = data[off:off + 16]
+        hexes = " ".join(f"{c:02x}" for c in chunk)
+        text = "".join(chr(c) if 32 <= c < 127 else "." for c in chunk)
+        lines.append(f"{off:04x}  {hexes:<47}  |{text}|")
+    return "\n".join(lines)
+
+
+def annotate(data: bytes) -> str:
+    """Walk a msgpack payload (the subset rtpose uses) and explain every item."""
+    out: list[str] = []
+    pos = 0
+
+    def emit(start: int, end: int, depth: int, what: str) -> None:
+        raw = data[start:end]
+        shown = " ".join(f"{c:02x}" for c in raw[:8]) + (" ..." if len(raw) > 8 else "")
+        out.append(f"{start:04x}  {shown:<27} {'  ' * depth}{what}")
+
+    def item(depth: int, role: str = "") -> object:
+        nonlocal pos
+        start = pos
+        t = data[pos]
+        pos += 1
+
+        def take(n: int) -> bytes:
+            nonlocal pos
+            pos += n
+            return data[pos - n:pos]
+
+        if t <= 0x7F:
+            value, what = t, f"positive fixint {t}"
+        elif 0x80 <= t <= 0x8F or t == 0xDE:
+            n = t & 0x0F if t <= 0x8F else struct.unpack(">H", take(2))[0]
+            emit(start, pos, depth, f"{role}map, {n} entries" if t <= 0x8F else f"{role}map16, {n} entries")
+            for _ in range(n):
+                item(depth + 1, "key ")
+                item(depth + 2, "value ")
+            return None
+        elif 0x90 <= t <= 0x9F:
+            n = t & 0x0F
+            emit(start, pos, depth, f"{role}fixarray, {n} elements")
+            for _ in range(n):
+                item(depth + 1)
+            return None
+        elif 0xA0 <= t <= 0xBF or t == 0xD9:
+            n = t & 0x1F if t <= 0xBF else take(1)[0]
+            value = take(n).decode()
+            what = f"{'fixstr' if t <= 0xBF else 'str8'} ({n} bytes) {value!r}"
+        elif t == 0xC0:
+            value, what = None, "nil"
+        elif t in (0xC2, 0xC3):
+            value, what = t == 0xC3, "true" if t == 0xC3 else "false"
+        elif t == 0xC4:
+            n = take(1)[0]
+            blob = take(n)
+            floats = struct.unpack(f"<{n // 4}f", blob)
+            value = blob
+            what = f"bin8 ({n} bytes) = float32 LE " + ", ".join(f"{f:g}" for f in floats)
+        elif t == 0xCB:
+            value = struct.unpack(">d", take(8))[0]
+            what = f"float64 {value!r}"
+        elif t in (0xCC, 0xCD, 0xCE, 0xCF):
+            fmt = {0xCC: ">B", 0xCD: ">H", 0xCE: ">I", 0xCF: ">Q"}[t]
+            value = struct.unpack(fmt, take(struct.calcsize(fmt)))[0]
+            what = f"uint{8 * struct.calcsize(fmt)} {value}"
+        elif t in (0xD0, 0xD1, 0xD2, 0xD3) or t >= 0xE0:
+            if t >= 0xE0:
+                value, what = t - 256, f"negative fixint {t - 256}"
+            else:
+                fmt = {0xD0: ">b", 0xD1: ">h", 0xD2: ">i", 0xD3: ">q"}[t]
+                value = struct.unpack(fmt, take(struct.calcsize(fmt)))[0]
+                what = f"int{8 * struct.calcsize(fmt)} {value}"
+        else:  # pragma: no cover - not used by the protocol
+            raise ValueError(f"msgpack type byte {t:#x} at {start} is not used by rtpose")
+        emit(start, pos, depth, role + what)
+        return value
+
+    item(0)
+    assert pos == len(data)
+    return "\n".join(out)
+
+
+def render() -> dict[str, str]:
+    msgs = example_messages()
+    blocks = {}
+    for topic in ("pose", "event", "header"):
+        t, payload = msgs[topic]
+        parts = [f"frame 1 (topic, {len(t)} bytes):", hexdump(t), "",
+                 f"frame 2 (msgpack payload, {len(payload)} bytes):", hexdump(payload)]
+        if topic != "header":
+            parts += ["", "the same payload, item by item:", "offset bytes", annotate(payload)]
+        blocks[topic] = "```\n" + "\n".join(parts) + "\n```"
+    return blocks
+
+
+def _marker(name: str) -> re.Pattern:
+    return re.compile(rf"(<!-- BEGIN GENERATED {name} -->\n)(.*?)(\n<!-- END GENERATED {name} -->)", re.S)
+
+
+def test_doc_examples_match_the_publisher():
+    text = DOC.read_text()
+    for name, block in render().items():
+        m = _marker(name).search(text)
+        assert m, f"docs/protocol.md lacks the GENERATED {name} block"
+        assert m.group(2) == block, f"docs/protocol.md's {name} example is stale; run python {__file__}"
+
+
+def test_annotator_covers_every_byte():
+    _, payload = example_messages()["pose"]
+    listing = annotate(payload)
+    assert "key fixstr (12 bytes) 't_capture_ns'" in listing and "float32 LE 100.5, 200.25, 0.96875" in listing
+
+
+if __name__ == "__main__":
+    text = DOC.read_text()
+    for name, block in render().items():
+        pattern = _marker(name)
+        if not pattern.search(text):
+            sys.exit(f"add <!-- BEGIN GENERATED {name} --> / <!-- END GENERATED {name} --> markers to {DOC}")
+        text = pattern.sub(lambda m: m.group(1) + block + m.group(3), text)
+    DOC.write_text(text)
+    print(f"updated {DOC}")
