@@ -50,7 +50,7 @@ class PipelineConfig:
     max_frames: int | None = None  # per source
     output_delay_ms: float = 0.0
     kalman_model: str = "cv"
-    kalman_process_noise: float = 5e4
+    kalman_process_noise: float | None = None  # None: the model's default (see rtpose.kalman)
     kalman_measurement_noise_px: float = 2.0
     kalman_min_likelihood: float = 0.5
     kalman_max_gap_s: float = 0.5
