@@ -278,9 +278,11 @@ class _RefusingSocket:
     def __init__(self, sock):
         self._sock = sock
 
-    def send_multipart(self, frames, flags=0):
+    def send(self, data, flags=0, **kw):
         assert flags & zmq.NOBLOCK, "the sink must never send in blocking mode"
         raise zmq.Again()
+
+    send_multipart = send
 
     def __getattr__(self, name):
         return getattr(self._sock, name)
