@@ -164,7 +164,8 @@ class PoseClient:
         if self._pending:
             return self._pending.popleft()
         timeout = self.timeout_ms if timeout_ms is _DEFAULT else timeout_ms
-        deadline = None if timeout is None else self._clock() + int(timeout) * 1_000_000
+        # A real wait, measured on CLOCK_MONOTONIC whatever clock stamps t_recv_ns.
+        deadline = None if timeout is None else monotonic_ns() + int(timeout) * 1_000_000
         while True:
             if self.newest_only:
                 self._drain_newest()
@@ -178,7 +179,7 @@ class PoseClient:
             if deadline is None:
                 self._sock.poll(None, zmq.POLLIN)
             else:
-                left_ms = (deadline - self._clock() + 999_999) // 1_000_000
+                left_ms = (deadline - monotonic_ns() + 999_999) // 1_000_000
                 if left_ms <= 0 or not self._sock.poll(left_ms, zmq.POLLIN):
                     raise ReceiveTimeout(
                         f"no message from {self.address} within {timeout} ms; is a publisher running "

@@ -202,7 +202,8 @@ def test_late_joiner_gets_a_header_before_its_first_pose(ipc_dir):
         sink.open([STREAM])
         for i in range(3):
             sink.write(make_batch(rng, 1, first_frame=i))
-        late = subscriber(ctx, sink.endpoint, (b"pose", b"header"))
+        # header first: when the pose subscription is seen, the header one has been too
+        late = subscriber(ctx, sink.endpoint, (b"header", b"pose"))
         assert sink.wait_for_subscriber(10_000)
         sink.write(make_batch(rng, 1, first_frame=3))
         topic, header = recv(late)

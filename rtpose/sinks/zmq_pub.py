@@ -251,9 +251,9 @@ class ZmqPublisherSink(Sink):
         """Block (in ZeroMQ's poll, not a sleep) until some subscriber has subscribed
         to poses, or ``timeout_ms`` passes. True if one has. Useful before the first
         frame so that nothing is lost to ZeroMQ's slow-joiner delay."""
-        deadline = self._clock() + int(timeout_ms) * 1_000_000
+        deadline = monotonic_ns() + int(timeout_ms) * 1_000_000  # a real wait, whatever clock stamps messages
         while self._pose_subscribers == 0:
-            left_ms = (deadline - self._clock()) // 1_000_000
+            left_ms = (deadline - monotonic_ns()) // 1_000_000
             if left_ms <= 0:
                 return False
             self.poll_subscriptions(int(left_ms))
