@@ -1,0 +1,105 @@
+"""Helpers shared by the latency test scripts (not a test themselves).
+
+* :func:`time_calls` - per-call wall times of a function (``perf_counter_ns``);
+* :class:`ZeroCostModel` - a :class:`~rtpose.model.PoseBackend` whose ``run`` costs
+  nothing: it returns preallocated score maps with one peak per body part, so a
+  pipeline around it measures everything except the network;
+* :func:`build_test_model` - the hand-built analytic ONNX model from ``tests/``
+  (it really finds the synthetic mouse), for scripts that need a real network;
+* :func:`cli` - the common ``--quick`` / ``--model`` / ``--json`` options of ``main()``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from rtpose.benchmark.report import json_safe
+from rtpose.metadata import ModelMetadata
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def time_calls(fn, n: int, *, warmup: int = 3) -> np.ndarray:
+    """Call ``fn()`` ``warmup + n`` times; return the last ``n`` durations in ns."""
+    for _ in range(warmup):
+        fn()
+    out = np.empty(n, np.int64)
+    clock = time.perf_counter_ns
+    for i in range(n):
+        t0 = clock()
+        fn()
+        out[i] = clock() - t0
+    return out
+
+
+class ZeroCostModel:
+    """PoseBackend fake: ``load_frame`` does the real copy/colour conversion into a
+    float32 input buffer (as :class:`~rtpose.model.OnnxPoseModel` does), ``run`` returns
+    preallocated maps (no network). Body part ``k`` peaks at cell ``(k, k)``."""
+
+    provider = "ZeroCost"
+
+    def __init__(self, num_bodyparts: int = 4, stride: int = 8):
+        self.metadata = ModelMetadata(bodyparts=tuple(f"bp{i}" for i in range(num_bodyparts)), stride=float(stride),
+                                      extra={"fake": "zero-cost"})
+        self.input_buffer = np.zeros((0, 0, 0, 3), np.float32)
+        self._scmap = self._locref = None
+
+    @property
+    def map_shape(self):
+        return self._scmap.shape[1:3]
+
+    def prepare(self, max_batch: int, height: int, width: int) -> None:
+        s = int(self.metadata.stride)
+        k = self.metadata.num_bodyparts
+        h, w = -(-height // s), -(-width // s)
+        self.input_buffer = np.zeros((max_batch, height, width, 3), np.float32)
+        self._scmap = np.full((max_batch, h, w, k), 0.01, np.float32)
+        for j in range(k):
+            self._scmap[:, min(j, h - 1), min(j, w - 1), j] = 0.9
+        self._locref = np.zeros((max_batch, h, w, k, 2), np.float32)
+
+    def load_frame(self, row: int, frame_bgr: np.ndarray) -> None:
+        np.copyto(self.input_buffer[row], frame_bgr[..., ::-1], casting="unsafe")
+
+    def run(self, n: int):
+        return self._scmap[:n], self._locref[:n]
+
+
+def build_test_model(folder: str | Path | None = None) -> Path:
+    """Write the analytic head/body/tail model (tests/analytic_model.py) and return its path."""
+    sys.path.insert(0, str(REPO / "tests"))
+    from analytic_model import build_analytic_model
+
+    folder = Path(folder or tempfile.mkdtemp(prefix="rtpose-latency-"))
+    return build_analytic_model(folder / "analytic.onnx")
+
+
+def cli(description: str, argv=None, extra=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument("--quick", action="store_true", help="fewer samples (a smoke run)")
+    p.add_argument("--model", default=None, help="model to use where the test needs one")
+    p.add_argument("--json", default=None, metavar="FILE", help="also write the result as JSON")
+    if extra:
+        extra(p)
+    return p.parse_args(argv)
+
+
+def finish(result: dict, args: argparse.Namespace) -> dict:
+    if args.json:
+        Path(args.json).write_text(json.dumps(json_safe(result), indent=2) + "\n")
+    return result
+
+
+def md_table(header, rows, align=None) -> str:
+    align = align or "l" + "r" * (len(header) - 1)
+    marks = ["---:" if a == "r" else "---" for a in align]
+    return "\n".join(["| " + " | ".join(header) + " |", "| " + " | ".join(marks) + " |"]
+                     + ["| " + " | ".join(str(c) for c in r) + " |" for r in rows])

@@ -1,0 +1,60 @@
+"""Runs inside the DeepLabCut-Live virtual environment (numpy < 2, TensorFlow 2.15),
+never in rtpose's. Imports nothing from rtpose.
+
+    python dlclive_worker.py MODEL_DIR FRAMES.npy OUT.npz [--warmup N]
+
+Loads the BGR uint8 frames ``(N, H, W, 3)``, builds ``DLCLive(MODEL_DIR,
+model_type="base")``, calls ``init_inference`` on the first frame, warms up on
+a few frames, then times ``get_pose`` on every frame with ``perf_counter_ns``
+(one call = DLC-Live's whole per-frame path: colour conversion, TensorFlow
+session run, argmax decode). Writes poses ``(N, K, 3)``, per-frame times (ns)
+and versions to OUT.npz.
+"""
+
+import argparse
+import os
+import sys
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def main() -> int:
+    p = argparse.ArgumentParser()
+    p.add_argument("model_dir")
+    p.add_argument("frames")
+    p.add_argument("out")
+    p.add_argument("--warmup", type=int, default=10)
+    args = p.parse_args()
+
+    import numpy as np
+    import tensorflow as tf
+    import dlclive
+    from dlclive import DLCLive
+
+    frames = np.load(args.frames)
+    live = DLCLive(args.model_dir, model_type="base")
+    live.init_inference(frames[0])
+    for i in range(args.warmup):
+        live.get_pose(frames[i % len(frames)])
+    n = len(frames)
+    poses = None
+    times = np.zeros(n, np.int64)
+    t_all = time.perf_counter_ns()
+    for i in range(n):
+        t0 = time.perf_counter_ns()
+        pose = live.get_pose(frames[i])
+        times[i] = time.perf_counter_ns() - t0
+        if poses is None:
+            poses = np.zeros((n,) + np.asarray(pose).shape, np.float64)
+        poses[i] = pose
+    total = time.perf_counter_ns() - t_all
+    version = getattr(dlclive, "__version__", None) or getattr(getattr(dlclive, "version", None), "__version__", "?")
+    np.savez(args.out, poses=poses, times_ns=times, total_ns=np.int64(total),
+             versions=np.array([f"deeplabcut-live {version}", f"tensorflow {tf.__version__}",
+                                f"numpy {np.__version__}", f"python {sys.version.split()[0]}"]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,312 @@
+"""rtpose side by side with DeepLabCut-Live: same DeepLabCut model folders, same frames.
+
+DeepLabCut-Live needs numpy < 2 and TensorFlow < 2.16, which cannot live in
+rtpose's environment (and is never a dependency of rtpose), so this script
+creates a separate virtual environment for it once (Python 3.11,
+deeplabcut-live 1.1.0, tensorflow 2.15.1, numpy 1.26.4, torch 2.13.0, which
+DLC-Live imports at start-up) and runs it there (``dlclive_worker.py``). If the
+environment cannot be created (no python3.11, no network), it says why and
+skips.
+
+For each DeepLabCut exported-model folder (``pose_cfg.yaml`` + frozen ``.pb``):
+
+* the tiny DeepLabCut-format graphs built by ``tests/dlc_graphs.py``
+  (MobileNetV2- and ResNet-style, seeded, calibrated);
+* any DeepLabCut-format export of the bundled model found under
+  ``examples/train_openfield/`` (a folder holding ``pose_cfg.yaml``);
+
+it exports the folder to ONNX with rtpose (``rtpose.exporters.export_model``),
+then times, on the same real openfield frames (640x480 BGR, as OpenCV reads them):
+
+* DLC-Live: ``get_pose(frame)`` per frame (colour conversion, TF session, decode);
+* rtpose: ``load_frame`` + ``run`` + ``Decoder.decode`` per frame (colour
+  conversion, ONNX Runtime, decode) - the pipeline's own calls - and, for
+  throughput, the same at batch 8.
+
+It prints per-frame latency p50/p99 for each and their ratio, throughput, and
+pose agreement (mean/max pixel distance, max likelihood difference).
+Goal: rtpose <= 0.5x DLC-Live's per-frame latency on CPU, agreement < 0.05 px.
+
+    .venv/bin/python latency_tests/dlc_live_side_by_side/run.py [--quick] [--frames N]
+
+Environment: RTPOSE_DLCLIVE_VENV (default ~/.cache/rtpose/dlclive-venv),
+RTPOSE_DLCLIVE_PYTHON (default: python3.11 on PATH).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+from _common import REPO, cli, finish, md_table  # noqa: E402
+
+from rtpose.benchmark.summary import summarize  # noqa: E402
+
+TITLE = "Side by side with DeepLabCut-Live (CPU, same model folder, same frames)"
+GOAL_RATIO, GOAL_PX = 0.5, 0.05
+DLCLIVE_PINS = ("deeplabcut-live==1.1.0", "tensorflow==2.15.1", "numpy==1.26.4")
+TORCH_PIN = "torch==2.13.0"
+WORKER = HERE / "dlclive_worker.py"
+BATCH = 8
+
+
+class Skip(Exception):
+    """The comparison cannot run here; the message says why and what to do."""
+
+
+# ----------------------------------------------------------------------------- environment
+
+def venv_dir() -> Path:
+    return Path(os.environ.get("RTPOSE_DLCLIVE_VENV", Path.home() / ".cache" / "rtpose" / "dlclive-venv"))
+
+
+def _run(cmd, what: str, timeout: float = 1800) -> None:
+    proc = subprocess.run([str(c) for c in cmd], capture_output=True, text=True, timeout=timeout)
+    if proc.returncode != 0:
+        tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-8:])
+        raise Skip(f"{what} failed (exit {proc.returncode}):\n{tail}")
+
+
+def _works(python: Path) -> bool:
+    if not python.is_file():
+        return False
+    proc = subprocess.run([str(python), "-c", "import dlclive, numpy; assert numpy.__version__ < '2'"],
+                          capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    return proc.returncode == 0
+
+
+def ensure_venv(venv: Path | None = None) -> Path:
+    """The DLC-Live environment's python, creating the environment if needed; raises Skip."""
+    venv = venv or venv_dir()
+    python = venv / "bin" / "python"
+    if _works(python):
+        return python
+    base = os.environ.get("RTPOSE_DLCLIVE_PYTHON") or shutil.which("python3.11")
+    if not base:
+        raise Skip("DeepLabCut-Live 1.1.0 with TensorFlow 2.15 needs Python 3.11, and no python3.11 was found "
+                   "(set RTPOSE_DLCLIVE_PYTHON to one)")
+    print(f"creating the DeepLabCut-Live environment in {venv} (once; a few minutes) ...", flush=True)
+    if venv.exists():
+        shutil.rmtree(venv)
+    venv.parent.mkdir(parents=True, exist_ok=True)
+    _run([base, "-m", "venv", venv], "creating the virtual environment")
+    pip = [python, "-m", "pip", "install", "-q", "--disable-pip-version-check"]
+    _run(pip + ["--upgrade", "pip"], "upgrading pip")
+    _run(pip + [TORCH_PIN], f"pip install {TORCH_PIN} (DLC-Live imports torch at start-up)")
+    _run(pip + list(DLCLIVE_PINS), "pip install " + " ".join(DLCLIVE_PINS))
+    if not _works(python):
+        raise Skip(f"the environment in {venv} was created but `import dlclive` fails in it")
+    return python
+
+
+# ----------------------------------------------------------------------------- inputs
+
+def openfield_frames(n: int) -> np.ndarray:
+    """The first ``n`` frames of the openfield video, BGR uint8 (N, 480, 640, 3)."""
+    import cv2
+
+    candidates = [Path(os.environ.get("RTPOSE_OPENFIELD", REPO.parent / "shared" / "data" / "openfield")) / "m3v1mp4.mp4",
+                  REPO / "rtpose" / "data" / "m3v1mp4.mp4"]
+    video = next((p for p in candidates if p.is_file()), None)
+    if video is None:
+        raise Skip(f"the openfield video is not at {' or '.join(map(str, candidates))}")
+    cap = cv2.VideoCapture(str(video))
+    frames = []
+    while len(frames) < n:
+        ok, frame = cap.read()
+        if not ok:
+            break
+        frames.append(frame)
+    cap.release()
+    if len(frames) < n:
+        raise Skip(f"{video} gave only {len(frames)} frames")
+    return np.ascontiguousarray(np.stack(frames))
+
+
+def model_folders(tmp: Path) -> list[tuple[str, Path]]:
+    """(label, DeepLabCut exported-model folder) pairs to compare on."""
+    sys.path.insert(0, str(REPO / "tests"))
+    try:
+        from dlc_graphs import make_dlc_export_folder
+    except ImportError as exc:
+        raise Skip(f"building the DeepLabCut-format test graphs needs TensorFlow in rtpose's environment "
+                   f"(`pip install 'rtpose[export]'`): {exc}") from exc
+    folders = [("tiny MobileNetV2-style graph (tests/dlc_graphs.py)", make_dlc_export_folder(tmp, "mobilenet")),
+               ("tiny ResNet-style graph (tests/dlc_graphs.py)", make_dlc_export_folder(tmp, "resnet"))]
+    for cfg in sorted((REPO / "examples" / "train_openfield").rglob("pose_cfg.yaml")):
+        if any(cfg.parent.glob("*.pb")):
+            folders.append((f"bundled model, DeepLabCut format ({cfg.parent.relative_to(REPO)})", cfg.parent))
+    return folders
+
+
+# ----------------------------------------------------------------------------- the two sides
+
+def run_dlclive(python: Path, folder: Path, frames_file: Path, out: Path, warmup: int) -> dict:
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "CUDA_VISIBLE_DEVICES": ""}
+    env.pop("PYTHONPATH", None)
+    proc = subprocess.run([str(python), str(WORKER), str(folder), str(frames_file), str(out), "--warmup", str(warmup)],
+                          capture_output=True, text=True, env=env, timeout=3600)
+    if proc.returncode != 0:
+        tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-15:])
+        raise RuntimeError(f"DeepLabCut-Live failed on {folder}:\n{tail}")
+    with np.load(out) as z:
+        return {"poses": z["poses"], "times_ns": z["times_ns"], "total_ns": int(z["total_ns"]),
+                "versions": [str(v) for v in z["versions"]]}
+
+
+def run_rtpose(onnx_path: Path, frames: np.ndarray, warmup: int) -> dict:
+    from rtpose.decode import Decoder
+    from rtpose.model import OnnxPoseModel
+
+    model = OnnxPoseModel(onnx_path, providers=["cpu"])
+    meta = model.metadata
+    n, h, w, _ = frames.shape
+    model.prepare(BATCH, h, w)
+    dec = Decoder(meta.stride, meta.locref_stdev, meta.num_bodyparts, BATCH)
+    out = np.zeros((BATCH, meta.num_bodyparts, 3), np.float64)
+    poses = np.zeros((n, meta.num_bodyparts, 3), np.float64)
+    tied = np.zeros((n, meta.num_bodyparts), bool)  # the score map's maximum is reached in more than one cell
+    times = np.zeros(n, np.int64)
+    clock = time.perf_counter_ns
+
+    def one(frame):
+        model.load_frame(0, frame)
+        scmap, locref = model.run(1)
+        dec.decode(scmap, locref, out, 1)
+        return scmap
+
+    for i in range(warmup):
+        one(frames[i % n])
+    t_all = clock()
+    for i in range(n):
+        t0 = clock()
+        scmap = one(frames[i])
+        times[i] = clock() - t0
+        poses[i] = out[0]
+        tied[i] = (scmap[0] == scmap[0].max(axis=(0, 1))).sum(axis=(0, 1)) > 1
+    total = clock() - t_all
+    # throughput at batch 8 (offline analysis), same calls
+    for _ in range(2):
+        for j in range(BATCH):
+            model.load_frame(j, frames[j])
+        dec.decode(*model.run(BATCH), out, BATCH)
+    t0 = clock()
+    done = 0
+    while done + BATCH <= n:
+        for j in range(BATCH):
+            model.load_frame(j, frames[done + j])
+        dec.decode(*model.run(BATCH), out, BATCH)
+        done += BATCH
+    batch_fps = done / ((clock() - t0) * 1e-9) if done else float("nan")
+    return {"poses": poses, "tied": tied, "times_ns": times, "total_ns": total, "batch_fps": batch_fps,
+            "provider": model.provider, "threads": model.session.get_session_options().intra_op_num_threads}
+
+
+def compare(label: str, dlc: dict, rt: dict, size: str) -> dict:
+    d_ms = dlc["times_ns"] * 1e-6
+    r_ms = rt["times_ns"] * 1e-6
+    dp, rp = dlc["poses"], rt["poses"]
+    if dp.shape != rp.shape:
+        raise RuntimeError(f"{label}: DLC-Live poses {dp.shape} vs rtpose {rp.shape}")
+    px = np.hypot(dp[..., 0] - rp[..., 0], dp[..., 1] - rp[..., 1])
+    dlik = np.abs(dp[..., 2] - rp[..., 2])
+    # Where a score map's maximum is reached in several cells (a saturated sigmoid gives many exact 1.0s),
+    # "first maximum" depends on float rounding in the last bit: TF and ONNX Runtime may pick different cells.
+    clear = ~rt["tied"]
+    px_clear = px[clear] if clear.any() else np.zeros(1)
+    n = len(d_ms)
+    s_d, s_r = summarize(d_ms), summarize(r_ms)
+    return {
+        "model": label, "frames": n, "size": size,
+        "dlclive_ms": s_d, "rtpose_ms": s_r,
+        "ratio_p50": s_r["p50"] / s_d["p50"], "ratio_p99": s_r["p99"] / s_d["p99"],
+        "dlclive_fps": n / (dlc["total_ns"] * 1e-9), "rtpose_fps": n / (rt["total_ns"] * 1e-9),
+        "rtpose_batch_fps": rt["batch_fps"],
+        "px_mean": float(px.mean()), "px_max": float(px.max()), "px_frac_over_goal": float((px > GOAL_PX).mean()),
+        "tied_fraction": float(rt["tied"].mean()), "px_max_untied": float(px_clear.max()),
+        "px_mean_untied": float(px_clear.mean()),
+        "likelihood_max_diff": float(dlik.max()), "likelihood_mean_diff": float(dlik.mean()),
+        "dlclive_versions": dlc["versions"], "rtpose_provider": rt["provider"], "rtpose_threads": rt["threads"],
+    }
+
+
+def run(quick: bool = False, model=None, frames: int | None = None) -> dict:
+    n = frames or (40 if quick else 300)
+    warmup = 5 if quick else 20
+    try:
+        python = ensure_venv()
+        images = openfield_frames(n)
+    except Skip as exc:
+        print(f"skipped: {exc}")
+        return {"title": TITLE, "status": "skipped", "reason": str(exc)}
+    from rtpose.exporters import export_model
+
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="rtpose-dlclive-") as tmp_name:
+        tmp = Path(tmp_name)
+        frames_file = tmp / "frames.npy"
+        np.save(frames_file, images)
+        try:
+            folders = model_folders(tmp)
+        except Skip as exc:
+            print(f"skipped: {exc}")
+            return {"title": TITLE, "status": "skipped", "reason": str(exc)}
+        size = f"{images.shape[2]}x{images.shape[1]}"
+        for i, (label, folder) in enumerate(folders):
+            print(f"== {label}: {folder}", flush=True)
+            onnx_path = tmp / f"model{i}.onnx"
+            export_model(folder, onnx_path)
+            dlc = run_dlclive(python, folder, frames_file, tmp / f"dlclive{i}.npz", warmup)
+            rt = run_rtpose(onnx_path, images, warmup)
+            r = compare(label, dlc, rt, size)
+            rows.append(r)
+            print(f"   DLC-Live  p50 {r['dlclive_ms']['p50']:8.2f} ms  p99 {r['dlclive_ms']['p99']:8.2f} ms  "
+                  f"{r['dlclive_fps']:7.1f} FPS")
+            print(f"   rtpose    p50 {r['rtpose_ms']['p50']:8.2f} ms  p99 {r['rtpose_ms']['p99']:8.2f} ms  "
+                  f"{r['rtpose_fps']:7.1f} FPS  (batch {BATCH}: {r['rtpose_batch_fps']:.1f} FPS)")
+            print(f"   ratio rtpose/DLC-Live: p50 {r['ratio_p50']:.2f}  p99 {r['ratio_p99']:.2f}")
+            print(f"   agreement: mean {r['px_mean']:.2e} px, max {r['px_max']:.2e} px "
+                  f"({100 * r['px_frac_over_goal']:.2f}% of keypoints > {GOAL_PX} px), "
+                  f"likelihood max diff {r['likelihood_max_diff']:.1e}")
+            print(f"   {100 * r['tied_fraction']:.1f}% of keypoints have a tied maximum (several cells equal); "
+                  f"without them: mean {r['px_mean_untied']:.2e} px, max {r['px_max_untied']:.2e} px", flush=True)
+    met = [r for r in rows if r["ratio_p50"] <= GOAL_RATIO and r["px_max"] < GOAL_PX]
+    verdict = (f"rtpose <= {GOAL_RATIO}x DLC-Live per-frame latency (p50) with agreement < {GOAL_PX} px: met for "
+               f"{len(met)}/{len(rows)} models (" + "; ".join(
+                   f"{r['model'].split(' (')[0]}: ratio {r['ratio_p50']:.2f}, max {r['px_max']:.1e} px" for r in rows)
+               + ")")
+    print(verdict)
+    table = md_table(
+        ["model", "DLC-Live p50 (ms)", "p99", "rtpose p50 (ms)", "p99", "ratio p50", "ratio p99", "DLC-Live FPS",
+         "rtpose FPS", f"rtpose FPS batch {BATCH}", "mean px diff", "max px diff", "max likelihood diff",
+         "tied maxima", "max px diff, untied"],
+        [[r["model"], f"{r['dlclive_ms']['p50']:.2f}", f"{r['dlclive_ms']['p99']:.2f}", f"{r['rtpose_ms']['p50']:.2f}",
+          f"{r['rtpose_ms']['p99']:.2f}", f"{r['ratio_p50']:.2f}", f"{r['ratio_p99']:.2f}", f"{r['dlclive_fps']:.1f}",
+          f"{r['rtpose_fps']:.1f}", f"{r['rtpose_batch_fps']:.1f}", f"{r['px_mean']:.1e}", f"{r['px_max']:.1e}",
+          f"{r['likelihood_max_diff']:.1e}", f"{100 * r['tied_fraction']:.1f}%", f"{r['px_max_untied']:.1e}"]
+         for r in rows], "l" + "r" * 14)
+    note = (f"\n\n{n} openfield frames ({rows[0]['size'] if rows else '?'}), {warmup} warm-up frames; "
+            + (f"{rows[0]['dlclive_versions']}; rtpose on {rows[0]['rtpose_provider']} with "
+               f"{rows[0]['rtpose_threads']} threads." if rows else ""))
+    return {"title": TITLE, "status": "ok", "rows": rows, "markdown": table + note, "verdict": verdict,
+            "goal_met": len(met) == len(rows) and bool(rows)}
+
+
+def main(argv=None) -> dict:
+    args = cli(__doc__.splitlines()[0], argv,
+               extra=lambda p: p.add_argument("--frames", type=int, default=None, help="frames to compare on"))
+    return finish(run(quick=args.quick, model=args.model, frames=args.frames), args)
+
+
+if __name__ == "__main__":
+    main()
