@@ -154,11 +154,21 @@ class Pipeline:
         """Run until every source ends, :meth:`stop` is called or Ctrl-C.
 
         Raises the first error of a source, the model or a sink *after* closing
-        every sink (so recordings are flushed); :attr:`summary` is set either way.
+        every sink (so recordings are flushed); :attr:`summary` is set once frames
+        could flow (an error while opening sources or the model leaves it None).
         """
         cfg = self.config
         meta = self.model.metadata
-        rings, captures, batcher, batch = self._open()
+        try:
+            rings, captures, batcher, batch = self._open()
+        except BaseException as setup_error:
+            # nothing ran: release what sources and sinks already hold (a bound socket, an open port)
+            for closeable in [*self.sources, *self.sinks]:
+                try:
+                    closeable.close()
+                except Exception as close_error:  # reported with, not instead of, the set-up error
+                    setup_error.add_note(f"also failed to close {closeable!r}: {close_error}")
+            raise
         warmup_decode()  # compile (or load cached) Numba kernels before the first frame, not on it
         warmup_kalman()
         decoder = Decoder(meta.stride, meta.locref_stdev, meta.num_bodyparts, batch.capacity)
@@ -170,7 +180,6 @@ class Pipeline:
         frame_period_ns = [int(1e9 / s.fps) if s.fps > 0 else 33_333_333 for s in self.streams]
         delay_ns = int(cfg.output_delay_ms * 1e6)
         reported_drops = [0] * len(rings)
-        opened_sinks = []
         interrupted = False
         clock = self.clock
         t_start = clock()
@@ -181,7 +190,6 @@ class Pipeline:
                 stage.open(self.streams)
             for sink in self.sinks:
                 sink.open(self.streams)
-                opened_sinks.append(sink)
             for cap in captures:
                 cap.start()
             while not self._stop.is_set():
@@ -244,7 +252,7 @@ class Pipeline:
                 except Exception as exc:  # keep the first error, but close everything
                     error = error or exc
             sink_summaries = {}
-            for sink in opened_sinks:
+            for sink in self.sinks:  # every sink is closed exactly once, opened or not
                 try:
                     sink.close()
                 except Exception as exc:

@@ -194,3 +194,13 @@ def test_status_callback_reports_progress(analytic_model):
     Pipeline([_synthetic(40)], OnnxPoseModel(analytic_model),
              config=PipelineConfig(live=False, status_interval_s=0.0)).run(on_status=on_status)
     assert event.is_set() and statuses[-1].processed <= 40 and statuses[-1].fps > 0
+
+
+def test_a_failure_while_opening_still_closes_every_sink(analytic_model, tmp_path):
+    from rtpose.drivers.sources.video import VideoFileSource
+
+    sink = CollectSink()
+    p = Pipeline([VideoFileSource(tmp_path / "missing.mp4")], OnnxPoseModel(analytic_model), sinks=[sink])
+    with pytest.raises(SourceError, match="missing.mp4"):
+        p.run()
+    assert sink.closed
