@@ -25,12 +25,16 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", type=Path, default=HERE / "out")
     p.add_argument("--steps", type=int, default=4000)
-    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--batch", type=int, default=4)
     p.add_argument("--crop", type=int, default=224)
     p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--lr-drop-at", type=float, default=0.8, help="fraction of steps after which lr is /10")
+    p.add_argument("--lr-drop-at", type=float, default=0.8, help="fraction of steps (or of --time-budget-min) after which lr is /10")
+    p.add_argument("--lr-drop-step", type=int, default=0, help="explicit step after which lr is /10 (overrides --lr-drop-at)")
+    p.add_argument("--time-budget-min", type=float, default=0.0,
+                   help="instead of a fixed schedule: drop lr at --lr-drop-at of this wall time and stop at it; "
+                        "train_info.json records the steps, so `--steps N --lr-drop-step M` reproduces the run")
     p.add_argument("--seed", type=int, default=42)
-    p.add_argument("--ckpt-every", type=int, default=500)
+    p.add_argument("--ckpt-every", type=int, default=250)
     p.add_argument("--log-every", type=int, default=50)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--last-channels", type=int, default=256)
@@ -69,7 +73,10 @@ def main(argv=None):
 
     train_model, export_model = net.build(k, last_channels=args.last_channels)
     opt = tf.keras.optimizers.Adam(learning_rate=args.lr)
-    lr_drop_step = int(args.steps * args.lr_drop_at)
+    lr_drop_step = args.lr_drop_step or int(args.steps * args.lr_drop_at)
+    budget_s = args.time_budget_min * 60.0
+    if budget_s:
+        lr_drop_step = args.steps  # decided by the clock below
 
     @tf.function(jit_compile=args.jit)
     def train_step(images, scmap, locref, lw, contrast, brightness, noise_sd):
@@ -143,13 +150,17 @@ def main(argv=None):
     t_start = time.time()
     acc = np.zeros(3)
     n_acc = 0
+    dropped = False
     for step in range(1, args.steps + 1):
+        if budget_s and not dropped and time.time() - t_start >= args.lr_drop_at * budget_s:
+            lr_drop_step = step - 1
         if step == lr_drop_step + 1:
             opt.learning_rate.assign(args.lr / 10)
+            dropped = True
         loss, ce, lrl = train_step(*make_batch())
         acc += (float(loss), float(ce), float(lrl))
         n_acc += 1
-        last = step == args.steps
+        last = step == args.steps or (budget_s and time.time() - t_start >= budget_s)
         if step % args.ckpt_every == 0 or last:
             v = validate()
             export_model.save(args.out / ("final.keras" if last else "checkpoint.keras"))
@@ -161,10 +172,13 @@ def main(argv=None):
             log.write(f"{step}\t{time.time()-t_start:.1f}\t{float(opt.learning_rate.numpy()):.0e}\t{a[0]:.5f}\t{a[1]:.5f}\t{a[2]:.4f}\t{val_cols}\n")
             acc[:] = 0
             n_acc = 0
+        if last:
+            break
     wall = time.time() - t_start
     v = validate()
     info = {
-        "seed": args.seed, "steps": args.steps, "batch": B, "crop": C, "lr": args.lr,
+        "seed": args.seed, "steps": step, "time_budget_min": args.time_budget_min,
+        "command": f"train.py --steps {step} --lr-drop-step {lr_drop_step} --batch {B} --crop {C} --seed {args.seed}", "batch": B, "crop": C, "lr": args.lr,
         "lr_drop_step": lr_drop_step, "wall_time_s": round(wall, 1),
         "train_frames": [fr.name for fr in train], "val_frames": [fr.name for fr in val],
         "final_validation_tf": v, "params": int(export_model.count_params()),
