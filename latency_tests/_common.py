@@ -103,3 +103,69 @@ def md_table(header, rows, align=None) -> str:
     marks = ["---:" if a == "r" else "---" for a in align]
     return "\n".join(["| " + " | ".join(header) + " |", "| " + " | ".join(marks) + " |"]
                      + ["| " + " | ".join(str(c) for c in r) + " |" for r in rows])
+
+
+def resolve_model(model=None) -> tuple[Path, str]:
+    """(path, label): ``model`` if given, else the bundled model, else the analytic test model."""
+    if model:
+        return Path(model), f"`{model}`"
+    from rtpose.errors import ModelError
+    from rtpose.models import default_model_path
+
+    try:
+        return default_model_path(), "bundled openfield model"
+    except ModelError:
+        return build_test_model(), "analytic test model (tests/analytic_model.py; the bundled model is missing)"
+
+
+def subscriber_process(conn, address: str, delay_s: float = 0.0, rcvhwm: int = 1000) -> None:
+    """Child process body: receive rtpose pose messages with :class:`rtpose.client.PoseClient` until the
+    parent sends "stop" on ``conn``; then send back (t_capture_ns, t_send_ns, t_recv_ns, frame) arrays and
+    the client's counters. ``delay_s`` > 0 makes it a slow subscriber (it sleeps after every message)."""
+    import time as _time
+
+    from rtpose.client import PoseClient, ReceiveTimeout
+
+    rows = []
+    with PoseClient(address, rcvhwm=rcvhwm) as client:
+        conn.send("connected")
+        while True:
+            if conn.poll(0):
+                conn.recv()
+                break
+            try:
+                msg = client.recv(timeout_ms=50)
+            except ReceiveTimeout:
+                continue
+            if hasattr(msg, "t_capture_ns"):
+                rows.append((msg.t_capture_ns, msg.t_send_ns, msg.t_recv_ns, msg.frame_index))
+                if delay_s:
+                    _time.sleep(delay_s)
+        counters = {"received": client.received, "dropped": getattr(client, "dropped", 0),
+                    "skipped": getattr(client, "skipped", 0)}
+    arr = np.array(rows, np.int64).reshape(-1, 4)
+    conn.send((arr, counters))
+
+
+def start_subscriber(address: str, delay_s: float = 0.0, rcvhwm: int = 1000):
+    """Fork a :func:`subscriber_process`; returns (process, connection). Fork before this process starts
+    threads or opens ZeroMQ contexts of its own."""
+    import multiprocessing as mp
+
+    ctx = mp.get_context("fork")
+    parent, child = ctx.Pipe()
+    proc = ctx.Process(target=subscriber_process, args=(child, address, delay_s, rcvhwm), daemon=True)
+    proc.start()
+    if not parent.poll(30) or parent.recv() != "connected":
+        raise RuntimeError("the subscriber process did not start")
+    return proc, parent
+
+
+def stop_subscriber(proc, conn, timeout_s: float = 30.0):
+    conn.send("stop")
+    if not conn.poll(timeout_s):
+        proc.kill()
+        raise RuntimeError("the subscriber process did not report")
+    rows, counters = conn.recv()
+    proc.join(5)
+    return rows, counters
