@@ -19,7 +19,8 @@ from typing import Callable, Sequence
 from ..errors import ConfigError
 
 #: Script names, in the order they run.
-TESTS = ("pipeline_overhead", "decode_speed", "zmq_alone", "camera_to_publish", "camera_to_trigger", "prediction")
+TESTS = ("pipeline_overhead", "decode_speed", "zmq_alone", "camera_to_publish", "camera_to_trigger", "prediction",
+         "hardware_loopback")
 #: Run only on request (creates a separate virtual environment, minutes the first time).
 OPTIONAL = ("dlc_live_side_by_side",)
 

@@ -108,8 +108,8 @@ def latency_tables(latency: Mapping[str, Mapping]) -> str:
     parts = []
     for name, res in latency.items():
         parts.append(f"### {res.get('title', name)}\n")
-        if res.get("status") == "skipped":
-            parts.append(f"Skipped: {res.get('reason', '')}\n")
+        if res.get("status") in ("skipped", "failed"):
+            parts.append(f"{res['status'].capitalize()}: {res.get('reason', '')}\n")
             continue
         if res.get("markdown"):
             parts.append(res["markdown"].rstrip() + "\n")

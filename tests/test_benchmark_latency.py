@@ -1,0 +1,106 @@
+"""Smoke tests of the latency_tests/ scripts' building blocks: they load, their fakes fit the
+pipeline, and their scoring arithmetic is right. No timing is asserted."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from rtpose.benchmark import latency_suite, report
+
+
+@pytest.fixture(scope="module")
+def mods():
+    return {name: latency_suite.load(name) for name in latency_suite.TESTS + latency_suite.OPTIONAL}
+
+
+def test_every_latency_test_loads_and_has_run_main_and_title(mods):
+    assert set(mods) == set(latency_suite.TESTS + latency_suite.OPTIONAL)
+    for name, mod in mods.items():
+        assert callable(mod.run) and callable(mod.main), name
+        assert isinstance(mod.TITLE, str) and mod.TITLE, name
+        assert mod.__doc__ and "latency_tests/" in mod.__doc__, name  # says how to run it alone
+
+
+def test_unknown_latency_test_is_a_config_error():
+    from rtpose.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="no latency test"):
+        latency_suite.load("no_such_test")
+
+
+def test_zero_cost_model_runs_in_the_real_pipeline_and_decodes_its_peaks(mods):
+    from _common import ZeroCostModel
+
+    from rtpose.benchmark.replay import ReplaySource
+    from rtpose.benchmark.sweep import CopySink
+    from rtpose.pipeline import Pipeline, PipelineConfig
+
+    model = ZeroCostModel(num_bodyparts=3, stride=8)
+    sink = CopySink()
+    p = Pipeline([ReplaySource(64, 48, 6, distinct=2)], model, sinks=[sink], config=PipelineConfig(live=False, batch_size=2))
+    summary = p.run()
+    assert summary.processed == 6 and sink.frames == 6
+    centres = np.arange(3) * 8 + 4.0  # part k peaks at cell (k, k): x = y = k*stride + stride/2
+    np.testing.assert_array_equal(sink._pose[0, :, 0], centres)
+    np.testing.assert_array_equal(sink._pose[0, :, 1], centres)
+    np.testing.assert_allclose(sink._pose[0, :, 2], 0.9, rtol=1e-6)
+
+
+def test_prediction_scoring_on_constant_velocity_motion(mods):
+    pred = mods["prediction"]
+    fps, n = 30.0, 120
+    speed_px_per_frame = np.array([3.0, 0.0])
+    poses = np.zeros((n, 2, 3))
+    poses[:, 0, :2] = np.arange(n)[:, None] * speed_px_per_frame + 100
+    poses[:, 1, :2] = 50.0  # a still body part
+    poses[..., 2] = 0.9
+    poses[50, 1, 2] = 0.1  # low likelihood: not scored
+    kal = pred.kalman_predictions(poses, fps, model="cv", process_noise=1e4, measurement_noise_px=1.0)
+    s = pred.score(poses, fps, kal, slice(60, n))
+    for label, ahead in pred.HORIZONS:
+        r = s[label]
+        # naive error: 3 px per frame ahead for the moving part, 0 for the still one -> mean 1.5*ahead
+        assert r["naive_mean"] == pytest.approx(1.5 * ahead)
+        assert r["kalman_mean"] < 0.1 * r["naive_mean"]  # a settled CV filter extrapolates exactly
+        assert r["reduction_mean"] > 0.9
+    xy, valid = pred.targets(poses, 0.5)
+    np.testing.assert_allclose(xy[10, 0], poses[10, 0, :2] + [1.5, 0.0])  # midpoint of frames 10 and 11
+    assert not valid[49, 1] and not valid[50, 1] and valid[51, 1] and not valid[n - 1].any()
+
+
+def test_dlc_live_comparison_arithmetic(mods):
+    dlc = mods["dlc_live_side_by_side"]
+    n, k = 10, 2
+    poses = np.zeros((n, k, 3))
+    poses[..., 2] = 0.8
+    other = poses.copy()
+    other[3, 1, 0] += 0.03  # a tiny difference
+    other[7, 0, 1] += 8.0  # a different cell, where the score map's maximum was tied
+    tied = np.zeros((n, k), bool)
+    tied[7, 0] = True
+    a = {"poses": poses, "times_ns": np.full(n, 10_000_000), "total_ns": n * 10_000_000, "versions": ["x"]}
+    b = {"poses": other, "tied": tied, "times_ns": np.full(n, 4_000_000), "total_ns": n * 4_000_000,
+         "batch_fps": 300.0, "provider": "CPUExecutionProvider", "threads": 2}
+    r = dlc.compare("m", a, b, "64x48")
+    assert r["ratio_p50"] == pytest.approx(0.4) and r["dlclive_fps"] == pytest.approx(100)
+    assert r["rtpose_fps"] == pytest.approx(250)
+    assert r["px_max"] == pytest.approx(8.0) and r["px_max_untied"] == pytest.approx(0.03)
+    assert r["tied_fraction"] == pytest.approx(0.05)
+
+
+def test_decode_speed_measures_one_shape(mods):
+    r = mods["decode_speed"].measure(2, 6, 8, 3, n_calls=3)
+    assert r["baseline"] in ("max_all", "max_per_channel")
+    assert r["numba_over_max"] > 0 and r["numpy_over_numba"] > 0
+    assert r["us"]["numba"]["n"] == 3
+
+
+def test_latency_markdown_reports_skips_and_failures():
+    md = report.latency_tables({
+        "a": {"title": "A", "status": "skipped", "reason": "no python3.11"},
+        "b": {"title": "B", "status": "failed", "reason": "RuntimeError: boom"},
+        "c": {"title": "C", "status": "ok", "markdown": "| x |\n| --- |\n| 1 |", "verdict": "met"},
+    })
+    assert "Skipped: no python3.11" in md and "Failed: RuntimeError: boom" in md
+    assert "| 1 |" in md and "**Goal:** met" in md
