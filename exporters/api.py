@@ -28,7 +28,8 @@ MIN_OPSET, MAX_OPSET = 13, 18  # tf2onnx 1.17 converts up to 18; Slice/Split inp
 
 
 def export_model(src, out=None, *, fp16: bool = False, opset: int = DEFAULT_OPSET, check_images=None,
-                 bodyparts=None, stride=None, locref_stdev=None, description=None) -> ExportReport:
+                 bodyparts=None, stride=None, locref_stdev=None, description=None,
+                 extra: dict | None = None) -> ExportReport:
     """Export a DeepLabCut exported-model folder, a TF SavedModel or a Keras file to ONNX.
 
     Args:
@@ -40,6 +41,7 @@ def export_model(src, out=None, *, fp16: bool = False, opset: int = DEFAULT_OPSE
         check_images: image files/folders for the numeric check; default: synthetic frames.
         bodyparts, stride, locref_stdev: override (or, for SavedModel/Keras, supply) the description.
         description: YAML/JSON describing a SavedModel/Keras model (default: found beside it).
+        extra: more ``rtpose.extra.*`` metadata (e.g. training facts), strings.
     """
     _check_opset(opset)
     deps.require_export()
@@ -48,7 +50,7 @@ def export_model(src, out=None, *, fp16: bool = False, opset: int = DEFAULT_OPSE
     out = Path(out) if out else default_out(source, fp16)
     check_frames = frames_mod.load_images(check_images) if check_images else None
     if source.kind == "dlc":
-        return _export_dlc(source, desc, out, fp16=fp16, opset=opset, check_frames=check_frames)
+        return _export_dlc(source, desc, out, fp16=fp16, opset=opset, check_frames=check_frames, user_extra=extra)
     from . import tf_keras
 
     if source.kind == "savedmodel":
@@ -56,20 +58,21 @@ def export_model(src, out=None, *, fp16: bool = False, opset: int = DEFAULT_OPSE
     else:
         wrapped = tf_keras.KerasModel(tf_keras.load_keras_file(source.model_file), str(source.model_file))
     return _export_wrapped(wrapped, desc, out, source_name=str(source.path), source_kind=source.kind,
-                           source_sha256=source.sha256(), fp16=fp16, opset=opset, check_frames=check_frames)
+                           source_sha256=source.sha256(), fp16=fp16, opset=opset, check_frames=check_frames,
+                           user_extra=extra)
 
 
 def export_keras_model(model, out, *, bodyparts, stride, locref_stdev: float = sources.DEFAULT_LOCREF_STDEV,
                        fp16: bool = False, opset: int = DEFAULT_OPSET, check_images=None,
                        scoremap_output: str | None = None, locref_output: str | None = None,
                        apply_sigmoid: bool = False, input_color: str = "RGB", input_range: str = "0-255",
-                       preprocessing_in_graph: bool = True) -> ExportReport:
+                       preprocessing_in_graph: bool = True, extra: dict | None = None) -> ExportReport:
     """Export an in-memory Keras model (NHWC image in; score maps and offsets out).
 
     Outputs are matched by name (``scoremap_output``/``locref_output``) or else by channel count
     (K and 2K, or one 3K output). ``apply_sigmoid``: the score-map output is logits; a Sigmoid is
     appended in the ONNX model. ``input_color``/``input_range``/``preprocessing_in_graph`` describe
-    what the model expects and go into the metadata.
+    what the model expects and go into the metadata. ``extra``: more ``rtpose.extra.*`` metadata.
     """
     _check_opset(opset)
     deps.require_export()
@@ -89,7 +92,8 @@ def export_keras_model(model, out, *, bodyparts, stride, locref_stdev: float = s
         digest.update(w.tobytes())
     check_frames = frames_mod.load_images(check_images) if check_images else None
     return _export_wrapped(wrapped, desc, Path(out), source_name=f"keras-model:{name}", source_kind="keras-model",
-                           source_sha256=digest.hexdigest(), fp16=fp16, opset=opset, check_frames=check_frames)
+                           source_sha256=digest.hexdigest(), fp16=fp16, opset=opset, check_frames=check_frames,
+                           user_extra=extra)
 
 
 def default_out(source: sources.Source, fp16: bool = False) -> Path:
@@ -104,7 +108,7 @@ def _check_opset(opset: int) -> None:
         raise ExportError(f"opset {opset} is not supported; use {MIN_OPSET}-{MAX_OPSET} (default {DEFAULT_OPSET})")
 
 
-def _export_dlc(source, desc, out, *, fp16, opset, check_frames) -> ExportReport:
+def _export_dlc(source, desc, out, *, fp16, opset, check_frames, user_extra) -> ExportReport:
     from . import tf_frozen
 
     pb = source.model_file
@@ -113,17 +117,18 @@ def _export_dlc(source, desc, out, *, fp16, opset, check_frames) -> ExportReport
     io = tf_frozen.find_io(graph_def, pb, location_refinement=refine)
     runner = tf_frozen.FrozenGraphRunner(graph_def, io, pb)
     try:
-        model = tf_frozen.convert(graph_def, io, opset=opset, num_bodyparts=len(desc.bodyparts), source=str(pb))
-        return _finish(model, runner, desc, out, source_name=str(source.path), source_kind="dlc",
-                       source_sha256=source.sha256(), variant=io.variant, note=io.note, fp16=fp16, opset=opset,
-                       check_frames=check_frames, input_hw=(None, None), has_locref=refine,
-                       described_by=str(source.description_file))
+        batches, ref = _reference(runner, desc, check_frames, (None, None), source_name=str(source.path),
+                                  described_by=str(source.description_file))
     finally:
         runner.close()
+    model = tf_frozen.convert(graph_def, io, opset=opset, num_bodyparts=len(desc.bodyparts), source=str(pb))
+    return _finish(model, batches, ref, desc, out, source_name=str(source.path), source_kind="dlc",
+                   source_sha256=source.sha256(), variant=io.variant, note=io.note, fp16=fp16, opset=opset,
+                   input_hw=(None, None), has_locref=refine, user_extra=user_extra)
 
 
 def _export_wrapped(wrapped, desc, out, *, source_name, source_kind, source_sha256, fp16, opset,
-                    check_frames) -> ExportReport:
+                    check_frames, user_extra) -> ExportReport:
     from . import tf_keras
 
     k = len(desc.bodyparts)
@@ -132,21 +137,39 @@ def _export_wrapped(wrapped, desc, out, *, source_name, source_kind, source_sha2
     if desc.location_refinement is True and not (outputs.locref or outputs.concatenated):
         raise ExportError(f"{wrapped.source}: location_refinement is true but no offset output with {2 * k} "
                           "channels was found; set location_refinement: false or name locref_output")
-    model, mapping = wrapped.convert(opset)
-    tf_keras.finish_outputs(model, mapping, outputs, k, desc.apply_sigmoid)
 
     def reference(batch):
         return tf_keras.reference_maps(wrapped(batch), outputs, k, desc.apply_sigmoid)
 
-    variant = source_kind
-    return _finish(model, reference, desc, out, source_name=source_name, source_kind=source_kind,
-                   source_sha256=source_sha256, variant=variant, note=outputs.note, fp16=fp16, opset=opset,
-                   check_frames=check_frames, input_hw=wrapped.input_hw,
-                   has_locref=bool(outputs.locref or outputs.concatenated), described_by=desc.described_by)
+    batches, ref = _reference(reference, desc, check_frames, wrapped.input_hw, source_name=source_name,
+                              described_by=desc.described_by)
+    model, mapping = wrapped.convert(opset)
+    tf_keras.finish_outputs(model, mapping, outputs, k, desc.apply_sigmoid)
+    return _finish(model, batches, ref, desc, out, source_name=source_name, source_kind=source_kind,
+                   source_sha256=source_sha256, variant=source_kind, note=outputs.note, fp16=fp16, opset=opset,
+                   input_hw=wrapped.input_hw, has_locref=bool(outputs.locref or outputs.concatenated),
+                   user_extra=user_extra)
 
 
-def _finish(model, reference, desc, out: Path, *, source_name, source_kind, source_sha256, variant, note, fp16,
-            opset, check_frames, input_hw, has_locref, described_by) -> ExportReport:
+def _reference(reference, desc, check_frames, input_hw, *, source_name, described_by):
+    """Check frames in batches, and TensorFlow's (scoremap, locref) for each batch."""
+    h, w = input_hw
+    frames = check_frames if check_frames is not None else frames_mod.synthetic_frames(
+        frames_mod.SYNTHETIC_SIZES if h is None or w is None else ((h, w), (h, w)))
+    if h is not None and w is not None and any(f.shape[:2] != (h, w) for f in frames):
+        raise ExportError(f"{source_name}: the model takes only {h}x{w} images; give --check images of that size")
+    batches = frames_mod.batches(frames)
+    ref = [reference(b) for b in batches]
+    k = len(desc.bodyparts)
+    channels = ref[0][0].shape[-1]
+    if channels != k:
+        raise ExportError(f"{described_by or source_name}: lists {k} bodyparts ({', '.join(desc.bodyparts)}) but "
+                          f"the model's score maps have {channels} channels; fix the bodyparts list")
+    return batches, ref
+
+
+def _finish(model, batches, ref, desc, out: Path, *, source_name, source_kind, source_sha256, variant, note, fp16,
+            opset, input_hw, has_locref, user_extra=None) -> ExportReport:
     onnx = deps.onnx()
     k = len(desc.bodyparts)
     fixes = onnx_graph.fix_padding(model)
@@ -156,17 +179,6 @@ def _finish(model, reference, desc, out: Path, *, source_name, source_kind, sour
         onnx.checker.check_model(model)
     except Exception as exc:
         raise ExportError(f"{source_name}: the converted ONNX model is invalid ({exc}); please report this") from exc
-
-    frames = check_frames if check_frames is not None else frames_mod.synthetic_frames(
-        frames_mod.SYNTHETIC_SIZES if h is None or w is None else ((h, w), (h, w)))
-    if h is not None and w is not None and any(f.shape[:2] != (h, w) for f in frames):
-        raise ExportError(f"{source_name}: the model takes only {h}x{w} images; give --check images of that size")
-    batches = frames_mod.batches(frames)
-    ref = [reference(b) for b in batches]
-    channels = ref[0][0].shape[-1]
-    if channels != k:
-        raise ExportError(f"{described_by or source_name}: lists {k} bodyparts ({', '.join(desc.bodyparts)}) but "
-                          f"the model's score maps have {channels} channels; fix the bodyparts list")
     stride, stdev = desc.stride, desc.locref_stdev
     outputs = ("scoremap", "locref" if has_locref else None)
     figures, fp32_out = parity.check(model.SerializeToString(), batches, ref, outputs=outputs, stride=stride,
@@ -202,6 +214,10 @@ def _finish(model, reference, desc, out: Path, *, source_name, source_kind, sour
     extra.update(figures.as_extra("parity"))
     if figures16 is not None:
         extra.update(figures16.as_extra("parity_fp16"))
+    for key, value in (user_extra or {}).items():
+        if key in extra:
+            raise ExportError(f"extra metadata key {key!r} is set by the exporter itself; choose another name")
+        extra[str(key)] = str(value)
     metadata = ModelMetadata(
         bodyparts=desc.bodyparts, stride=stride, locref_stdev=stdev, location_refinement=has_locref,
         scoremap_output="scoremap", locref_output="locref" if has_locref else None, input_name="image",

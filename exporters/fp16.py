@@ -45,6 +45,7 @@ def to_float16(model, source: str):
             arr = numpy_helper.to_array(init)
             if np.any(np.abs(arr) > _FP16_MAX):
                 overflow.append(init.name)
+                continue
             init.CopyFrom(numpy_helper.from_array(arr.astype(np.float16), init.name))
     if overflow:
         raise ExportError(f"{source}: weights {', '.join(overflow[:5])} exceed the float16 range; export without "

@@ -14,8 +14,9 @@ Tolerances (see docs/export.md for the measurements behind them):
 
 The pose difference is taken over points whose score-map peak is unambiguous:
 when the two models pick different cells and the reference scores of those
-cells differ by less than twice the measured score-map difference, the peak is
-a near-tie that either model may resolve either way; such points are counted
+cells differ by less than twice the measured score-map difference (capped at
+twice the score-map tolerance), the peak is a near-tie that either model may
+resolve either way; such points are counted
 (``ambiguous_peaks``) and left out of ``pose_max_px``.
 """
 

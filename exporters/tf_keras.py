@@ -94,10 +94,10 @@ class KerasModel:
     def __call__(self, batch) -> dict[str, np.ndarray]:
         out = self.model(batch, training=False)
         if isinstance(out, dict):
-            return {str(k): np.asarray(v) for k, v in out.items()}
+            return {str(k): _numpy(v) for k, v in out.items()}
         if not isinstance(out, (list, tuple)):
             out = [out]
-        return {n: np.asarray(v) for n, v in zip(self.names, out)}
+        return {n: _numpy(v) for n, v in zip(self.names, out)}
 
     def convert(self, opset: int):
         tf = deps.tensorflow()
@@ -107,6 +107,10 @@ class KerasModel:
         model = run_tf2onnx(lambda: tf2onnx.convert.from_keras(self.model, input_signature=spec, opset=opset)[0],
                             opset=opset, source=self.source)
         return model, _match_onnx_names(model, self.names, self.source)
+
+
+def _numpy(tensor) -> np.ndarray:
+    return tensor.numpy() if hasattr(tensor, "numpy") else np.asarray(tensor)
 
 
 def _output_names(model) -> list[str]:
@@ -152,7 +156,7 @@ class SavedModel:
     def __call__(self, batch) -> dict[str, np.ndarray]:
         tf = deps.tensorflow()
         out = self.fn(**{self.input_key: tf.constant(batch)})
-        return {k: np.asarray(v) for k, v in out.items()}
+        return {k: _numpy(v) for k, v in out.items()}
 
     def convert(self, opset: int):
         tf2onnx = deps.tf2onnx()

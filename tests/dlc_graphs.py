@@ -360,5 +360,5 @@ def make_dlc_export_folder(tmpdir, backbone: str = "resnet", bodyparts=DEFAULT_B
     net_type = "resnet_50" if backbone == "resnet" else "mobilenet_v2_0.35"
     cfg = pose_cfg(bodyparts, stride, location_refinement, locref_stdev, net_type)
     (folder / "pose_cfg.yaml").write_text(yaml.safe_dump(cfg, sort_keys=True))
-    (folder / "snapshot-1000.pb").write_bytes(graph_def.SerializeToString())
+    (folder / "snapshot-1000.pb").write_bytes(graph_def.SerializeToString(deterministic=True))
     return folder
