@@ -82,6 +82,7 @@ def test_two_combination_sweep_writes_json_png_markdown_and_updates_the_doc(zero
     assert "old numbers" not in text and "| cpu | 64x48 | 1 |" in text
     assert text.startswith("# Perf\n\nintro\n") and text.rstrip().endswith("outro")
     assert "(out/latency_vs_size.png)" in text  # image links relative to the doc
+    assert "## Measured" in text and "### Sweep" in text
     assert "| cpu | 64x48 | 1 |" in capsys.readouterr().out
 
 

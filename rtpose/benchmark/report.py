@@ -103,11 +103,11 @@ def stage_table(results: Sequence[Mapping], stages: Sequence[str]) -> str:
     return _table(header, rows, "llllrrrrr")
 
 
-def latency_tables(latency: Mapping[str, Mapping]) -> str:
-    """Markdown for the latency suite: each test's own ``markdown`` field (or its summary rows)."""
+def latency_tables(latency: Mapping[str, Mapping], level: int = 3) -> str:
+    """Markdown for the latency suite: each test's title, its own ``markdown`` tables and its verdict."""
     parts = []
     for name, res in latency.items():
-        parts.append(f"### {res.get('title', name)}\n")
+        parts.append(f"{'#' * level} {res.get('title', name)}\n")
         if res.get("status") in ("skipped", "failed"):
             parts.append(f"{res['status'].capitalize()}: {res.get('reason', '')}\n")
             continue
@@ -118,9 +118,16 @@ def latency_tables(latency: Mapping[str, Mapping]) -> str:
     return "\n".join(parts)
 
 
-def markdown_report(doc: Mapping, *, plots: Mapping[str, str] | None = None) -> str:
-    """The whole Markdown report of a benchmark JSON document."""
-    lines = ["# rtpose benchmark", "", f"Machine: {describe(doc['system'])}", ""]
+def markdown_report(doc: Mapping, *, plots: Mapping[str, str] | None = None, title: str = "rtpose benchmark",
+                    level: int = 1) -> str:
+    """The whole Markdown report of a benchmark JSON document; headings start at ``level``."""
+    h = "#" * level
+    lines = [f"{h} {title}", "", f"Machine: {describe(doc['system'])}", ""]
+    if doc.get("system_after"):
+        after = doc["system_after"]
+        busy = ", ".join(f"`{p['command'][:60]}` {p['cpu_percent']:.0f}% CPU" for p in after.get("busy_processes", []))
+        lines += [f"At the end: load {after.get('load_average')}; "
+                  + (f"under contention: {busy}" if busy else "no other busy process"), ""]
     if doc.get("command"):
         lines += [f"Command: `{doc['command']}`", ""]
     model = doc.get("model") or {}
@@ -129,7 +136,7 @@ def markdown_report(doc: Mapping, *, plots: Mapping[str, str] | None = None) -> 
                   f"{model.get('stride')})", ""]
     if doc.get("sweep"):
         cfg = doc.get("config", {})
-        lines += ["## Sweep (real pipeline, offline mode)", "",
+        lines += [f"{h}# Sweep (real pipeline, offline mode)", "",
                   f"{cfg.get('frames')} frames per combination after {cfg.get('warmup_frames')} warm-up frames. "
                   "Latencies per frame in ms. `service` = dequeue to emit (everything the engine does for a frame); "
                   "`inference` is the whole batch's network run; `end-to-end` adds the time waiting in the frame "
@@ -142,5 +149,5 @@ def markdown_report(doc: Mapping, *, plots: Mapping[str, str] | None = None) -> 
                                              "service", "end_to_end")),
                   "", "</details>", ""]
     if doc.get("latency"):
-        lines += ["## Latency tests", "", latency_tables(doc["latency"]), ""]
+        lines += [f"{h}# Latency tests", "", latency_tables(doc["latency"], level + 2), ""]
     return "\n".join(lines)

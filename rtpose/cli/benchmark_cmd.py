@@ -100,15 +100,17 @@ def _check_doc(doc_path: Path) -> str:
     return text
 
 
-def _update_doc(doc_path: Path, out: Path, markdown: str) -> None:
+def _update_doc(doc_path: Path, out: Path, document: dict, plots: dict) -> None:
     text = _check_doc(doc_path)
     try:  # image links: relative to the doc's folder
         rel = out.resolve().relative_to(doc_path.resolve().parent)
     except ValueError:
         rel = out.resolve()
+    from ..benchmark.report import markdown_report
+
+    markdown = markdown_report(document, plots=plots, title="Measured", level=2)
     body = re.sub(r"!\[([^\]]*)\]\(([^)/]+\.png)\)", lambda m: f"![{m.group(1)}]({(rel / m.group(2)).as_posix()})",
                   markdown)
-    body = body.replace("# rtpose benchmark\n", "", 1)
     start = text.index(GENERATED_BEGIN) + len(GENERATED_BEGIN)
     end = text.index(GENERATED_END)
     doc_path.write_text(text[:start] + "\n" + body.strip() + "\n" + text[end:], encoding="utf-8")
@@ -170,11 +172,11 @@ def main(args: argparse.Namespace) -> int:
     after = system_info()
     doc["system_after"] = {k: after[k] for k in ("load_average", "busy_processes", "contended")}
     json_path = report.write_json(out / "benchmark.json", doc)
-    markdown = report.markdown_report(report.read_json(json_path), plots=plots)
+    written = report.read_json(json_path)
     md_path = out / "benchmark.md"
-    md_path.write_text(markdown, encoding="utf-8")
+    md_path.write_text(report.markdown_report(written, plots=plots), encoding="utf-8")
     if args.update_doc:
-        _update_doc(Path(args.update_doc), out, markdown)
+        _update_doc(Path(args.update_doc), out, written, plots)
     _progress(f"wrote {json_path}, {md_path}" + "".join(f", {out / f}" for f in plots.values())
               + (f"; updated {args.update_doc}" if args.update_doc else ""))
     if "sweep" in doc:
