@@ -212,6 +212,7 @@ class Pipeline:
                     else:
                         t_meas = int(batch.frame_index[i]) * frame_period_ns[s]
                         t_target = t_meas + delay_ns
+                    batch.t_frame_ns[i] = t_meas
                     predictors[s].update(t_meas, batch.pose[i])
                     predictors[s].predict(t_target, batch.predicted[i])
                     batch.t_target_ns[i] = t_target

@@ -78,6 +78,8 @@ class PoseBatch:
         t_capture_ns ... t_emitted_ns (B,) int64  stage timestamps (see STAGES)
         pose (B, K, 3) float64     measured x, y, likelihood (DeepLabCut's decode)
         predicted (B, K, 3) float64  Kalman prediction to ``t_target_ns`` (likelihood copied)
+        t_frame_ns (B,) int64      the frame's time on its stream's timeline, which the Kalman filter and the
+                                   rules use: ``t_capture_ns`` live, media time (frame_index / fps) offline
         t_target_ns (B,) int64     the moment the prediction is for
     ``events`` lists what happened while producing this batch; cleared per batch.
     ``actions`` lists commands the rules stage decided for this batch (consumed by trigger sinks).
@@ -97,6 +99,7 @@ class PoseBatch:
         self.t_decoded_ns = np.zeros(capacity, np.int64)
         self.t_predicted_ns = np.zeros(capacity, np.int64)
         self.t_emitted_ns = np.zeros(capacity, np.int64)
+        self.t_frame_ns = np.zeros(capacity, np.int64)
         self.t_target_ns = np.zeros(capacity, np.int64)
         self.pose = np.zeros((capacity, num_bodyparts, 3), np.float64)
         self.predicted = np.zeros((capacity, num_bodyparts, 3), np.float64)

@@ -324,7 +324,7 @@ def test_rules_stage_fills_the_batch():
     batch = PoseBatch(4, 4)
     batch.n = 4
     batch.frame_index[:] = np.arange(4) + 100
-    batch.t_capture_ns[:] = t
+    batch.t_frame_ns[:] = t
     batch.pose[:] = poses
     batch.predicted[:] = poses
     stage.process(batch)
@@ -335,7 +335,7 @@ def test_rules_stage_fills_the_batch():
     batch.clear()
     batch.n = 1
     batch.frame_index[0] = 104
-    batch.t_capture_ns[0] = int(t[3]) + FRAME_NS
+    batch.t_frame_ns[0] = int(t[3]) + FRAME_NS
     batch.predicted[0] = poses[1]
     batch.pose[0] = poses[0]  # measured is outside, predicted inside: the rule uses predicted
     stage.process(batch)

@@ -37,7 +37,7 @@ from ..sinks.base import Sink
 from .dlc_table import H5_KEY, pose_frame
 
 TIMING_COLUMNS = ("frame", "stream", "t_capture_ns", "t_dequeued_ns", "t_infer_start_ns", "t_infer_end_ns",
-                  "t_decoded_ns", "t_predicted_ns", "t_target_ns")
+                  "t_decoded_ns", "t_predicted_ns", "t_frame_ns", "t_target_ns")
 EVENT_COLUMNS = ("t_ns", "frame", "stream", "kind", "name", "detail")
 
 
@@ -150,7 +150,8 @@ class RecorderSink(Sink):
             t[5] = batch.t_infer_end_ns[i]
             t[6] = batch.t_decoded_ns[i]
             t[7] = batch.t_predicted_ns[i]
-            t[8] = batch.t_target_ns[i]
+            t[8] = batch.t_frame_ns[i]
+            t[9] = batch.t_target_ns[i]
             chunk.n = r + 1
             if chunk.n == self.chunk_frames:
                 self._hand_over(s, now)

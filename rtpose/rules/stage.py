@@ -2,7 +2,8 @@
 
 For every valid row of a :class:`~rtpose.results.PoseBatch`, in order, the
 engine sees the row's measured and predicted pose at the frame's
-``t_capture_ns``; the stage appends the decided actions to ``batch.actions``,
+``t_frame_ns`` (the capture stamp live, the media time offline, as the Kalman
+filter uses); the stage appends the decided actions to ``batch.actions``,
 one ``Event(kind="trigger", name=rule, detail="on"|"off")`` per rule that
 fired or ended to ``batch.events``, and updates ``batch.trigger_states``.
 """
@@ -42,7 +43,7 @@ class RulesStage:
     def process(self, batch: PoseBatch) -> None:
         engine = self.engine
         for i in range(batch.n):
-            t_ns = int(batch.t_capture_ns[i])
+            t_ns = int(batch.t_frame_ns[i])
             frame = int(batch.frame_index[i])
             stream = int(batch.stream[i])
             actions = engine.evaluate(t_ns, frame, batch.pose[i], batch.predicted[i], stream=stream)
