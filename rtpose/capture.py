@@ -10,6 +10,9 @@ camera failure stops the run with its message instead of vanishing in a thread.
 from __future__ import annotations
 
 import threading
+from typing import Callable
+
+import numpy as np
 
 from .clock import Clock, monotonic_ns
 from .ring import FrameRing, RingClosed
@@ -19,8 +22,11 @@ class CaptureThread:
     """Runs ``source.read_into(ring slot)`` in a loop on its own thread."""
 
     def __init__(self, source, ring: FrameRing, *, max_frames: int | None = None, clock: Clock = monotonic_ns,
-                 name: str = "rtpose-capture"):
+                 name: str = "rtpose-capture", tap: Callable[[np.ndarray, int, int], object] | None = None):
+        """``tap(frame, frame_index, t_capture_ns)`` sees every frame before it is published (e.g. the
+        raw-video recorder); it must copy what it keeps and never block."""
         self.source = source
+        self.tap = tap
         self.ring = ring
         self.max_frames = max_frames
         self.clock = clock
@@ -58,7 +64,10 @@ class CaptureThread:
                 slot = ring.write_slot()
                 if not source.read_into(ring.frames[slot]):
                     break
-                ring.publish(slot, index, self.clock())
+                t_capture_ns = self.clock()
+                if self.tap is not None:
+                    self.tap(ring.frames[slot], index, t_capture_ns)
+                ring.publish(slot, index, t_capture_ns)
                 index += 1
                 self.frames_read = index
         except RingClosed:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
@@ -35,6 +36,7 @@ from .errors import ConfigError
 from .kalman import KalmanPredictor
 from .kalman import warmup as warmup_kalman
 from .results import Event, PoseBatch, StreamInfo
+from .recording.video import VideoRecorder
 from .ring import FrameRing
 from .stats import LatencyStats
 
@@ -55,6 +57,7 @@ class PipelineConfig:
     kalman_min_likelihood: float = 0.5
     kalman_max_gap_s: float = 0.5
     status_interval_s: float = 1.0
+    record_video: str | None = None  # .avi/.mp4 path: every captured frame (one file per stream)
 
 
 @dataclass
@@ -122,6 +125,7 @@ class Pipeline:
         self.summary: RunSummary | None = None
         self._stop = threading.Event()
         self.streams: list[StreamInfo] = []
+        self.video_recorders: list[VideoRecorder] = []
 
     def stop(self) -> None:
         """Ask the run to end (thread-safe; e.g. from a signal handler)."""
@@ -145,8 +149,16 @@ class Pipeline:
         batch_size = max(cfg.batch_size, len(self.sources)) if cfg.live else cfg.batch_size
         self.model.prepare(batch_size, height, width)
         batcher = Batcher(rings, batch_size=batch_size, max_wait_ms=cfg.max_wait_ms, clock=self.clock)
-        captures = [CaptureThread(src, ring, max_frames=cfg.max_frames, clock=self.clock, name=f"rtpose-capture-{i}")
-                    for i, (src, ring) in enumerate(zip(self.sources, rings))]
+        self.video_recorders = []
+        if cfg.record_video:
+            base = Path(cfg.record_video)
+            for i, info in enumerate(self.streams):
+                path = base.with_name(f"{base.stem}_cam{i}{base.suffix}") if len(self.streams) > 1 else base
+                self.video_recorders.append(VideoRecorder(path, frame_shape=(height, width, 3), fps=info.fps or 30.0))
+        taps = [v.offer for v in self.video_recorders] or [None] * len(self.sources)
+        captures = [CaptureThread(src, ring, max_frames=cfg.max_frames, clock=self.clock, name=f"rtpose-capture-{i}",
+                                  tap=tap)
+                    for i, (src, ring, tap) in enumerate(zip(self.sources, rings, taps))]
         return rings, captures, batcher, PoseBatch(batch_size, meta.num_bodyparts)
 
     # ------------------------------------------------------------------ run
@@ -163,7 +175,7 @@ class Pipeline:
             rings, captures, batcher, batch = self._open()
         except BaseException as setup_error:
             # nothing ran: release what sources and sinks already hold (a bound socket, an open port)
-            for closeable in [*self.sources, *self.sinks]:
+            for closeable in [*self.sources, *self.sinks, *self.video_recorders]:
                 try:
                     closeable.close()
                 except Exception as close_error:  # reported with, not instead of, the set-up error
@@ -253,6 +265,12 @@ class Pipeline:
                 except Exception as exc:  # keep the first error, but close everything
                     error = error or exc
             sink_summaries = {}
+            for i, video in enumerate(self.video_recorders):
+                try:
+                    video.close()
+                except Exception as exc:
+                    error = error or exc
+                sink_summaries[f"video{i}" if len(self.video_recorders) > 1 else "video"] = video.summary()
             for sink in self.sinks:  # every sink is closed exactly once, opened or not
                 try:
                     sink.close()

@@ -14,6 +14,8 @@ from ..metadata import ModelMetadata
 def add_output_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--record", metavar="OUT.h5", default=None,
                         help="record poses, timestamps and events (DeepLabCut .h5 + .csv and sidecar CSVs)")
+    parser.add_argument("--record-video", metavar="OUT.avi", default=None,
+                        help="also record every captured frame (.avi MJPG or .mp4), with a frame/timestamp index CSV")
     parser.add_argument("--publish", metavar="ADDR", default=None,
                         help="publish poses over ZeroMQ, e.g. tcp://127.0.0.1:5555 or ipc:///tmp/rtpose")
     parser.add_argument("--publish-remote", action="store_true",

@@ -31,6 +31,6 @@ def main(args: argparse.Namespace) -> int:
     sources = [open_source(spec, paced=not args.no_pace) for spec in args.source]
     stages, sinks = build_outputs(args, model.metadata, scorer=f"rtpose_{model.path.stem}")
     config = PipelineConfig(live=True, batch_size=max(args.batch, len(sources)), max_frames=args.frames,
-                            output_delay_ms=args.output_delay_ms)
+                            output_delay_ms=args.output_delay_ms, record_video=args.record_video)
     summary = run_with_reporting(Pipeline(sources, model, sinks=sinks, stages=stages, config=config), quiet=args.quiet)
     return 0 if summary.captured == summary.processed + summary.dropped else 1
