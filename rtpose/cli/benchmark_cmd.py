@@ -155,11 +155,15 @@ def main(args: argparse.Namespace) -> int:
     if args.suite in ("sweep", "all"):
         from ..benchmark.plots import write_plots
 
+        if args.model is None:
+            from ..models import default_model_path
+
+            default_model_path()  # a clear ModelError now rather than one "skipped" line per combination
         results, meta = run_sweep_from_args(args, out)
         doc.update(meta)
         doc["sweep"] = [r.to_json() for r in results]
         plots = write_plots(results, out)
-        failed |= any(r.status == "failed" for r in results)
+        failed |= any(r.status == "failed" for r in results) or not any(r.status == "ok" for r in results)
     if args.suite in ("latency", "all"):
         from ..benchmark.latency_suite import OPTIONAL, TESTS, run_suite
 
