@@ -23,7 +23,7 @@ first frame's dequeue to the last batch's emit.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Callable, Sequence
+from typing import Callable
 
 import numpy as np
 
