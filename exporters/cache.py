@@ -15,6 +15,7 @@ A miss without the export extra raises
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
@@ -24,6 +25,7 @@ from rtpose.errors import ModelError
 from . import deps, sources
 
 CACHE_ENV = "RTPOSE_CACHE_DIR"
+log = logging.getLogger(__name__)
 
 
 def cache_dir() -> Path:
@@ -51,5 +53,7 @@ def ensure_onnx(path, *, directory: Path | None = None) -> Path:
     deps.require_export()
     from .api import export_model
 
-    export_model(p, target)
+    log.info("exporting %s to %s (first use; reused until the source changes)", p, target)
+    report = export_model(p, target)
+    log.info("%s", report.summary())
     return target

@@ -84,9 +84,13 @@ class ParityFigures:
 
     def summary(self) -> str:
         locref = "n/a" if self.locref_max_abs is None else f"{self.locref_max_abs:.2e}"
-        amb = f", {self.ambiguous_peaks} near-tie peak(s) left out" if self.ambiguous_peaks else ""
+        if self.ambiguous_peaks:
+            counted = (f"{self.points - self.ambiguous_peaks} of {self.points} points "
+                       f"({self.ambiguous_peaks} near-tie peak(s) left out)")
+        else:
+            counted = f"{self.points} points"
         return (f"vs {self.reference}: score maps {self.scoremap_max_abs:.2e}, offsets {locref}, "
-                f"pose {self.pose_max_px:.3f} px over {self.points} points{amb} "
+                f"pose {self.pose_max_px:.3f} px over {counted} "
                 f"[{self.frames} frame(s) {', '.join(sorted(set(self.frame_sizes)))}; ORT levels "
                 f"{', '.join(self.ort_levels)}] -> {'OK' if self.ok else 'FAILED'}")
 

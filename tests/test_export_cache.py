@@ -119,3 +119,28 @@ def test_missing_dependency_in_process(tmp_path, cache_env, monkeypatch):
 def test_missing_path_is_a_model_error(tmp_path):
     with pytest.raises(ModelError, match="no such model file or folder"):
         ensure_onnx(tmp_path / "nowhere")
+
+
+def test_analyze_runs_a_deeplabcut_folder_through_the_cache(tmp_path, cache_env, export_calls, capsys):
+    """`rtpose analyze --model <DeepLabCut folder>`: exported on first use, reused on the second run."""
+    import cv2
+    import numpy as np
+
+    from rtpose.cli import main as cli_main
+    from rtpose.exporters.frames import synthetic_frames
+
+    folder = make_dlc_export_folder(tmp_path, "mobilenet", seed=9)
+    paths = []
+    for i, rgb in enumerate(synthetic_frames(((240, 320), (240, 320)), seed=3)):
+        p = tmp_path / "imgs" / f"img{i}.png"
+        p.parent.mkdir(exist_ok=True)
+        cv2.imwrite(str(p), cv2.cvtColor(np.round(rgb).astype(np.uint8), cv2.COLOR_RGB2BGR))
+        paths.append(str(p))
+    for run in (1, 2):
+        out = tmp_path / f"res{run}"
+        assert cli_main(["analyze", *paths, "--model", str(folder), "--out-dir", str(out), "--quiet"]) == 0
+        assert (out / "imgs.rtpose.h5").is_file() and (out / "imgs.rtpose.csv").is_file()
+        assert len(export_calls) == 1  # the second run used the cached file
+    cached = list(cache_env.iterdir())
+    assert len(cached) == 1 and cached[0] == cache.cached_path(folder)
+    capsys.readouterr()
