@@ -220,6 +220,9 @@ def describe(source: Source, *, bodyparts=None, stride=None, locref_stdev=None, 
     unknown = sorted(set(data) - set(DESCRIPTION_KEYS)) if source.kind != "dlc" else []
     if unknown:
         raise ExportError(f"{what}: unknown keys {unknown}; allowed: {', '.join(DESCRIPTION_KEYS)}")
+    color = str(data.get("input_color", "RGB")).upper()
+    if color not in ("RGB", "BGR"):
+        raise ExportError(f"{what}: input_color is {color!r}; it must be RGB or BGR")
     refine = data.get("location_refinement")
     return ModelDescription(
         bodyparts=tuple(str(n) for n in names),
@@ -229,7 +232,7 @@ def describe(source: Source, *, bodyparts=None, stride=None, locref_stdev=None, 
         scoremap_output=data.get("scoremap_output") if source.kind != "dlc" else None,
         locref_output=data.get("locref_output") if source.kind != "dlc" else None,
         apply_sigmoid=bool(data.get("apply_sigmoid", False)),
-        input_color=str(data.get("input_color", "RGB")),
+        input_color=color,
         input_range=str(data.get("input_range", "0-255")),
         preprocessing_in_graph=bool(data.get("preprocessing_in_graph", True)),
         described_by=where,
