@@ -98,8 +98,6 @@ def export_keras_model(model, out, *, bodyparts, stride, locref_stdev: float = s
 
 def default_out(source: sources.Source, fp16: bool = False) -> Path:
     base = source.path if source.path.is_dir() else source.path.with_suffix("")
-    if source.kind == "dlc" and source.path.is_file():
-        base = source.path.parent
     return base.with_name(base.name + ("-fp16" if fp16 else "") + ".onnx")
 
 

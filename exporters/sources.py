@@ -18,7 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
@@ -59,17 +59,15 @@ class Source:
     """One export source, located and hashed (contents not parsed beyond the YAML)."""
 
     kind: str  # "dlc" | "savedmodel" | "keras"
-    path: Path  # what the user gave
+    path: Path  # the model folder (DeepLabCut, SavedModel) or file (Keras)
     files: tuple[Path, ...]  # the files hashed, in hash order
     model_file: Path  # the .pb / saved_model dir / .keras file
     description_file: Path | None = None
-    extra: dict = field(default_factory=dict)
 
     @property
     def name(self) -> str:
+        """A file-name-safe name: the folder's name, or the model file's stem."""
         p = self.path if self.path.is_dir() else self.path.with_suffix("")
-        if self.kind == "dlc" and self.path.is_file():
-            p = self.path.parent
         return re.sub(r"[^A-Za-z0-9_.-]+", "_", p.name) or "model"
 
     def sha256(self) -> str:
@@ -121,7 +119,7 @@ def _dlc(folder: Path, pb: Path | None = None) -> Source:
             f"{cfg}: not found. A DeepLabCut exported-model folder holds pose_cfg.yaml beside {pb.name}; "
             "export again with deeplabcut.export_model(config_path), or copy the training folder's "
             "pose_cfg.yaml (dlc-models/.../train/pose_cfg.yaml) here.")
-    return Source("dlc", folder if pb.parent == folder else pb, (cfg, pb), pb, description_file=cfg)
+    return Source("dlc", folder, (cfg, pb), pb, description_file=cfg)
 
 
 def _iteration(p: Path) -> int:

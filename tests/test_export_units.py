@@ -236,3 +236,5 @@ def test_dlc_hash_is_yaml_then_pb(tmp_path):
     assert src.model_file.name == "snapshot-10.pb"
     expected = hashlib.sha256((tmp_path / "pose_cfg.yaml").read_bytes() + b"\x03").hexdigest()
     assert src.sha256() == expected
+    given_pb = sources.locate(tmp_path / "snapshot-5.pb")  # the .pb itself: that one, same folder
+    assert (given_pb.kind, given_pb.path, given_pb.model_file.name) == ("dlc", tmp_path, "snapshot-5.pb")
