@@ -25,8 +25,10 @@ from rtpose.drivers.sources.pacing import Pacer
 from rtpose.drivers.sources.synthetic import BODY_SPOT_GREY, BODYPARTS, HEAD_BGR, TAIL_BGR
 from rtpose.errors import ConfigError, SourceError
 
-OPENFIELD = Path("/work/shared/data/openfield/m3v1mp4.mp4")
-LABELED = Path("/work/shared/data/openfield/labeled")
+from conftest import SHARED
+
+OPENFIELD = SHARED / "m3v1mp4.mp4"  # the shared original; the bundled copy must be identical
+LABELED = SHARED / "labeled"
 
 
 class FakeClock:
@@ -517,9 +519,9 @@ def test_synthetic_paced_on_fake_clock():
 
 
 def test_open_source_specs(tmp_path):
-    video = open_source(f"video:{OPENFIELD}")
+    video = open_source(f"video:{demo_video_path()}")
     assert isinstance(video, VideoFileSource) and video.paced is True
-    assert open_source(f"video:{OPENFIELD}", paced=False).paced is False
+    assert open_source(f"video:{demo_video_path()}", paced=False).paced is False
     bare = open_source(str(demo_video_path()))
     assert isinstance(bare, VideoFileSource) and bare.path == demo_video_path()
     png = _write_png(tmp_path / "one.png", 5)
