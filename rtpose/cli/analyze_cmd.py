@@ -25,6 +25,8 @@ def register(sub) -> None:
     add_model_arguments(p)
     p.add_argument("--out-dir", default=None, help="where to write results (default: next to each input)")
     p.add_argument("--batch", type=int, default=8, help="frames per inference batch (default 8)")
+    p.add_argument("--max-wait-ms", type=float, default=50.0,
+                   help="how long to wait for a batch to fill before running a partial one (default 50)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=main)
 
@@ -73,7 +75,7 @@ def main(args: argparse.Namespace) -> int:
             labels = [str(f) for f in files]
         total = source.open().n_frames  # opened here to size the progress bar; errors name the file
         recorder = RecorderSink(Path(f"{stem}.h5"), scorer=scorer, chunk_frames=512, index_labels=labels)
-        config = PipelineConfig(live=False, batch_size=args.batch, max_wait_ms=50.0, ring_slots=2 * args.batch + 1)
+        config = PipelineConfig(live=False, batch_size=args.batch, max_wait_ms=args.max_wait_ms, ring_slots=2 * args.batch + 1)
         pipeline = Pipeline([source], model, sinks=[recorder], config=config)
         summary = run_with_reporting(pipeline, total_frames=total, quiet=args.quiet)
         print(f"   wrote {recorder.frames_written} rows to {recorder.paths[0].h5} and {recorder.paths[0].csv}")

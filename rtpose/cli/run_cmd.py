@@ -17,6 +17,8 @@ def register(sub) -> None:
     p.add_argument("--frames", type=int, default=None, help="stop after N frames per source")
     p.add_argument("--no-pace", action="store_true", help="read video files as fast as possible instead of at their FPS")
     p.add_argument("--batch", type=int, default=1, help="max frames per inference (>= number of sources)")
+    p.add_argument("--max-wait-ms", type=float, default=2.0,
+                   help="with several cameras: how long to wait for the others' frames to batch them together")
     p.add_argument("--output-delay-ms", type=float, default=0.0,
                    help="predict poses this far beyond 'now' (the actuator's delay)")
     p.add_argument("--quiet", action="store_true", help="no live status line")
@@ -31,6 +33,7 @@ def main(args: argparse.Namespace) -> int:
     sources = [open_source(spec, paced=not args.no_pace) for spec in args.source]
     stages, sinks = build_outputs(args, model.metadata, scorer=f"rtpose_{model.path.stem}")
     config = PipelineConfig(live=True, batch_size=max(args.batch, len(sources)), max_frames=args.frames,
+                            max_wait_ms=args.max_wait_ms,
                             output_delay_ms=args.output_delay_ms, record_video=args.record_video)
     summary = run_with_reporting(Pipeline(sources, model, sinks=sinks, stages=stages, config=config), quiet=args.quiet)
     return 0 if summary.captured == summary.processed + summary.dropped else 1
