@@ -93,7 +93,7 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", type=Path, default=DEFAULT_MODEL)
     p.add_argument("--split", choices=("val", "train"), default="val")
-    p.add_argument("--figure", type=Path, default=DEFAULT_FIGURE, help="PNG to write ('' for none)")
+    p.add_argument("--figure", default=str(DEFAULT_FIGURE), help="PNG to write ('' for none)")
     p.add_argument("--json", action="store_true", help="print the numbers as JSON")
     args = p.parse_args(argv)
 
@@ -112,8 +112,8 @@ def main(argv=None):
             print(f"  {bp:9s} {e:6.2f} px")
         print(f"  mean      {summary['mean_px']:6.2f} px   median {summary['median_px']:.2f}   max {summary['max_px']:.2f}")
         print(f"  PCK@5     {summary['pck5']:.3f}\n  PCK@10    {summary['pck10']:.3f}")
-    if args.figure and str(args.figure) and args.split == "val":
-        draw_figure(frames, poses, errors, args.figure)
+    if args.figure and args.split == "val":
+        draw_figure(frames, poses, errors, Path(args.figure))
         print(f"figure: {args.figure}")
     return summary
 
