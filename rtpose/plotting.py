@@ -29,7 +29,7 @@ def plot_run(paths: RecordingPaths, background_bgr: np.ndarray | None, out_png: 
     import pandas as pd
 
     plt = _pyplot()
-    table = read_dlc_table(paths.h5)
+    table = read_dlc_table(paths.h5).droplevel("scorer", axis=1)
     timing = pd.read_csv(paths.timing_csv)
     bodyparts = list(dict.fromkeys(table.columns.get_level_values("bodyparts")))
     fig, axes = plt.subplots(1, 3, figsize=(17, 5))
@@ -37,7 +37,7 @@ def plot_run(paths: RecordingPaths, background_bgr: np.ndarray | None, out_png: 
     if background_bgr is not None:
         ax.imshow(background_bgr[..., ::-1])
     for bp in bodyparts:
-        part = table.xs(bp, axis=1, level="bodyparts")
+        part = table[bp]
         good = part["likelihood"].to_numpy() >= min_likelihood
         ax.plot(part["x"].to_numpy()[good], part["y"].to_numpy()[good], ".", ms=2, label=bp)
     ax.set_title(f"poses (likelihood >= {min_likelihood})")
@@ -45,7 +45,7 @@ def plot_run(paths: RecordingPaths, background_bgr: np.ndarray | None, out_png: 
     ax.set_axis_off()
     ax = axes[1]
     for bp in bodyparts:
-        ax.plot(table.index.to_numpy(), table.xs(bp, axis=1, level="bodyparts")["likelihood"].to_numpy(), lw=0.6, label=bp)
+        ax.plot(table.index.to_numpy(), table[bp]["likelihood"].to_numpy(), lw=0.6, label=bp)
     ax.set_xlabel("frame")
     ax.set_ylabel("likelihood")
     ax.set_ylim(0, 1.02)

@@ -515,6 +515,17 @@ def test_synthetic_paced_on_fake_clock():
         _read(fast, 3)
 
 
+def test_pacing_starts_at_the_first_read_not_at_open():
+    """Set-up time between open and the first read (model warm-up) must not release a burst of frames."""
+    clock = FakeClock()
+    with SyntheticSource(160, 120, fps=50.0, paced=True, clock=clock, sleep=clock.sleep) as src:
+        clock.advance_ms(1000)
+        _read(src, 1)
+        assert clock.sleeps == []  # frame 0 is due at the first read
+        _read(src, 1)
+        assert clock.sleeps == [pytest.approx(0.02)]  # frame 1 one period later, not at once
+
+
 # -- the spec factory -----------------------------------------------------------------------
 
 

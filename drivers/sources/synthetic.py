@@ -159,7 +159,6 @@ class SyntheticSource(FrameSource):
         self._next = 0
         if self.paced:
             self._pacer = Pacer(self.frame_rate, clock=self._clock, sleep=self._sleep)
-            self._pacer.start()
         return SourceInfo(width=self.width, height=self.height, fps=self.frame_rate, n_frames=self.n_frames, live=self.paced)
 
     def _do_read_into(self, out: np.ndarray) -> bool:

@@ -87,7 +87,6 @@ class VideoFileSource(FrameSource):
         self._next_index = 0
         if self.paced:
             self._pacer = Pacer(fps, clock=self._clock, sleep=self._sleep)
-            self._pacer.start()
         return SourceInfo(width=width, height=height, fps=fps, n_frames=count if count > 0 else None, live=self.paced)
 
     def _do_read_into(self, out: np.ndarray) -> bool:
