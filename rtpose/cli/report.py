@@ -7,8 +7,9 @@ import sys
 from ..pipeline import RunSummary, Status
 
 
-def status_line(status: Status, total_frames: int | None = None, stream=sys.stderr) -> None:
+def status_line(status: Status, total_frames: int | None = None, stream=None) -> None:
     """One line, rewritten in place: counts, FPS, latency; a progress bar when the total is known."""
+    stream = stream if stream is not None else sys.stderr  # looked up now: sys.stderr may have been replaced
     text = (f"{status.elapsed_s:7.1f}s  captured {status.captured:6d}  processed {status.processed:6d}  "
             f"dropped {status.dropped:5d}  {status.fps:7.1f} FPS  e2e p50 {status.latency_p50_ms:6.2f} ms")
     if total_frames:
