@@ -236,24 +236,20 @@ class KalmanPredictor:
     def update(self, t_ns: int, pose: np.ndarray) -> None:
         """Advance all parts to ``t_ns`` and fuse ``pose`` ((K, 3) float64 x, y, likelihood, C-contiguous)."""
         t_ns = _as_ns(t_ns, "t_ns")
-        K = self.num_bodyparts
-        if not (isinstance(pose, np.ndarray) and pose.dtype == _F64 and pose.shape == (K, 3)
-                and pose.flags.c_contiguous and pose.flags.aligned):
-            raise KalmanInputError(
-                f"pose must be a C-contiguous float64 array of shape ({K}, 3); got "
-                f"{getattr(pose, 'dtype', type(pose).__name__)} {getattr(pose, 'shape', '')}")
-        if self._t_ns is None:
-            dt = 0.0
-        elif t_ns < self._t_ns:
-            raise KalmanInputError(
-                f"update at t_ns={t_ns} is earlier than the previous update ({self._t_ns}); timestamps "
-                "must not go back (use one predictor per stream, or reset() it)")
-        else:
-            dt = (t_ns - self._t_ns) * 1e-9
+        _check_pose_array("pose", pose, self.num_bodyparts, writeable=False)
+        dt = self._seconds_since_update(t_ns, "update at t_ns", "timestamps must not go back "
+                                        "(use one predictor per stream, or reset() it)")
         _update_kernel(self._x, self._P, self._live, self._t_valid_ns, self._like, pose, t_ns, dt,
                        self.process_noise, self._r, self.min_likelihood, self._max_gap_ns, self._p0,
                        self._F, self._Q, self._T)
         self._t_ns = t_ns
+
+    def _seconds_since_update(self, t_ns: int, what: str, hint: str) -> float:
+        if self._t_ns is None:
+            return 0.0
+        if t_ns < self._t_ns:
+            raise KalmanInputError(f"{what}={t_ns} is earlier than the last update ({self._t_ns}); {hint}")
+        return (t_ns - self._t_ns) * 1e-9
 
     def predict(self, t_target_ns: int, out: np.ndarray) -> np.ndarray:
         """Write the predicted (K, 3) x, y, likelihood at ``t_target_ns`` into ``out``; returns ``out``.
@@ -261,25 +257,22 @@ class KalmanPredictor:
         ``t_target_ns`` must not be earlier than the last update. The filter is not modified.
         """
         t_target_ns = _as_ns(t_target_ns, "t_target_ns")
-        K = self.num_bodyparts
-        if not (isinstance(out, np.ndarray) and out.dtype == _F64 and out.shape == (K, 3)
-                and out.flags.c_contiguous and out.flags.writeable and out.flags.aligned):
-            raise KalmanInputError(
-                f"out must be a writeable C-contiguous float64 array of shape ({K}, 3); got "
-                f"{getattr(out, 'dtype', type(out).__name__)} {getattr(out, 'shape', '')}")
-        if self._t_ns is None:
-            dt = 0.0
-        elif t_target_ns < self._t_ns:
-            raise KalmanInputError(
-                f"prediction target t_target_ns={t_target_ns} is earlier than the last update "
-                f"({self._t_ns}); predict only forward in time")
-        else:
-            dt = (t_target_ns - self._t_ns) * 1e-9
+        _check_pose_array("out", out, self.num_bodyparts, writeable=True)
+        dt = self._seconds_since_update(t_target_ns, "prediction target t_target_ns", "predict only forward in time")
         _predict_kernel(self._x, self._live, self._like, dt, self._F_pred, out)
         return out
 
 
 _F64 = np.dtype(np.float64)
+
+
+def _check_pose_array(name: str, arr, k: int, *, writeable: bool) -> None:
+    """A (K, 3) C-contiguous aligned float64 array (writeable if it is an output), or KalmanInputError."""
+    if not (isinstance(arr, np.ndarray) and arr.dtype == _F64 and arr.shape == (k, 3)
+            and arr.flags.c_contiguous and arr.flags.aligned and (arr.flags.writeable or not writeable)):
+        kind = "a writeable C-contiguous" if writeable else "a C-contiguous"
+        raise KalmanInputError(f"{name} must be {kind} float64 array of shape ({k}, 3); got "
+                               f"{getattr(arr, 'dtype', type(arr).__name__)} {getattr(arr, 'shape', '')}")
 
 
 def _as_ns(t, name: str) -> int:
