@@ -163,6 +163,23 @@ class Distance(Condition):
         return distance
 
 
+def _combine(parts, *, decisive: bool):
+    """Three-valued all (decisive=False) / any (decisive=True): one decisive part settles it;
+    otherwise any unknown part makes the result unknown."""
+
+    def combined(ctx: FrameContext) -> Tri:
+        unknown = False
+        for part in parts:
+            v = part(ctx)
+            if v is decisive:
+                return decisive
+            if v is None:
+                unknown = True
+        return None if unknown else not decisive
+
+    return combined
+
+
 @dataclass(frozen=True)
 class AllOf(Condition):
     conditions: tuple[Condition, ...]
@@ -173,17 +190,7 @@ class AllOf(Condition):
     def compile(self, index, min_likelihood):
         parts = tuple(c.compile(index, min_likelihood) for c in self.conditions)
 
-        def all_of(ctx: FrameContext) -> Tri:
-            unknown = False
-            for part in parts:
-                v = part(ctx)
-                if v is False:
-                    return False
-                if v is None:
-                    unknown = True
-            return None if unknown else True
-
-        return all_of
+        return _combine(parts, decisive=False)
 
 
 @dataclass(frozen=True)
@@ -196,17 +203,7 @@ class AnyOf(Condition):
     def compile(self, index, min_likelihood):
         parts = tuple(c.compile(index, min_likelihood) for c in self.conditions)
 
-        def any_of(ctx: FrameContext) -> Tri:
-            unknown = False
-            for part in parts:
-                v = part(ctx)
-                if v is True:
-                    return True
-                if v is None:
-                    unknown = True
-            return None if unknown else False
-
-        return any_of
+        return _combine(parts, decisive=True)
 
 
 @dataclass(frozen=True)
