@@ -10,7 +10,7 @@ matched to frames in order; the pulse length (1-8 ms, from the frame index)
 checks the matching.
 
 Run twice: alone, and with the ZeroMQ publisher placed *before* the trigger
-sink and a slow subscriber in another process (it sleeps 50 ms per message,
+sink and a slow subscriber in another process (it sleeps 200 ms per message,
 so the publisher's queue fills and ZeroMQ drops its messages): the trigger
 latency should not change.
 
@@ -37,7 +37,7 @@ from rtpose.results import Action  # noqa: E402
 TITLE = "Camera to trigger: capture to the byte's arrival at the emulated device"
 SIZE = (640, 480)
 FPS = 30.0
-SLOW_SUBSCRIBER_DELAY_S = 0.05
+SLOW_SUBSCRIBER_DELAY_S = 0.2
 
 
 class PulseEveryFrame:

@@ -63,6 +63,7 @@ def test_two_combination_sweep_writes_json_png_markdown_and_updates_the_doc(zero
     assert [(r["size"], r["batch"]) for r in ok] == [("64x48", 1), ("64x48", 3)]
     for r in ok:
         assert r["frames"] == 12 and r["dropped"] == 0
+        assert r["other_cpu_cores"] is None or r["other_cpu_cores"] >= 0
         assert r["fps"] > 0
         for stage in ("preprocess", "inference", "decode", "predict", "emit", "service", "end_to_end"):
             s = r["stages"][stage]

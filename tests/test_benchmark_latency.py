@@ -76,17 +76,41 @@ def test_dlc_live_comparison_arithmetic(mods):
     poses[..., 2] = 0.8
     other = poses.copy()
     other[3, 1, 0] += 0.03  # a tiny difference
-    other[7, 0, 1] += 8.0  # a different cell, where the score map's maximum was tied
-    tied = np.zeros((n, k), bool)
-    tied[7, 0] = True
+    other[7, 0, 1] += 8.0  # a different cell, where another cell scored as high as the maximum
+    ambiguous = np.zeros((n, k), bool)
+    ambiguous[7, 0] = True
     a = {"poses": poses, "times_ns": np.full(n, 10_000_000), "total_ns": n * 10_000_000, "versions": ["x"]}
-    b = {"poses": other, "tied": tied, "times_ns": np.full(n, 4_000_000), "total_ns": n * 4_000_000,
+    b = {"poses": other, "ambiguous": ambiguous, "times_ns": np.full(n, 4_000_000), "total_ns": n * 4_000_000,
          "batch_fps": 300.0, "provider": "CPUExecutionProvider", "threads": 2}
     r = dlc.compare("m", a, b, "64x48")
     assert r["ratio_p50"] == pytest.approx(0.4) and r["dlclive_fps"] == pytest.approx(100)
     assert r["rtpose_fps"] == pytest.approx(250)
-    assert r["px_max"] == pytest.approx(8.0) and r["px_max_untied"] == pytest.approx(0.03)
-    assert r["tied_fraction"] == pytest.approx(0.05)
+    assert r["px_max"] == pytest.approx(8.0) and r["px_max_unambiguous"] == pytest.approx(0.03)
+    assert r["ambiguous_fraction"] == pytest.approx(0.05)
+
+
+def test_pooling_two_runs_of_one_side(mods):
+    dlc = mods["dlc_live_side_by_side"]
+    poses = np.ones((3, 2, 3))
+    a = {"poses": poses, "times_ns": np.array([1, 2, 3]), "total_ns": 6, "batch_fps": 10.0}
+    b = {"poses": poses.copy(), "times_ns": np.array([4, 5, 6]), "total_ns": 15, "batch_fps": 20.0}
+    pooled = dlc._pool(a, b)
+    assert list(pooled["times_ns"]) == [1, 2, 3, 4, 5, 6] and pooled["total_ns"] == 21
+    assert pooled["batch_fps"] == 15.0 and pooled["poses"] is poses
+    b["poses"][0, 0, 0] = 2.0
+    with pytest.raises(RuntimeError, match="different poses"):
+        dlc._pool(a, b)
+
+
+def test_other_load_is_measured():
+    import sys
+
+    from rtpose.benchmark.sysinfo import OtherLoad
+
+    with OtherLoad() as load:
+        sum(range(10000))
+    if sys.platform.startswith("linux"):
+        assert load.cores >= 0
 
 
 def test_decode_speed_measures_one_shape(mods):

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from ..errors import ConfigError
+from .sysinfo import OtherLoad
 
 #: Script names, in the order they run.
 TESTS = ("pipeline_overhead", "decode_speed", "zmq_alone", "camera_to_publish", "camera_to_trigger", "prediction",
@@ -59,7 +60,10 @@ def run_suite(names: Sequence[str] = TESTS, *, quick: bool = False, model=None,
         if on_start:
             on_start(name)
         try:
-            results[name] = load(name).run(quick=quick, model=model)
+            module = load(name)
+            with OtherLoad() as busy:
+                results[name] = module.run(quick=quick, model=model)
+            results[name]["other_cpu_cores"] = busy.cores
         except ConfigError:
             raise
         except Exception as exc:  # noqa: BLE001 - one broken measurement must not hide the others

@@ -71,7 +71,7 @@ def _table(header: Sequence[str], rows: Iterable[Sequence[str]], align: str | No
 def sweep_table(results: Sequence[Mapping]) -> str:
     """The summary table: one row per combination (JSON result dicts)."""
     header = ["provider", "size", "batch", "FPS", "service p50", "p90", "p99", "max", "inference p50", "p99",
-              "preprocess p50", "decode p50", "predict p50", "emit p50", "end-to-end p50", "p99"]
+              "preprocess p50", "decode p50", "predict p50", "emit p50", "end-to-end p50", "p99", "others' CPU"]
     rows = []
     for r in results:
         if r.get("status", "ok") != "ok":
@@ -84,7 +84,7 @@ def sweep_table(results: Sequence[Mapping]) -> str:
                      g("service", "p50"), g("service", "p90"), g("service", "p99"), g("service", "max"),
                      g("inference", "p50"), g("inference", "p99"),
                      g("preprocess", "p50"), g("decode", "p50"), g("predict", "p50"), g("emit", "p50"),
-                     g("end_to_end", "p50"), g("end_to_end", "p99")])
+                     g("end_to_end", "p50"), g("end_to_end", "p99"), fmt(r.get("other_cpu_cores"), 2)])
     return _table(header, rows, "lllr" + "r" * (len(header) - 4))
 
 
@@ -113,6 +113,8 @@ def latency_tables(latency: Mapping[str, Mapping], level: int = 3) -> str:
             continue
         if res.get("markdown"):
             parts.append(res["markdown"].rstrip() + "\n")
+        if res.get("other_cpu_cores") is not None:
+            parts.append(f"Other processes kept {res['other_cpu_cores']:.2f} cores busy on average during this test.\n")
         if res.get("verdict"):
             parts.append(f"**Goal:** {res['verdict']}\n")
     return "\n".join(parts)
@@ -140,7 +142,8 @@ def markdown_report(doc: Mapping, *, plots: Mapping[str, str] | None = None, tit
                   f"{cfg.get('frames')} frames per combination after {cfg.get('warmup_frames')} warm-up frames. "
                   "Latencies per frame in ms. `service` = dequeue to emit (everything the engine does for a frame); "
                   "`inference` is the whole batch's network run; `end-to-end` adds the time waiting in the frame "
-                  "ring, which offline depends on the ring size.", "",
+                  "ring, which offline depends on the ring size. `others' CPU`: cores kept busy by other processes "
+                  "during the combination (0 = the machine was otherwise idle).", "",
                   sweep_table(doc["sweep"]), ""]
         for title, file in (plots or {}).items():
             lines += [f"![{title}]({file})", ""]

@@ -33,6 +33,7 @@ from ..results import PoseBatch
 from ..sinks.base import Sink
 from .replay import ReplaySource
 from .summary import summarize
+from .sysinfo import OtherLoad
 
 #: The stages reported, in pipeline order; "service" = preprocess + ... + emit.
 STAGES = ("queue", "preprocess", "inference", "decode", "predict", "emit", "service", "end_to_end")
@@ -111,6 +112,7 @@ class CombinationResult:
     fps: float = float("nan")
     fps_wall: float = float("nan")
     duration_s: float = float("nan")
+    other_cpu_cores: float = float("nan")  # cores other processes kept busy meanwhile (sysinfo.OtherLoad)
     stages: dict[str, dict[str, float]] = field(default_factory=dict)
     samples_ms: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
 
@@ -152,8 +154,10 @@ def measure_combination(model, width: int, height: int, batch: int, cfg: SweepCo
     result = CombinationResult(provider="", width=width, height=height, batch=batch)
     if cfg.warmup_frames:
         run_pipeline_once(model, width, height, batch, max(cfg.warmup_frames, 2 * batch), ring_slots=cfg.ring_slots)
-    pipeline, summary, sink = run_pipeline_once(model, width, height, batch, cfg.frames,
-                                                ring_slots=cfg.ring_slots, on_status=on_status)
+    with OtherLoad() as load:
+        pipeline, summary, sink = run_pipeline_once(model, width, height, batch, cfg.frames,
+                                                    ring_slots=cfg.ring_slots, on_status=on_status)
+    result.other_cpu_cores = load.cores
     samples = stage_samples(pipeline.stats)
     result.provider_used = summary.provider
     result.frames = summary.processed

@@ -13,6 +13,7 @@ import platform
 import shutil
 import subprocess
 import sys
+import time
 from datetime import datetime, timezone
 
 #: Packages whose versions a result depends on.
@@ -148,3 +149,43 @@ def describe(info: dict) -> str:
     return (f"{info['cpu_model']}, {info['usable_cores']} usable cores, {info.get('memory_gib')} GiB, {gpu}; "
             f"Python {info['python']}, onnxruntime {info['packages'].get('onnxruntime') or info['packages'].get('onnxruntime-gpu', '?')}; "
             f"load {info['load_average']}; {contention}")
+
+
+def _busy_cpu_s() -> float | None:
+    """CPU seconds all processes have used (``/proc/stat``, busy = total - idle - iowait)."""
+    try:
+        with open("/proc/stat", encoding="utf-8") as f:
+            fields = f.readline().split()[1:]
+    except OSError:
+        return None
+    ticks = [int(x) for x in fields[:8]]
+    hz = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    return (sum(ticks) - ticks[3] - ticks[4]) / hz
+
+
+def _own_cpu_s() -> float:
+    import resource
+
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return time.process_time() + children.ru_utime + children.ru_stime
+
+
+class OtherLoad:
+    """How many cores *other* processes kept busy while a measurement ran.
+
+    ``with OtherLoad() as load: ...`` then ``load.cores``: (machine-wide busy CPU
+    time - this process's and its waited-for children's CPU time) / wall time.
+    0 on an otherwise idle machine; on a 2-core machine, 1.0 means another
+    process used a whole core. NaN where ``/proc/stat`` is unavailable.
+    """
+
+    def __enter__(self) -> "OtherLoad":
+        self._busy, self._own, self._t = _busy_cpu_s(), _own_cpu_s(), time.perf_counter()
+        self.cores = float("nan")
+        return self
+
+    def __exit__(self, *exc) -> None:
+        busy = _busy_cpu_s()
+        wall = time.perf_counter() - self._t
+        if busy is not None and self._busy is not None and wall > 0:
+            self.cores = max(0.0, ((busy - self._busy) - (_own_cpu_s() - self._own)) / wall)
