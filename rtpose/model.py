@@ -18,6 +18,7 @@ import os
 from pathlib import Path
 from typing import Protocol, Sequence
 
+import cv2
 import numpy as np
 
 from .errors import MissingDependencyError, ModelError, ModelInputError
@@ -130,6 +131,7 @@ class OnnxPoseModel:
         self.metadata = ModelMetadata.from_props(self.session.get_modelmeta().custom_metadata_map, source=str(self.path))
         self._check_signature()
         self.input_buffer = np.zeros((0, 0, 0, 3), self._input_dtype)
+        self._rgb_scratch = np.zeros((0, 0, 3), np.uint8)
         self._scmap = self._locref = None
         self._bindings: dict[int, object] = {}
         self._swap_rb = self.metadata.input_color == "RGB"
@@ -176,6 +178,7 @@ class OnnxPoseModel:
         if self._static_batch is not None and max_batch > self._static_batch:
             raise ModelInputError(f"{self.path} takes batches of exactly {self._static_batch}; use --batch {self._static_batch} or re-export with a dynamic batch")
         self.input_buffer = np.zeros((max_batch, height, width, 3), self._input_dtype)
+        self._rgb_scratch = np.zeros((height, width, 3), np.uint8)
         probe = self.session.run(self._output_names, {self.metadata.input_name: self.input_buffer[:1]})
         k = self.metadata.num_bodyparts
         sc = probe[0]
@@ -197,7 +200,12 @@ class OnnxPoseModel:
         dst = self.input_buffer[row]
         if frame_bgr.shape != dst.shape:
             raise ModelInputError(f"frame has shape {frame_bgr.shape}, the model was prepared for {dst.shape}")
-        np.copyto(dst, frame_bgr[..., ::-1] if self._swap_rb else frame_bgr, casting="unsafe")
+        if self._swap_rb:
+            # OpenCV swaps channels into a contiguous uint8 scratch buffer (~0.2 ms at 640x480), then one
+            # contiguous cast; a cast through the reversed channel view is ~10x slower in NumPy.
+            cv2.cvtColor(frame_bgr, cv2.COLOR_BGR2RGB, dst=self._rgb_scratch)
+            frame_bgr = self._rgb_scratch
+        np.copyto(dst, frame_bgr, casting="unsafe")
 
     def _binding(self, n: int):
         binding = self._bindings.get(n)
