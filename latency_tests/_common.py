@@ -21,7 +21,6 @@ from pathlib import Path
 import numpy as np
 
 from rtpose.benchmark.report import json_safe
-from rtpose.metadata import ModelMetadata
 from rtpose.model import OnnxPoseModel
 
 REPO = Path(__file__).resolve().parents[1]
@@ -40,38 +39,33 @@ def time_calls(fn, n: int, *, warmup: int = 3) -> np.ndarray:
     return out
 
 
-class ZeroCostModel:
-    """PoseBackend fake: ``load_frame`` *is* :meth:`rtpose.model.OnnxPoseModel.load_frame` (the
-    real colour conversion and copy into a float32 RGB input buffer, so preprocessing is measured
-    as the engine does it), ``run`` returns preallocated maps (no network). Body part ``k`` peaks at
-    cell ``(k, k)``."""
+class ZeroCostModel(OnnxPoseModel):
+    """A real :class:`~rtpose.model.OnnxPoseModel` (on a tiny all-zero ONNX graph, so ``prepare`` and
+    ``load_frame`` - colour conversion and copy into the float32 RGB input - are exactly the engine's)
+    whose ``run`` skips the network and returns preallocated score maps: body part ``k`` peaks at cell
+    ``(k, k)`` with score 0.9, offsets are zero."""
 
-    provider = "ZeroCost"
-    load_frame = OnnxPoseModel.load_frame
-    _swap_rb = True  # what OnnxPoseModel.load_frame reads: the model wants RGB, frames are BGR
+    def __init__(self, num_bodyparts: int = 4, stride: int = 8, folder: str | Path | None = None):
+        sys.path.insert(0, str(REPO / "tests"))
+        from analytic_model import build_zero_model
 
-    def __init__(self, num_bodyparts: int = 4, stride: int = 8):
-        self.metadata = ModelMetadata(bodyparts=tuple(f"bp{i}" for i in range(num_bodyparts)), stride=float(stride),
-                                      extra={"fake": "zero-cost"})
-        self.input_buffer = np.zeros((0, 0, 0, 3), np.float32)
-        self._scmap = self._locref = None
-
-    @property
-    def map_shape(self):
-        return self._scmap.shape[1:3]
+        folder = Path(folder or tempfile.mkdtemp(prefix="rtpose-zero-"))
+        super().__init__(build_zero_model(folder / "zero.onnx", num_bodyparts, stride), providers=["cpu"])
+        self.provider = "ZeroCost (no network)"
+        self._maps: tuple[np.ndarray, np.ndarray] | None = None
 
     def prepare(self, max_batch: int, height: int, width: int) -> None:
-        s = int(self.metadata.stride)
+        super().prepare(max_batch, height, width)
+        h, w = self.map_shape
         k = self.metadata.num_bodyparts
-        h, w = -(-height // s), -(-width // s)
-        self.input_buffer = np.zeros((max_batch, height, width, 3), np.float32)
-        self._scmap = np.full((max_batch, h, w, k), 0.01, np.float32)
+        scmap = np.full((max_batch, h, w, k), 0.01, np.float32)
         for j in range(k):
-            self._scmap[:, min(j, h - 1), min(j, w - 1), j] = 0.9
-        self._locref = np.zeros((max_batch, h, w, k, 2), np.float32)
+            scmap[:, min(j, h - 1), min(j, w - 1), j] = 0.9
+        self._maps = (scmap, np.zeros((max_batch, h, w, k, 2), np.float32))
 
     def run(self, n: int):
-        return self._scmap[:n], self._locref[:n]
+        scmap, locref = self._maps
+        return scmap[:n], locref[:n]
 
 
 def build_test_model(folder: str | Path | None = None) -> Path:
