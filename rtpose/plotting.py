@@ -12,7 +12,8 @@ from .recording.recorder import RecordingPaths
 from .stats import STAGE_SPANS
 
 
-def _pyplot():
+def pyplot():
+    """matplotlib.pyplot on the non-interactive Agg backend, or MissingDependencyError with the pip hint."""
     try:
         import matplotlib
 
@@ -28,7 +29,7 @@ def plot_run(paths: RecordingPaths, background_bgr: np.ndarray | None, out_png: 
     """Trajectories over a video frame, likelihood over time, and per-stage latency histograms."""
     import pandas as pd
 
-    plt = _pyplot()
+    plt = pyplot()
     table = read_dlc_table(paths.h5).droplevel("scorer", axis=1)
     timing = pd.read_csv(paths.timing_csv)
     bodyparts = list(dict.fromkeys(table.columns.get_level_values("bodyparts")))

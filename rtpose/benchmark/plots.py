@@ -14,18 +14,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ..errors import MissingDependencyError
-
-
-def _pyplot():
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError as exc:
-        raise MissingDependencyError("benchmark plots need matplotlib: `pip install 'rtpose[plot]'`") from exc
-    return plt
+from ..plotting import pyplot
 
 
 def _ok(results):
@@ -33,7 +22,7 @@ def _ok(results):
 
 
 def plot_latency_vs_size(results, path: Path, stage: str = "service") -> Path:
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     ok = _ok(results)
     sizes = sorted({(r.width, r.height) for r in ok}, key=lambda s: s[0] * s[1])
@@ -60,7 +49,7 @@ def plot_latency_vs_size(results, path: Path, stage: str = "service") -> Path:
 
 
 def plot_fps_vs_batch(results, path: Path) -> Path:
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     ok = _ok(results)
     for provider in sorted({r.provider for r in ok}):
@@ -80,7 +69,7 @@ def plot_fps_vs_batch(results, path: Path) -> Path:
 
 
 def plot_latency_hist(results, path: Path, stage: str = "service") -> Path:
-    plt = _pyplot()
+    plt = pyplot()
     ok = [r for r in _ok(results) if len(r.samples_ms.get(stage, ())) > 0]
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     for provider in sorted({r.provider for r in ok}):
