@@ -24,6 +24,21 @@ def _consistent(frame: np.ndarray, seq: int) -> bool:
     return bool((frame == seq % 251).all())
 
 
+def _start_writer(ring: FrameRing, n_frames: int) -> threading.Thread:
+    """A capture-like thread writing frames 0..n_frames-1 (each filled from its index), then closing."""
+
+    def writer():
+        for i in range(n_frames):
+            s = ring.write_slot()
+            _fill(ring.frames[s], i)
+            ring.publish(s, i, i)
+        ring.close_writer()
+
+    t = threading.Thread(target=writer)
+    t.start()
+    return t
+
+
 def test_newest_returns_latest_and_counts_skipped_as_dropped():
     ring = FrameRing(SHAPE, slots=3, policy="newest")
     for i in range(5):
@@ -64,20 +79,9 @@ def test_close_reader_counts_unseen_frames():
 def test_newest_concurrent_stress_no_torn_reads_and_exact_accounting(slots):
     n_frames = 20000
     ring = FrameRing(SHAPE, slots=slots, policy="newest")
-    done = threading.Event()
-
-    def writer():
-        for i in range(n_frames):
-            s = ring.write_slot()
-            _fill(ring.frames[s], i)
-            ring.publish(s, i, i)
-        ring.close_writer()
-        done.set()
-
     torn = []
     seen = []
-    t = threading.Thread(target=writer)
-    t.start()
+    t = _start_writer(ring, n_frames)
     while True:
         if not ring.wait_for_data(1.0):
             if ring.writer_closed and not ring.has_unread():
@@ -95,7 +99,7 @@ def test_newest_concurrent_stress_no_torn_reads_and_exact_accounting(slots):
         ring.release()
     t.join()
     ring.close_reader()
-    assert done.is_set()
+    assert not t.is_alive() and ring.writer_closed  # the writer wrote everything and finished
     assert torn == []
     assert seen == sorted(seen) and len(set(seen)) == len(seen)
     assert ring.captured == n_frames
@@ -106,16 +110,7 @@ def test_newest_concurrent_stress_no_torn_reads_and_exact_accounting(slots):
 def test_lossless_concurrent_every_frame_in_order():
     n_frames = 5000
     ring = FrameRing(SHAPE, slots=3, policy="lossless")
-
-    def writer():
-        for i in range(n_frames):
-            s = ring.write_slot()
-            _fill(ring.frames[s], i)
-            ring.publish(s, i, i)
-        ring.close_writer()
-
-    t = threading.Thread(target=writer)
-    t.start()
+    t = _start_writer(ring, n_frames)
     got = []
     while True:
         first, count = ring.try_acquire(2)
