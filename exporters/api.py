@@ -21,8 +21,12 @@ from rtpose.errors import ExportError
 from rtpose.metadata import ModelMetadata
 
 from . import deps, fp16 as fp16_mod, frames as frames_mod, onnx_graph, parity, sources
-from .report import FP16_TOLERANCE, FP32_TOLERANCE, ExportReport
+from .report import BATCH_TOLERANCE, FP16_TOLERANCE, FP32_TOLERANCE, ExportReport
 
+#: Bumped whenever a change makes earlier exports wrong or incomplete; part of the cache key, so
+#: models cached by an earlier revision are exported again. 2: per-frame rewrite of training-mode
+#: batch norms, batch-invariance check, ``batch_invariant`` declared in the metadata.
+EXPORTER_REVISION = 2
 DEFAULT_OPSET = 17
 MIN_OPSET, MAX_OPSET = 13, 18  # tf2onnx 1.17 converts up to 18; Slice/Split inputs need 13+
 
@@ -119,10 +123,12 @@ def _export_dlc(source, desc, out, *, fp16, opset, check_frames, user_extra) -> 
                                   described_by=str(source.description_file))
     finally:
         runner.close()
-    model = tf_frozen.convert(graph_def, io, opset=opset, num_bodyparts=len(desc.bodyparts), source=str(pb))
+    model, rewritten = tf_frozen.convert(graph_def, io, opset=opset, num_bodyparts=len(desc.bodyparts),
+                                         source=str(pb))
     return _finish(model, batches, ref, desc, out, source_name=str(source.path), source_kind="dlc",
                    source_sha256=source.sha256(), variant=io.variant, note=io.note, fp16=fp16, opset=opset,
-                   input_hw=(None, None), has_locref=refine, user_extra=user_extra)
+                   input_hw=(None, None), has_locref=refine, user_extra=user_extra, check_frames=check_frames,
+                   per_frame_rewrites=rewritten)
 
 
 def _export_wrapped(wrapped, desc, out, *, source_name, source_kind, source_sha256, fp16, opset,
@@ -141,23 +147,28 @@ def _export_wrapped(wrapped, desc, out, *, source_name, source_kind, source_sha2
 
     batches, ref = _reference(reference, desc, check_frames, wrapped.input_hw, source_name=source_name,
                               described_by=desc.described_by)
-    model, mapping = wrapped.convert(opset)
+    model, mapping, rewritten = wrapped.convert(opset)
     tf_keras.finish_outputs(model, mapping, outputs, k, desc.apply_sigmoid)
     return _finish(model, batches, ref, desc, out, source_name=source_name, source_kind=source_kind,
                    source_sha256=source_sha256, variant=source_kind, note=outputs.note, fp16=fp16, opset=opset,
                    input_hw=wrapped.input_hw, has_locref=bool(outputs.locref or outputs.concatenated),
-                   user_extra=user_extra)
+                   user_extra=user_extra, check_frames=check_frames, per_frame_rewrites=rewritten)
 
 
 def _reference(reference, desc, check_frames, input_hw, *, source_name, described_by):
-    """Check frames in batches, and TensorFlow's (scoremap, locref) for each batch."""
+    """Check frames in batches, and TensorFlow's (scoremap, locref) for each batch.
+
+    The reference runs one frame at a time, as DeepLabCut-Live and DeepLabCut at batch size 1 do:
+    a graph whose nodes mix the frames of a batch (training-mode batch norm) then still gives the
+    poses DeepLabCut gives, and the ONNX model, run on whole batches, must match them.
+    """
     h, w = input_hw
     frames = check_frames if check_frames is not None else frames_mod.synthetic_frames(
         frames_mod.SYNTHETIC_SIZES if h is None or w is None else ((h, w), (h, w)))
     if h is not None and w is not None and any(f.shape[:2] != (h, w) for f in frames):
         raise ExportError(f"{source_name}: the model takes only {h}x{w} images; give --check images of that size")
     batches = frames_mod.batches(frames)
-    ref = [reference(b) for b in batches]
+    ref = [parity.stack_frames([reference(b[i:i + 1]) for i in range(b.shape[0])]) for b in batches]
     k = len(desc.bodyparts)
     channels = ref[0][0].shape[-1]
     if channels != k:
@@ -167,7 +178,7 @@ def _reference(reference, desc, check_frames, input_hw, *, source_name, describe
 
 
 def _finish(model, batches, ref, desc, out: Path, *, source_name, source_kind, source_sha256, variant, note, fp16,
-            opset, input_hw, has_locref, user_extra=None) -> ExportReport:
+            opset, input_hw, has_locref, check_frames, per_frame_rewrites=(), user_extra=None) -> ExportReport:
     onnx = deps.onnx()
     k = len(desc.bodyparts)
     fixes = onnx_graph.fix_padding(model)
@@ -179,6 +190,15 @@ def _finish(model, batches, ref, desc, out: Path, *, source_name, source_kind, s
         raise ExportError(f"{source_name}: the converted ONNX model is invalid ({exc}); please report this") from exc
     stride, stdev = desc.stride, desc.locref_stdev
     outputs = ("scoremap", "locref" if has_locref else None)
+    batch_figures = parity.batch_invariance(
+        model.SerializeToString(), frames_mod.batch_check_batches(check_frames or (), input_hw), outputs=outputs,
+        stride=stride, locref_stdev=stdev, tolerance=BATCH_TOLERANCE, source=source_name)
+    if not batch_figures.ok:
+        raise ExportError(
+            f"{source_name}: the ONNX model is not batch-invariant: a frame's outputs change with the other frames "
+            f"in its batch ({'; '.join(batch_figures.failures())}; {batch_figures.summary()}). Some node mixes "
+            f"the frames of a batch ({len(per_frame_rewrites)} training-mode batch norm(s) were rewritten per frame; "
+            "something else remains). Nothing was written; please report this with the model attached.")
     figures, fp32_out = parity.check(model.SerializeToString(), batches, ref, outputs=outputs, stride=stride,
                                      locref_stdev=stdev, reference_name="tensorflow", tolerance=FP32_TOLERANCE,
                                      source=source_name)
@@ -207,9 +227,13 @@ def _finish(model, batches, ref, desc, out: Path, *, source_name, source_kind, s
         "opset": str(opset),
         "fp16": "true" if fp16 else "false",
         "graph_fixes": str(len(fixes)),
+        "exporter_revision": str(EXPORTER_REVISION),
+        "batch_invariant": "true",
+        "per_frame_rewrites": str(len(per_frame_rewrites)),
     }
     extra.update(deps.versions())
     extra.update(figures.as_extra("parity"))
+    extra.update(batch_figures.as_extra("batch_invariance"))
     if figures16 is not None:
         extra.update(figures16.as_extra("parity_fp16"))
     for key, value in (user_extra or {}).items():
@@ -224,7 +248,8 @@ def _finish(model, batches, ref, desc, out: Path, *, source_name, source_kind, s
     _write(final, metadata, out, source_name)
     return ExportReport(out=out, source=source_name, source_kind=source_kind, variant=variant, variant_note=note,
                         metadata=metadata, parity=figures, parity_fp16=figures16, fp16=fp16, opset=opset,
-                        graph_fixes=tuple(fixes))
+                        graph_fixes=tuple(fixes), batch_invariance=batch_figures,
+                        per_frame_rewrites=tuple(per_frame_rewrites))
 
 
 def _set_io_dims(model, h, w, k: int, has_locref: bool) -> None:

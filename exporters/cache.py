@@ -4,8 +4,9 @@
 folder (or a SavedModel / Keras file with its description) is exported once into
 the cache folder and the cached file is returned from then on. The cache key is
 the sha256 of the source files (for DeepLabCut ``pose_cfg.yaml`` then the
-``snapshot-*.pb``), plus the rtpose version in the file name so an upgrade
-re-exports. Cache folder: ``$RTPOSE_CACHE_DIR`` or ``~/.cache/rtpose/models/``.
+``snapshot-*.pb``), plus the rtpose version and the exporter revision
+(:data:`rtpose.exporters.api.EXPORTER_REVISION`) in the file name, so an
+upgrade, or a fix that makes earlier exports wrong, re-exports. Cache folder: ``$RTPOSE_CACHE_DIR`` or ``~/.cache/rtpose/models/``.
 
 This module imports without TensorFlow; a cache hit needs no TensorFlow at all.
 A miss without the export extra raises
@@ -23,6 +24,7 @@ from rtpose import __version__
 from rtpose.errors import ModelError
 
 from . import deps, sources
+from .api import EXPORTER_REVISION
 
 CACHE_ENV = "RTPOSE_CACHE_DIR"
 log = logging.getLogger(__name__)
@@ -37,7 +39,7 @@ def cached_path(path, *, directory: Path | None = None) -> Path:
     """Where the export of ``path`` lives (or will live) in the cache."""
     source = sources.locate(path)
     key = source.sha256()
-    return (directory or cache_dir()) / f"{source.name}-{key[:16]}-rtpose{__version__}.onnx"
+    return (directory or cache_dir()) / f"{source.name}-{key[:16]}-rtpose{__version__}-x{EXPORTER_REVISION}.onnx"
 
 
 def ensure_onnx(path, *, directory: Path | None = None) -> Path:

@@ -15,6 +15,8 @@ from rtpose.errors import ExportError
 #: Synthetic check frames: two 240x320 frames (a batch of 2) and one odd size
 #: that is not a multiple of any stride (exercises SAME padding and ceil'd map sizes).
 SYNTHETIC_SIZES = ((240, 320), (240, 320), (203, 298))
+#: Extra frames for the batch-invariance check, at a real camera size (640x480): a batch of three.
+BATCH_CHECK_SIZES = ((480, 640), (480, 640), (480, 640))
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 
 
@@ -69,3 +71,21 @@ def batches(frames) -> list[np.ndarray]:
     for f in frames:
         groups.setdefault(f.shape, []).append(f)
     return [np.ascontiguousarray(np.stack(g)) for g in groups.values()]
+
+
+def batch_check_batches(frames, input_hw=(None, None)) -> list[np.ndarray]:
+    """Batches for the batch-invariance check: ``frames`` grouped by size plus three synthetic
+    640x480 frames (for a dynamic-size model), every group padded with other synthetic frames of
+    its size to at least two, so each frame meets different neighbours."""
+    h, w = input_hw
+    fixed = h is not None and w is not None
+    extra = synthetic_frames(((h, w),) * 3 if fixed else BATCH_CHECK_SIZES, seed=1)
+    groups = batches(list(frames) + extra)
+    out = []
+    for i, batch in enumerate(groups):
+        if batch.shape[0] < 2:
+            size = batch.shape[1:3]
+            others = synthetic_frames((size, size), seed=2 + i)
+            batch = np.ascontiguousarray(np.concatenate([batch, np.stack(others)]))
+        out.append(batch)
+    return out

@@ -2,12 +2,15 @@
 
 The model is run at every onnxruntime graph-optimisation level (an exported
 model must work whichever the runtime picks); the figures are the worst over
-levels and frames. Pose differences use DeepLabCut's single-animal decode:
+levels and frames. :func:`batch_invariance` runs the model on each frame alone
+and inside batches of other frames. Pose differences use DeepLabCut's single-animal decode:
 first maximum of each score map (row-major), offsets ``(dx, dy)`` times
 ``locref_stdev``, ``x = col * stride + stride / 2 + dx``.
 """
 
 from __future__ import annotations
+
+import dataclasses
 
 import numpy as np
 
@@ -123,6 +126,39 @@ def check(model_bytes: bytes, batches, reference, *, outputs, stride: float, loc
         ort_levels=tuple(levels), tolerance=tolerance,
     )
     return figures, got
+
+
+def batch_invariance(model_bytes: bytes, batches, *, outputs, stride: float, locref_stdev: float,
+                     tolerance: Tolerance, source: str, level: str = "all") -> ParityFigures:
+    """Each frame run alone vs the same frame inside a batch of other, different frames.
+
+    ``batches``: (B >= 2, H, W, 3) batches. Every batch is run as given and in reverse order, so
+    each frame shares its batch with different neighbours at different positions; the outputs must
+    match the frame run alone within ``tolerance``. A node that mixes frames (a training-mode batch
+    norm left as is) fails this by orders of magnitude.
+    """
+    alone_runs = run_onnx(model_bytes, [b[i:i + 1] for b in batches for i in range(b.shape[0])], outputs, level,
+                          source)
+    alone, start = [], 0
+    for b in batches:
+        pairs = alone_runs[start:start + b.shape[0]]
+        start += b.shape[0]
+        alone.append(stack_frames(pairs))
+    reversed_batches = [np.ascontiguousarray(b[::-1]) for b in batches]
+    reversed_ref = [tuple(None if a is None else np.ascontiguousarray(a[::-1]) for a in pair) for pair in alone]
+    figures, _ = check(model_bytes, list(batches) + reversed_batches, alone + reversed_ref, outputs=outputs,
+                       stride=stride, locref_stdev=locref_stdev, reference_name="onnx-one-frame-at-a-time",
+                       tolerance=tolerance, source=source, levels=(level,))
+    # Count each distinct frame once (every frame was compared twice: in order and reversed).
+    half = len(figures.frame_sizes) // 2
+    return dataclasses.replace(figures, frames=half, frame_sizes=figures.frame_sizes[:half])
+
+
+def stack_frames(pairs):
+    """[(scoremap, locref), ...] of single frames -> one (scoremap, locref) batch."""
+    scoremaps = np.concatenate([p[0] for p in pairs])
+    locrefs = None if pairs[0][1] is None else np.concatenate([p[1] for p in pairs])
+    return scoremaps, locrefs
 
 
 def _worst(a: float, b: float) -> float:

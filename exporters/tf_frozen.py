@@ -24,7 +24,7 @@ from pathlib import Path
 
 from rtpose.errors import ExportError
 
-from . import deps, onnx_graph
+from . import batch_mixing, deps, onnx_graph
 
 INPUT_NODE = "Placeholder"
 SCOREMAP_NODE = "Sigmoid"
@@ -165,7 +165,10 @@ class _UnsupportedOpCollector(logging.Handler):
 
 
 def convert(graph_def, io: GraphIO, *, opset: int, num_bodyparts: int, source: str):
-    """tf2onnx conversion with the I/O named ``image``, ``scoremap``, ``locref``."""
+    """tf2onnx conversion with the I/O named ``image``, ``scoremap``, ``locref``.
+
+    Returns (ONNX model, names of the batch-mixing nodes rewritten per frame).
+    """
     tf2onnx = deps.tf2onnx()
     rename = {io.input: "image"}
     outputs = []
@@ -178,21 +181,28 @@ def convert(graph_def, io: GraphIO, *, opset: int, num_bodyparts: int, source: s
         if io.locref:
             rename[io.locref] = "locref"
             outputs.append(io.locref)
-    model = run_tf2onnx(lambda: tf2onnx.convert.from_graph_def(
-        graph_def, input_names=[io.input], output_names=outputs, opset=opset, tensors_to_rename=rename)[0],
-        opset=opset, source=source)
+    model, rewritten = run_tf2onnx(lambda handlers: tf2onnx.convert.from_graph_def(
+        graph_def, input_names=[io.input], output_names=outputs, opset=opset, tensors_to_rename=rename,
+        custom_op_handlers=handlers)[0], opset=opset, source=source)
     if io.concatenated:
         onnx_graph.split_channels(model, "maps", num_bodyparts, ("scoremap", "locref"))
-    return model
+    return model, rewritten
 
 
 def run_tf2onnx(fn, *, opset: int, source: str):
-    """Call a tf2onnx conversion; map its failures and unconverted ops to :class:`ExportError`."""
+    """Call a tf2onnx conversion ``fn(custom_op_handlers)``; map its failures and unconverted ops to
+    :class:`ExportError`. The handlers rewrite batch-mixing nodes per frame (:mod:`.batch_mixing`).
+
+    Returns (ONNX model, names of the nodes rewritten per frame).
+    """
     collector = _UnsupportedOpCollector()
     logger = logging.getLogger("tf2onnx")
     logger.addHandler(collector)
+    counter = batch_mixing.new_counter()
     try:
-        model = fn()
+        model = fn(batch_mixing.tf2onnx_handlers(counter))
+    except ExportError:
+        raise
     except Exception as exc:  # tf2onnx raises ValueError/RuntimeError/KeyError/... from deep inside
         ops = f" Ops tf2onnx could not convert: {', '.join(collector.ops)}." if collector.ops else ""
         raise ExportError(
@@ -207,4 +217,7 @@ def run_tf2onnx(fn, *, opset: int, source: str):
             "Try a newer --opset (up to 18), or replace the op in the model; if it is a standard layer, "
             "please report it with the model attached.")
     onnx_graph.check_supported(model, opset, source)
-    return model
+    if counter.rewritten:
+        logging.getLogger(__name__).info("%s: %d training-mode batch norm node(s) rewritten to per-frame statistics",
+                                         source, len(counter.rewritten))
+    return model, tuple(counter.rewritten)

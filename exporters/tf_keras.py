@@ -104,9 +104,10 @@ class KerasModel:
         tf2onnx = deps.tf2onnx()
         h, w = self.input_hw
         spec = (tf.TensorSpec((None, h, w, 3), tf.float32, name="image"),)
-        model = run_tf2onnx(lambda: tf2onnx.convert.from_keras(self.model, input_signature=spec, opset=opset)[0],
-                            opset=opset, source=self.source)
-        return model, _match_onnx_names(model, self.names, self.source)
+        model, rewritten = run_tf2onnx(lambda handlers: tf2onnx.convert.from_keras(
+            self.model, input_signature=spec, opset=opset, custom_op_handlers=handlers)[0],
+            opset=opset, source=self.source)
+        return model, _match_onnx_names(model, self.names, self.source), rewritten
 
 
 def _numpy(tensor) -> np.ndarray:
@@ -162,16 +163,16 @@ class SavedModel:
         tf2onnx = deps.tf2onnx()
         from tf2onnx import tf_loader
 
-        def run():
+        def run(handlers):
             graph_def, inputs, outputs, rename = tf_loader.from_saved_model(
                 str(self.path), None, None, signatures=[self.signature], return_tensors_to_rename=True)
             rename = dict(rename)
             rename[inputs[0]] = "image"
             return tf2onnx.convert.from_graph_def(graph_def, input_names=inputs, output_names=outputs, opset=opset,
-                                                  tensors_to_rename=rename)[0]
+                                                  tensors_to_rename=rename, custom_op_handlers=handlers)[0]
 
-        model = run_tf2onnx(run, opset=opset, source=self.source)
-        return model, _match_onnx_names(model, self.names, self.source)
+        model, rewritten = run_tf2onnx(run, opset=opset, source=self.source)
+        return model, _match_onnx_names(model, self.names, self.source), rewritten
 
 
 def _match_onnx_names(model, tf_names: list[str], source: str) -> dict[str, str]:

@@ -64,6 +64,13 @@ class ModelMetadata:
     def num_bodyparts(self) -> int:
         return len(self.bodyparts)
 
+    @property
+    def batch_invariant(self) -> bool:
+        """True when the exporter proved that a frame's outputs do not depend on the other frames of
+        its batch (``extra.batch_invariant``). Files without it (earlier exports, other tools) may hold
+        nodes that mix frames, e.g. DeepLabCut's training-mode batch norms: run them one frame at a time."""
+        return self.extra.get("batch_invariant") == "true"
+
     def to_props(self) -> dict[str, str]:
         """Key/value strings for ONNX ``metadata_props``."""
         props = {

@@ -20,6 +20,7 @@ cleanly; sinks are always closed (files flushed) and frame accounting is exact:
 
 from __future__ import annotations
 
+import logging
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +40,8 @@ from .results import Event, PoseBatch, StreamInfo
 from .recording.video import VideoRecorder
 from .ring import FrameRing
 from .stats import LatencyStats
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -147,6 +150,8 @@ class Pipeline:
         slots = max(cfg.ring_slots, 3 if cfg.live else cfg.batch_size + 1)
         rings = [FrameRing((height, width, 3), slots=slots, policy=policy, wakeup=wakeup) for _ in self.sources]
         batch_size = max(cfg.batch_size, len(self.sources)) if cfg.live else cfg.batch_size
+        if batch_size > 1 and not meta.batch_invariant:
+            batch_size = self._unbatched(batch_size)
         self.model.prepare(batch_size, height, width)
         batcher = Batcher(rings, batch_size=batch_size, max_wait_ms=cfg.max_wait_ms, clock=self.clock)
         self.video_recorders = []
@@ -160,6 +165,19 @@ class Pipeline:
                                   tap=tap)
                     for i, (src, ring, tap) in enumerate(zip(self.sources, rings, taps))]
         return rings, captures, batcher, PoseBatch(batch_size, meta.num_bodyparts)
+
+    def _unbatched(self, batch_size: int) -> int:
+        """Batch size 1 for a model that does not declare itself batch-invariant (never batch it silently)."""
+        name = getattr(self.model, "path", "the model")
+        if len(self.sources) > 1:
+            raise ConfigError(
+                f"{name} does not declare itself batch-invariant (exported by an earlier rtpose or another tool), "
+                f"so its {len(self.sources)} cameras cannot share a batch; re-export it with `rtpose export` "
+                "(which checks batch invariance), or run one camera per process")
+        log.warning("%s does not declare itself batch-invariant (exported by an earlier rtpose or another tool): "
+                    "running one frame at a time instead of batches of %d; re-export it with `rtpose export` to "
+                    "batch", name, batch_size)
+        return 1
 
     # ------------------------------------------------------------------ run
     def run(self, on_status: Callable[[Status], None] | None = None) -> RunSummary:

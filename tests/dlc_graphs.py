@@ -19,6 +19,11 @@ but the same op patterns tf-slim puts in a real export:
 * ``mobilenet``: MobileNetV2 style. 3x3 stride-2 conv, inverted residual units
   (1x1 expand, ``DepthwiseConv2dNative`` 3x3, 1x1 linear projection), batch norm,
   ReLU6, residual ``AddV2`` where stride is 1 and depth is kept.
+* ``mobilenet-trainbn``: the same with every batch norm in training mode
+  (``FusedBatchNormV3``, ``is_training=True``, empty mean/variance inputs), as
+  DeepLabCut's own MobileNetV2 builder freezes it: each batch norm normalises
+  with the statistics of the tensor it processes, so in a batch the frames
+  change each other's outputs unless the exporter rewrites it per frame.
 
 Both end in DeepLabCut's head: ``conv2d_transpose`` (kernel 3, stride 2, SAME,
 dynamic output shape, bias) to K score maps (``pose/part_pred/block4``) and to 2K
@@ -49,6 +54,7 @@ import numpy as np
 import yaml
 
 DEFAULT_BODYPARTS = ("snout", "leftear", "rightear", "tailbase")
+BACKBONES = ("resnet", "mobilenet", "mobilenet-trainbn")
 MEAN_PIXEL = (123.68, 116.779, 103.939)
 SCOREMAP_NODE = "Sigmoid"
 LOCREF_NODE = "pose/locref_pred/block4/BiasAdd"
@@ -70,10 +76,11 @@ class _Builder:
     Both passes draw the same random weights in the same order.
     """
 
-    def __init__(self, tf1, seed: int, stats: list | None = None):
+    def __init__(self, tf1, seed: int, stats: list | None = None, training_bn: bool = False):
         self.tf1 = tf1
         self.rng = np.random.default_rng(seed)
         self.stats = stats
+        self.training_bn = training_bn
         self.moments: list = []  # calibration pass: (mean, variance) tensors in creation order
 
     def var(self, name: str, value: np.ndarray):
@@ -91,6 +98,12 @@ class _Builder:
         with tf1.variable_scope(scope):
             gamma = self.var("gamma", 1.0 + 0.1 * self.rng.standard_normal(depth))
             beta = self.var("beta", 0.1 * self.rng.standard_normal(depth))
+            if self.training_bn:
+                # tf-slim's batch_norm(fused=True, is_training=True), as DeepLabCut's MobileNetV2 builder
+                # freezes it: no mean/variance inputs (empty constants), statistics of the tensor itself.
+                y, _, _ = tf1.nn.fused_batch_norm(x, gamma, beta, epsilon=1e-3, is_training=True,
+                                                  name="FusedBatchNormV3")
+                return y
             if self.stats is None:
                 mean, variance = tf1.nn.moments(x, axes=[0, 1, 2])
                 # Floor relative to the layer's typical variance: a near-constant channel is not
@@ -255,8 +268,8 @@ def build_dlc_graph_def(backbone: str = "resnet", num_joints: int = 4, stride: i
                         locref_stdev: float = 7.2801):
     """Build, calibrate and freeze one graph; returns (GraphDef, output node names)."""
     tf1 = _tf()
-    if backbone not in ("resnet", "mobilenet"):
-        raise ValueError(f"backbone must be 'resnet' or 'mobilenet', not {backbone!r}")
+    if backbone not in BACKBONES:
+        raise ValueError(f"backbone must be one of {BACKBONES}, not {backbone!r}")
     if stride not in (4, 8, 16):
         raise ValueError("stride must be 4, 8 or 16")
     if concat_output is True:
@@ -278,7 +291,7 @@ def build_dlc_graph_def(backbone: str = "resnet", num_joints: int = 4, stride: i
 def _build(tf1, backbone, num_joints, stride, seed, concat_output, location_refinement, locref_stdev, stats):
     graph = tf1.Graph()
     with graph.as_default():
-        b = _Builder(tf1, seed, stats)
+        b = _Builder(tf1, seed, stats, training_bn=backbone == "mobilenet-trainbn")
         inputs = tf1.placeholder(tf1.float32, shape=[None, None, None, 3], name="Placeholder")
         mean = tf1.constant(MEAN_PIXEL, dtype=tf1.float32, shape=[1, 1, 1, 3], name="img_mean")
         centered = inputs - mean

@@ -21,6 +21,7 @@ import rtpose  # noqa: E402
 from dlc_graphs import make_dlc_export_folder  # noqa: E402
 from rtpose.errors import MissingDependencyError, ModelError  # noqa: E402
 from rtpose.exporters import api, cache, ensure_onnx  # noqa: E402
+from rtpose.exporters.api import EXPORTER_REVISION  # noqa: E402
 from rtpose.metadata import ModelMetadata  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -65,7 +66,9 @@ def test_folder_is_exported_once_then_reused(tmp_path, cache_env, export_calls):
     assert first.parent == cache_env and first.suffix == ".onnx"
     assert first.name.startswith(folder.name) and f"rtpose{rtpose.__version__}" in first.name
     meta = ModelMetadata.from_props({p.key: p.value for p in onnx.load(str(first)).metadata_props})
-    assert first.name.split("-")[-2] == meta.extra["source_sha256"][:16]
+    assert first.name.split("-")[-3] == meta.extra["source_sha256"][:16]
+    assert first.name.endswith(f"-x{EXPORTER_REVISION}.onnx") and meta.extra["exporter_revision"] == "2"
+    assert meta.batch_invariant
     mtime = first.stat().st_mtime_ns
 
     again = ensure_onnx(folder)
@@ -76,6 +79,18 @@ def test_folder_is_exported_once_then_reused(tmp_path, cache_env, export_calls):
     cfg = folder / "pose_cfg.yaml"
     cfg.write_text(cfg.read_text().replace("locref_stdev: 7.2801", "locref_stdev: 6.0"))
     assert cache.cached_path(folder) != first
+
+
+def test_an_export_cached_by_an_earlier_exporter_revision_is_not_reused(tmp_path, cache_env, export_calls):
+    """Earlier exports may batch frames wrongly (training-mode batch norm): the cache key changed."""
+    folder = make_dlc_export_folder(tmp_path, "mobilenet", seed=6, bodyparts=("a", "b"))
+    current = cache.cached_path(folder)
+    key = current.name.split("-")[-3]
+    cache_env.mkdir()
+    earlier = cache_env / f"{folder.name}-{key}-rtpose{rtpose.__version__}.onnx"  # revision 1 named it so
+    earlier.write_bytes(b"an export made before the batch-invariance fix")
+    assert ensure_onnx(folder) == current != earlier
+    assert len(export_calls) == 1
 
 
 def test_without_tensorflow_a_hit_works_and_a_miss_says_what_to_install(tmp_path, cache_env, export_calls):

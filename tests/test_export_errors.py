@@ -137,12 +137,12 @@ def test_parity_failure_writes_nothing(good, tmp_path, monkeypatch):
     real_convert = tf_frozen.convert
 
     def wrong_convert(*args, **kwargs):
-        model = real_convert(*args, **kwargs)
+        model, rewritten = real_convert(*args, **kwargs)
         biggest = max(model.graph.initializer, key=lambda t: np.prod(t.dims))
         arr = numpy_helper.to_array(biggest).copy()
         arr.flat[: arr.size // 3] *= -1.0  # a plausible bug: some weights flipped
         biggest.CopyFrom(numpy_helper.from_array(arr, biggest.name))
-        return model
+        return model, rewritten
 
     monkeypatch.setattr(tf_frozen, "convert", wrong_convert)
     out = tmp_path / "bad.onnx"
