@@ -12,6 +12,7 @@ ONNX with TensorFlow on check frames at every onnxruntime optimisation level
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 from pathlib import Path
@@ -38,7 +39,8 @@ def export_model(src, out=None, *, fp16: bool = False, opset: int = DEFAULT_OPSE
 
     Args:
         src: DeepLabCut folder (``pose_cfg.yaml`` + ``snapshot-*.pb``) or its ``.pb``, a SavedModel
-            folder, or a ``.keras``/``.h5`` file.
+            folder, or a ``.keras``/``.h5`` file; or an ``.onnx`` file an earlier rtpose wrote
+            (:func:`recheck_onnx`).
         out: the ``.onnx`` file to write; default: beside ``src``, named after it (``-fp16`` added).
         fp16: store weights as float16 (input and outputs stay float32); checked against FP32.
         opset: ONNX opset, 13-18.
@@ -48,6 +50,8 @@ def export_model(src, out=None, *, fp16: bool = False, opset: int = DEFAULT_OPSE
         extra: more ``rtpose.extra.*`` metadata (e.g. training facts), strings.
     """
     _check_opset(opset)
+    if Path(src).suffix.lower() == ".onnx":
+        return recheck_onnx(src, out, check_images=check_images)
     deps.require_export()
     source = sources.locate(src, description)
     desc = sources.describe(source, bodyparts=bodyparts, stride=stride, locref_stdev=locref_stdev)
@@ -108,6 +112,45 @@ def default_out(source: sources.Source, fp16: bool = False) -> Path:
 def _check_opset(opset: int) -> None:
     if not MIN_OPSET <= int(opset) <= MAX_OPSET:
         raise ExportError(f"opset {opset} is not supported; use {MIN_OPSET}-{MAX_OPSET} (default {DEFAULT_OPSET})")
+
+
+def recheck_onnx(src, out=None, *, check_images=None) -> ExportReport:
+    """Bring an rtpose ONNX file written by an earlier exporter revision up to date without its source.
+
+    Runs the batch-invariance check every export now runs and writes the file (``out``, default:
+    in place) declaring the result; the weights and the original parity figures are kept. A model
+    that mixes the frames of a batch (e.g. an earlier export of a DeepLabCut MobileNetV2 with
+    training-mode batch norm) is refused: export it again from its source.
+    """
+    onnx = deps.onnx()
+    src = Path(src)
+    try:
+        model = onnx.load(str(src))
+    except Exception as exc:  # DecodeError, OSError
+        raise ExportError(f"{src}: cannot be read as an ONNX model ({exc})") from exc
+    meta = ModelMetadata.from_props({p.key: p.value for p in model.metadata_props}, source=str(src))
+    out = Path(out) if out else src
+    dims = model.graph.input[0].type.tensor_type.shape.dim
+    input_hw = tuple(d.dim_value if d.HasField("dim_value") else None for d in dims[1:3]) if len(dims) == 4 \
+        else (None, None)
+    check_frames = frames_mod.load_images(check_images) if check_images else None
+    outputs = (meta.scoremap_output, meta.locref_output)
+    figures = parity.batch_invariance(
+        model.SerializeToString(), frames_mod.batch_check_batches(check_frames or (), input_hw), outputs=outputs,
+        stride=meta.stride, locref_stdev=meta.locref_stdev, tolerance=BATCH_TOLERANCE, source=str(src))
+    if not figures.ok:
+        raise ExportError(f"{src}: not batch-invariant: a frame's outputs change with the other frames in its batch "
+                          f"({'; '.join(figures.failures())}). Nothing was written. Export the model again from its "
+                          "source (DeepLabCut folder, SavedModel or Keras file): the exporter rewrites such nodes.")
+    extra = dict(meta.extra, exporter_revision=str(EXPORTER_REVISION), batch_invariant="true",
+                 rechecked_by=f"rtpose {__version__}")
+    extra.update(figures.as_extra("batch_invariance"))
+    upgraded = dataclasses.replace(meta, extra=extra)
+    _write(model, upgraded, out, str(src), doc_string=model.doc_string or None)
+    return ExportReport(out=out, source=str(src), source_kind="onnx", variant="recheck",
+                        variant_note="an earlier rtpose export, re-checked (weights and parity figures kept)",
+                        metadata=upgraded, parity=None, opset=int(meta.extra.get("opset", DEFAULT_OPSET)),
+                        batch_invariance=figures)
 
 
 def _export_dlc(source, desc, out, *, fp16, opset, check_frames, user_extra) -> ExportReport:
@@ -270,7 +313,7 @@ def _set_io_dims(model, h, w, k: int, has_locref: bool) -> None:
         onnx_graph.set_dims(o, ["batch", keep[1] or "map_height", keep[2] or "map_width", want[o.name]])
 
 
-def _write(model, metadata: ModelMetadata, out: Path, source_name: str) -> None:
+def _write(model, metadata: ModelMetadata, out: Path, source_name: str, *, doc_string: str | None = None) -> None:
     onnx = deps.onnx()
     del model.metadata_props[:]
     for key, value in metadata.to_props().items():
@@ -278,7 +321,7 @@ def _write(model, metadata: ModelMetadata, out: Path, source_name: str) -> None:
         entry.key, entry.value = key, value
     model.producer_name = "rtpose.exporters"
     model.producer_version = __version__
-    model.doc_string = f"rtpose export of {source_name}"
+    model.doc_string = doc_string or f"rtpose export of {source_name}"
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
     try:

@@ -107,11 +107,11 @@ class ExportReport:
 
     out: Path
     source: str
-    source_kind: str  # "dlc" | "savedmodel" | "keras" | "keras-model"
+    source_kind: str  # "dlc" | "savedmodel" | "keras" | "keras-model" | "onnx" (re-checked)
     variant: str
     variant_note: str
     metadata: ModelMetadata
-    parity: ParityFigures  # the FP32 ONNX model vs TensorFlow
+    parity: ParityFigures | None  # the FP32 ONNX model vs TensorFlow; None for a re-checked ONNX file
     parity_fp16: ParityFigures | None = None  # the FP16 model vs the FP32 ONNX model
     fp16: bool = False
     opset: int = 17
@@ -127,8 +127,9 @@ class ExportReport:
             f"stride {self.metadata.stride:g}; locref_stdev {self.metadata.locref_stdev:g}; "
             f"outputs {self.metadata.scoremap_output}"
             + (f", {self.metadata.locref_output}" if self.metadata.locref_output else ""),
-            f"check FP32 {self.parity.summary()}",
         ]
+        if self.parity is not None:
+            lines.append(f"check FP32 {self.parity.summary()}")
         if self.parity_fp16 is not None:
             lines.append(f"check FP16 {self.parity_fp16.summary()}")
         if self.batch_invariance is not None:

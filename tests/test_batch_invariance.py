@@ -21,7 +21,7 @@ pytestmark = pytest.mark.export
 _WHY = "TensorFlow/tf2onnx not installed: install the export extra (pip install 'rtpose[export]') to run exporter tests"
 tf = pytest.importorskip("tensorflow", reason=_WHY)
 pytest.importorskip("tf2onnx", reason=_WHY)
-pytest.importorskip("onnx", reason=_WHY)
+onnx = pytest.importorskip("onnx", reason=_WHY)
 
 import cv2  # noqa: E402
 
@@ -176,3 +176,28 @@ def test_a_model_that_does_not_declare_batch_invariance_runs_one_frame_at_a_time
     np.testing.assert_array_equal(eight, one)
     assert any("does not declare itself batch-invariant" in r.getMessage() and "re-export it with `rtpose export`"
                in r.getMessage() for r in caplog.records)
+
+
+def test_recheck_declares_a_batch_invariant_earlier_export_and_refuses_one_that_mixes_frames(
+        folder, tmp_path, monkeypatch, capsys):
+    """`rtpose export old.onnx`: an earlier rtpose export brought up to date without its source."""
+    mixing = _old_style_export(folder, tmp_path / "mixing.onnx", monkeypatch, declared=False)
+    assert cli_main(["export", str(mixing), "--out", str(tmp_path / "never.onnx")]) == 2
+    err = capsys.readouterr().err
+    assert "not batch-invariant" in err and "Export the model again from its source" in err
+    assert not (tmp_path / "never.onnx").exists()
+
+    inference_mode = make_dlc_export_folder(tmp_path, "mobilenet", seed=3)
+    good = export_model(inference_mode, tmp_path / "good.onnx").out
+    model = onnx.load(str(good))
+    earlier = {p.key: p.value for p in model.metadata_props if "batch" not in p.key and "revision" not in p.key}
+    del model.metadata_props[:]
+    for key, value in earlier.items():
+        model.metadata_props.add(key=key, value=value)
+    onnx.save(model, str(tmp_path / "earlier.onnx"))
+    assert not ModelMetadata.from_props(earlier).batch_invariant
+    assert cli_main(["export", str(tmp_path / "earlier.onnx"), "--out", str(tmp_path / "rechecked.onnx")]) == 0
+    assert "check batch vs onnx-one-frame-at-a-time" in capsys.readouterr().out
+    rechecked = OnnxPoseModel(tmp_path / "rechecked.onnx", providers=["cpu"]).metadata
+    assert rechecked.batch_invariant and rechecked.extra["exporter_revision"] == str(api.EXPORTER_REVISION)
+    assert rechecked.extra["parity.pose_max_px"] == earlier["rtpose.extra.parity.pose_max_px"]

@@ -66,6 +66,8 @@ def test_metadata_describes_the_openfield_model(session, meta):
     assert [i.name for i in session.get_inputs()] == [meta.input_name]
     assert {o.name for o in session.get_outputs()} == {meta.scoremap_output, meta.locref_output}
     assert "training_val_frames" in meta.extra
+    # Checked by the exporter's batch-invariance check (`rtpose export` re-checked the file): batched freely.
+    assert meta.batch_invariant and meta.extra["batch_invariance.scoremap_max_abs"] == "0"
 
 
 def test_predictions_on_held_out_frames_match_labels(openfield_dir, session, meta):
