@@ -62,7 +62,8 @@ def action_to_command(action: Action) -> tuple[int, int, int]:
             f"a trigger output takes {sorted(ACTION_COMMANDS)}"
         )
     if not 0 <= action.channel <= 0xFF:
-        raise ConfigError(f"rule {action.rule!r}: channel {action.channel} is outside 0..255")
+        raise ConfigError(f"rule {action.rule!r}: channel {action.channel} is outside 0..255, the channels the "
+                          "trigger protocol carries; change the rule's channel")
     payload = 0
     if command == p.CMD_PULSE:
         payload = int(round(action.duration_ms))

@@ -198,6 +198,10 @@ class RecorderSink(Sink):
                     p.unlink(missing_ok=True)
                 self._write_headers(paths, info)
             except OSError as exc:
+                blocker = next((p for p in paths.h5.parents if p.exists() and not p.is_dir()), None)
+                if blocker is not None:
+                    raise RecordingError(f"cannot create recording {paths.h5}: {blocker} is a file, not a folder; "
+                                         "record into a folder (it is created if missing)") from exc
                 raise RecordingError(f"cannot create recording {paths.h5} ({exc.strerror or exc}); "
                                      "check that the folder can be created and is writable, or record elsewhere") from exc
             self._files.append(_StreamFiles(paths, info, self.scorer, self.index_labels if i == 0 else None))
