@@ -98,6 +98,8 @@ def refuse_existing(paths: Sequence[Path], overwrite: bool) -> None:
 
 #: Bytes of headroom kept free beyond a chunk's own size (HDF5 metadata, B-tree nodes).
 SPACE_MARGIN_BYTES = 256 * 1024
+#: With less free space than this, .h5 chunks are appended on a copy renamed into place (see _append_h5).
+H5_COPY_BELOW_FREE_BYTES = 256 * 1024 * 1024
 
 
 class _Rollback:
@@ -348,29 +350,39 @@ class RecorderSink(Sink):
         files.frames_written += n
 
     def _append_h5(self, files: _StreamFiles, measured: pd.DataFrame) -> None:
+        """Append to the .h5 so that a failure cannot damage the rows already in it: the first chunk and,
+        when the disk is nearly full, every chunk go to a copy that is renamed into place when whole
+        (HDF5 cannot undo a half-done append; a CSV can be cut back, an .h5 cannot)."""
         paths = files.paths
-        first = files.frames_written == 0
-        target = paths.h5_tmp if first else paths.h5  # the first chunk appears atomically (rename)
+        on_copy = files.frames_written == 0 or _free_bytes(paths.h5.parent) < H5_COPY_BELOW_FREE_BYTES
+        target = paths.h5_tmp if on_copy else paths.h5
+        store = None
         try:
+            if on_copy and files.frames_written:
+                shutil.copyfile(paths.h5, target)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", pd.errors.PerformanceWarning)  # mixed-type index for image paths
-                with pd.HDFStore(target, mode="a") as store:
-                    store.append(H5_KEY, measured, format="table",
-                                 min_itemsize={"index": 256} if files.index_labels else None)
-            if first:
+                store = pd.HDFStore(target, mode="a")
+                store.append(H5_KEY, measured, format="table",
+                             min_itemsize={"index": 256} if files.index_labels else None)
+                store.close()
+            if on_copy:
                 os.replace(target, paths.h5)
         except BaseException as exc:
-            if first:
+            handle = getattr(store, "_handle", None)
+            if handle is not None and handle.isopen:
+                try:
+                    handle.close()  # a failed flush leaves PyTables' handle open
+                except Exception:
+                    pass
+            if on_copy:
                 paths.h5_tmp.unlink(missing_ok=True)
             if _is_disk_full(exc):  # PyTables wraps the OS error in its own exception
                 raise OSError(errno.ENOSPC, "no space left on device") from exc
             raise
 
     def _check_space(self, files: _StreamFiles, folder: Path, need: int, n: int) -> None:
-        try:
-            free = shutil.disk_usage(folder).free
-        except OSError:
-            return  # the writes themselves will report what is wrong with the folder
+        free = _free_bytes(folder)
         if free < need:
             raise self._disk_full(files, folder, n, f"{_size(free)} free, the next {n} rows need about {_size(need)}")
 
@@ -380,6 +392,13 @@ class RecorderSink(Sink):
             f"recording stopped: every file of {files.paths.h5.name} holds the same first {files.frames_written} frames. "
             "Free some space or record to another disk"
         )
+
+
+def _free_bytes(folder: Path) -> int:
+    try:
+        return shutil.disk_usage(folder).free
+    except OSError:
+        return 1 << 62  # unknown: the writes themselves will report what is wrong with the folder
 
 
 def _csv_bytes(rows: list) -> bytes:
