@@ -190,7 +190,8 @@ class PoseClient:
             else:
                 left_ms = (deadline - monotonic_ns() + 999_999) // 1_000_000
                 if left_ms <= 0 or not self._sock.poll(left_ms, zmq.POLLIN):
-                    raise ReceiveTimeout(f"nothing received within {timeout} ms: " + self.silence(self.skipped - skipped_before)[1])
+                    reason = self.silence(self.skipped - skipped_before)[1]
+                    raise ReceiveTimeout(f"nothing received within {timeout} ms: {reason}")
 
     def silence(self, skipped: int = 0) -> tuple[str, str]:
         """Why nothing was delivered: ``(kind, words)``, kind one of "no-header" (poses arrive without
@@ -198,18 +199,22 @@ class PoseClient:
         self._poll_monitor()
         a = self.address
         if skipped:
-            return "no-header", (f"{skipped} pose messages arrived from {a} but none could be decoded: the header they refer to "
-                    f"(id {self.missing_header}) has not arrived. Publishers resend it at least every second; "
-                    "if this persists the publisher is a different rtpose version: use the same version on both sides")
+            return "no-header", (
+                f"{skipped} pose messages arrived from {a} but none could be decoded: the header they refer to "
+                f"(id {self.missing_header}) has not arrived. Publishers resend it at least every second; "
+                "if this persists the publisher is a different rtpose version: use the same version on both sides")
         if self.connection == "connecting":
-            return "no-publisher", (f"no publisher at {a} (nothing accepted the connection); start one with "
-                    f"`rtpose run --publish {a} ...` or check the address")
+            return "no-publisher", (
+                f"no publisher at {a} (nothing accepted the connection); start one with "
+                f"`rtpose run --publish {a} ...` or check the address")
         if self.connection == "disconnected":
-            return "publisher-left", (f"the publisher at {a} closed the connection after {self.received} pose messages "
-                    "(its run ended or it was stopped); waiting for it to come back")
+            return "publisher-left", (
+                f"the publisher at {a} closed the connection after {self.received} pose messages "
+                "(its run ended or it was stopped); waiting for it to come back")
         if self.connection == "connected":
-            return "publisher-silent", (f"connected to the publisher at {a}, but it sent no pose message; it publishes only while "
-                    "frames are processed (is its source paused or finished?)")
+            return "publisher-silent", (
+                f"connected to the publisher at {a}, but it sent no pose message; it publishes only while "
+                "frames are processed (is its source paused or finished?)")
         return "unknown", f"no message from {a}; is a publisher running (rtpose run --publish {a})?"
 
     def _poll_monitor(self) -> None:

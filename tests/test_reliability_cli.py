@@ -156,3 +156,24 @@ def test_scores_must_be_probabilities():
     for bad in ([0.0, 220.0], [-3.0, 0.5], [np.nan, 0.5]):
         with pytest.raises(ModelError, match="must be probabilities in 0..1"):
             check_score_range("m.onnx", np.array(bad, np.float32))
+
+
+def test_analyze_result_whose_recording_failed_keeps_its_partial_name(tmp_path, monkeypatch, capsys):
+    import errno
+
+    from bad_inputs import write_avi
+    from rtpose.cli import main
+    from rtpose.recording.recorder import RecorderSink
+
+    write_avi(tmp_path / "clip.avi", frames=20)
+    monkeypatch.chdir(tmp_path)
+
+    def full(self, *args):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(RecorderSink, "_append", full)
+    assert main(["analyze", "clip.avi", "--quiet"]) == 2
+    assert capsys.readouterr().err == ("rtpose analyze: error: recording to clip.rtpose.partial.h5 failed (OSError: "
+                                       "[Errno 28] No space left on device); every file holds the same first 0 frames\n")
+    assert (tmp_path / "clip.rtpose.partial.csv").exists()
+    assert not list(tmp_path.glob("clip.rtpose.*[!l].h5")) and not (tmp_path / "clip.rtpose.csv").exists()

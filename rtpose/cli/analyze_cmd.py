@@ -117,10 +117,12 @@ def _promote(job: Job) -> None:
             os.replace(src, dst)
 
 
-def _conclude(job: Job, summary, total: int | None) -> None:
+def _conclude(job: Job, summary, error: BaseException | None, total: int | None) -> None:
     """Decide the job's status from its run; give a complete result its final name."""
     written = summary.sinks.get("recorder", {}).get("frames_written", 0)
-    if summary.interrupted:
+    if error is not None:
+        job.status = f"failed after {written} of {total or '?'} frames (result marked partial)"
+    elif summary.interrupted:
         job.status = f"stopped: {written} of {total or '?'} frames analysed (result marked partial)"
     elif total is not None and summary.captured < total:
         job.status = (f"PARTIAL: only {summary.captured} of the {total} frames its container announces could be "
@@ -157,7 +159,7 @@ def main(args: argparse.Namespace) -> int:
                                     ring_slots=2 * args.batch + 1)
             job.status = "failed"
             run_with_reporting(Pipeline([source], model, sinks=[recorder], config=config), total_frames=total,
-                               quiet=args.quiet, stop=stop, finish=lambda summary: _conclude(job, summary, total))
+                               quiet=args.quiet, stop=stop, finish=lambda summary, error: _conclude(job, summary, error, total))
             print(f"   {job.label}: {job.status}", flush=True)
     if len(jobs) > 1 or any(j.status != "complete" for j in jobs):
         print("== per input:")

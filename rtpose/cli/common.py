@@ -90,20 +90,25 @@ class StopSignals:
 
 def run_with_reporting(pipeline: Pipeline, *, total_frames: int | None = None, quiet: bool = False,
                        stop: StopSignals | None = None,
-                       finish: Callable[[RunSummary], None] | None = None) -> RunSummary:
+                       finish: Callable[[RunSummary, BaseException | None], None] | None = None) -> RunSummary:
     """Run with a status line; stop signals end it cleanly; always print the summary.
     ``stop``: the StopSignals of a command running several pipelines (else one just for this run).
-    ``finish(summary)`` runs once the run ended (also after an error), before the summary is printed."""
+    ``finish(summary, error)`` runs once the run ended (``error``: what it raised, or None), before the
+    summary is printed."""
     if stop is None:
         with StopSignals() as own:
             return run_with_reporting(pipeline, total_frames=total_frames, quiet=quiet, stop=own, finish=finish)
     stop.attach(pipeline)
     live = pipeline.config.live
+    error: BaseException | None = None
     try:
         pipeline.run(on_status=None if quiet else (lambda st: status_line(st, total_frames, live=live)))
+    except BaseException as exc:
+        error = exc
+        raise
     finally:
         if pipeline.summary is not None:
             if finish is not None:
-                finish(pipeline.summary)
+                finish(pipeline.summary, error)
             print(format_summary(pipeline.summary, pipeline.stats.format_table()), file=sys.stdout, flush=True)
     return pipeline.summary
