@@ -177,3 +177,23 @@ def test_analyze_result_whose_recording_failed_keeps_its_partial_name(tmp_path, 
                                        "[Errno 28] No space left on device); every file holds the same first 0 frames\n")
     assert (tmp_path / "clip.rtpose.partial.csv").exists()
     assert not list(tmp_path.glob("clip.rtpose.*[!l].h5")) and not (tmp_path / "clip.rtpose.csv").exists()
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP], ids=lambda s: signal.Signals(s).name)
+def test_listen_without_timeout_says_it_waits_and_ends_on_a_stop_signal(signum):
+    from test_bad_inputs import _unserved_address
+
+    address = _unserved_address()
+    proc = subprocess.Popen([sys.executable, "-m", "rtpose", "listen", address],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        note = proc.stderr.readline()  # after 5 s of silence
+        proc.send_signal(signum)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert note == (f"rtpose listen: still waiting: no publisher at {address} (nothing accepted the connection); "
+                    f"start one with `rtpose run --publish {address} ...` or check the address\n")
+    assert proc.returncode == 130 and out == "" and "Traceback" not in err

@@ -11,6 +11,7 @@ import argparse
 import json
 import math
 import os
+import signal
 import sys
 
 from ..errors import ConfigError
@@ -68,8 +69,13 @@ def _receive(client, timeout_ms: int | None, noted: list[str]):
                 print(f"rtpose listen: still waiting: {reason}", file=sys.stderr, flush=True)
 
 
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt  # SIGTERM/SIGHUP end listen like Ctrl-C: exit status 130, socket closed
+
+
 def main(args: argparse.Namespace) -> int:
     from ..client import PoseClient
+    from .common import STOP_SIGNALS
 
     if args.count is not None and args.count < 1:
         raise ConfigError(f"--count must be >= 1, got {args.count}")
@@ -78,6 +84,7 @@ def main(args: argparse.Namespace) -> int:
     timeout_ms = None if args.timeout is None else max(1, int(args.timeout * 1000))
     printed = 0
     noted: list = []
+    previous = {sig: signal.signal(sig, _interrupt) for sig in STOP_SIGNALS if sig != signal.SIGINT}
     try:
         with PoseClient(args.address, newest_only=args.newest, events=args.events) as client:
             while args.count is None or printed < args.count:
@@ -93,4 +100,7 @@ def main(args: argparse.Namespace) -> int:
         # complaining while flushing stdout at exit.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     return 0
