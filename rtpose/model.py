@@ -105,6 +105,8 @@ def default_threads() -> int:
 #: How far (in cells) a score map may differ from input size / stride: networks round up or down
 #: at each strided layer (DeepLabCut's ResNets give ceil(H / stride), some exports one cell less).
 MAP_SIZE_TOLERANCE_CELLS = 1
+#: Height and width of the test frame a model with a dynamic input size is checked on when loaded.
+PROBE_SIZE = 256
 #: Score maps are probabilities (the sigmoid is inside the graph); this much rounding is tolerated.
 SCORE_TOLERANCE = 1e-3
 
@@ -166,6 +168,7 @@ class OnnxPoseModel:
             )
         self.metadata = ModelMetadata.from_props(self.session.get_modelmeta().custom_metadata_map, source=str(self.path))
         self._check_signature()
+        self._probe(*self._probe_size())
         self.input_buffer = np.zeros((0, 0, 0, 3), self._input_dtype)
         self._rgb_scratch = np.zeros((0, 0, 3), np.uint8)
         self._scmap = self._locref = None
@@ -199,6 +202,11 @@ class OnnxPoseModel:
             raise ModelError(f"{self.path}: outputs {missing} named in the metadata are not in the graph (it has {list(outputs)}); re-export the model")
         self._output_names = wanted
 
+    def _probe_size(self) -> tuple[int, int]:
+        """(height, width) for the load-time check: the graph's own size if fixed, else PROBE_SIZE."""
+        shape = next(i.shape for i in self.session.get_inputs() if i.name == self.metadata.input_name)
+        return tuple(d if isinstance(d, int) and d > 0 else PROBE_SIZE for d in shape[1:3])
+
     # -- PoseBackend -------------------------------------------------------
     @property
     def map_shape(self) -> tuple[int, int]:
@@ -215,10 +223,24 @@ class OnnxPoseModel:
             raise ModelInputError(f"{self.path} takes batches of exactly {self._static_batch}; use --batch {self._static_batch} or re-export with a dynamic batch")
         self.input_buffer = np.zeros((max_batch, height, width, 3), self._input_dtype)
         self._rgb_scratch = np.zeros((height, width, 3), np.uint8)
-        # A fixed pseudo-random frame: a model that only misbehaves on real content (raw logits
-        # instead of probabilities) shows it here, before the first real frame.
-        test_frame = np.random.default_rng(0).integers(0, 256, (1, height, width, 3)).astype(self._input_dtype)
-        probe = self.session.run(self._output_names, {self.metadata.input_name: test_frame})
+        h, w = self._probe(height, width)
+        k = self.metadata.num_bodyparts
+        self._scmap = np.zeros((max_batch, h, w, k), np.float32)
+        self._locref = np.zeros((max_batch, h, w, 2 * k), np.float32) if self.metadata.location_refinement else None
+        self._bindings.clear()
+
+    def _probe(self, height: int, width: int) -> tuple[int, int]:
+        """Run a fixed pseudo-random frame of this size and check what comes out against the metadata:
+        output shapes, score-map size against input size / stride, scores in 0..1, finite offsets.
+        Returns the score-map size. Done at load (at the model's own size, or PROBE_SIZE) and again by
+        :meth:`prepare` for the frame size, so a model that does not fit its metadata never runs a frame."""
+        batch = self._static_batch or 1
+        test_frames = np.random.default_rng(0).integers(0, 256, (batch, height, width, 3)).astype(self._input_dtype)
+        try:
+            probe = self.session.run(self._output_names, {self.metadata.input_name: test_frames})
+        except Exception as exc:  # ORT's own exception types
+            raise ModelError(f"{self.path}: the model fails on a {width}x{height} test frame ({exc}); "
+                             "re-export it with `rtpose export`") from exc
         k = self.metadata.num_bodyparts
         sc = probe[0]
         if sc.ndim != 4 or sc.shape[3] != k:
@@ -226,7 +248,6 @@ class OnnxPoseModel:
         h, w = sc.shape[1:3]
         check_map_geometry(self.path, self.metadata.stride, height, width, h, w)
         check_score_range(self.path, sc)
-        self._scmap = np.zeros((max_batch, h, w, k), np.float32)
         if self.metadata.location_refinement:
             lr = probe[1]
             if lr.shape[1:] != (h, w, 2 * k):
@@ -234,10 +255,7 @@ class OnnxPoseModel:
             if not np.all(np.isfinite(lr)):
                 raise ModelError(f"{self.path}: the location-refinement offsets of a test frame are not all finite; "
                                  "the model is broken: re-export it with `rtpose export`")
-            self._locref = np.zeros((max_batch, h, w, 2 * k), np.float32)
-        else:
-            self._locref = None
-        self._bindings.clear()
+        return h, w
 
     def load_frame(self, row: int, frame_bgr: np.ndarray) -> None:
         """Copy one BGR uint8 frame into row ``row`` of the input batch (colour order converted)."""

@@ -186,8 +186,14 @@ CASES: tuple[Case, ...] = (
          files_after=("cut.rtpose.partial.h5", "cut.rtpose.partial.csv"), files_absent=("cut.rtpose.h5",)),
     Case("model-stride-mismatch", "data", "a model whose score maps do not fit the stride in its metadata",
          ("run", "--model", "model.onnx", "--source", "synthetic:64x64", "--frames", "1"), 2,
-         "rtpose run: error: model.onnx: for 64x64 frames the score map is 8x8 cells, but the metadata's stride 2 "
-         "means about 32x32; poses would be decoded at wrong places. The stride in the metadata does not fit the "
+         "rtpose run: error: model.onnx: for 256x256 frames the score map is 32x32 cells, but the metadata's stride "
+         "2 means about 128x128; poses would be decoded at wrong places. The stride in the metadata does not fit the "
+         "graph (its real stride is about 8): re-export the model with the right stride (rtpose export --stride)",
+         model_wrong_stride),
+    Case("model-stride-mismatch-info", "data", "`rtpose info` on that model (refused when loaded)",
+         ("info", "model.onnx"), 2,
+         "rtpose info: error: model.onnx: for 256x256 frames the score map is 32x32 cells, but the metadata's stride "
+         "2 means about 128x128; poses would be decoded at wrong places. The stride in the metadata does not fit the "
          "graph (its real stride is about 8): re-export the model with the right stride (rtpose export --stride)",
          model_wrong_stride),
     Case("model-scores-not-probabilities", "data", "a model whose score maps are not in 0..1 (no sigmoid)",
