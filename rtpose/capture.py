@@ -43,7 +43,9 @@ class CaptureThread:
         self._stop.set()
 
     def join(self, timeout_s: float | None = None) -> None:
-        self._thread.join(timeout_s)
+        """Wait for the thread to end; a thread never started (the run failed first) has nothing to wait for."""
+        if self._thread.ident is not None:
+            self._thread.join(timeout_s)
 
     @property
     def alive(self) -> bool:

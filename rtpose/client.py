@@ -144,11 +144,19 @@ class PoseClient:
         topics = [TOPIC_HEADER, TOPIC_POSE] + ([TOPIC_EVENT] if events else [])
         for t in topics:
             self._sock.setsockopt(zmq.SUBSCRIBE, t)
+        self._monitor: zmq.Socket | None = None
         try:
+            if not address.startswith("inproc://"):  # ZeroMQ reports no connection events for inproc
+                self._monitor = self._sock.get_monitor_socket(zmq.EVENT_CONNECTED | zmq.EVENT_DISCONNECTED)
             self._sock.connect(address)
         except zmq.ZMQError as exc:
             self._release()
             raise ConfigError(f"cannot connect to {address!r}: {exc}; use an endpoint like tcp://127.0.0.1:5555") from exc
+        #: What the connection is doing, from ZeroMQ's connection events: "connecting" (no publisher
+        #: reached yet), "connected", "disconnected" (a publisher was there and went away) or
+        #: "unknown" (inproc reports no events).
+        self.connection = "connecting" if self._monitor is not None else "unknown"
+        self.missing_header: int | None = None  # header id of the last pose skipped for want of its header
         self.headers: dict[int, dict] = {}
         self.header: dict | None = None  # the latest header received
         self._pending: collections.deque = collections.deque()
@@ -166,6 +174,7 @@ class PoseClient:
         timeout = self.timeout_ms if timeout_ms is _DEFAULT else timeout_ms
         # A real wait, measured on CLOCK_MONOTONIC whatever clock stamps t_recv_ns.
         deadline = None if timeout is None else monotonic_ns() + int(timeout) * 1_000_000
+        skipped_before = self.skipped
         while True:
             if self.newest_only:
                 self._drain_newest()
@@ -181,10 +190,44 @@ class PoseClient:
             else:
                 left_ms = (deadline - monotonic_ns() + 999_999) // 1_000_000
                 if left_ms <= 0 or not self._sock.poll(left_ms, zmq.POLLIN):
-                    raise ReceiveTimeout(
-                        f"no message from {self.address} within {timeout} ms; is a publisher running "
-                        f"(rtpose run --publish {self.address})?"
-                    )
+                    reason = self.silence(self.skipped - skipped_before)[1]
+                    raise ReceiveTimeout(f"nothing received within {timeout} ms: {reason}")
+
+    def silence(self, skipped: int = 0) -> tuple[str, str]:
+        """Why nothing was delivered: ``(kind, words)``, kind one of "no-header" (poses arrive without
+        their header), "no-publisher", "publisher-left", "publisher-silent" or "unknown"."""
+        self._poll_monitor()
+        a = self.address
+        if skipped:
+            return "no-header", (
+                f"{skipped} pose messages arrived from {a} but none could be decoded: the header they refer to "
+                f"(id {self.missing_header}) has not arrived. Publishers resend it at least every second; "
+                "if this persists the publisher is a different rtpose version: use the same version on both sides")
+        if self.connection == "connecting":
+            return "no-publisher", (
+                f"no publisher at {a} (nothing accepted the connection); start one with "
+                f"`rtpose run --publish {a} ...` or check the address")
+        if self.connection == "disconnected":
+            return "publisher-left", (
+                f"the publisher at {a} closed the connection after {self.received} pose messages "
+                "(its run ended or it was stopped); waiting for it to come back")
+        if self.connection == "connected":
+            return "publisher-silent", (
+                f"connected to the publisher at {a}, but it sent no pose message; it publishes only while "
+                "frames are processed (is its source paused or finished?)")
+        return "unknown", f"no message from {a}; is a publisher running (rtpose run --publish {a})?"
+
+    def _poll_monitor(self) -> None:
+        if self._monitor is None:
+            return
+        from zmq.utils.monitor import recv_monitor_message
+
+        while self._monitor.poll(0, zmq.POLLIN):
+            event = recv_monitor_message(self._monitor, zmq.NOBLOCK)["event"]
+            if event == zmq.EVENT_CONNECTED:
+                self.connection = "connected"
+            elif event == zmq.EVENT_DISCONNECTED:
+                self.connection = "disconnected"
 
     def __iter__(self) -> Iterator[PoseMessage | EventMessage]:
         while True:
@@ -209,7 +252,22 @@ class PoseClient:
         if len(frames) != 2:
             raise ProtocolError(f"{self.address} sent a {len(frames)}-part message; rtpose messages are [topic, payload]")
         topic, payload = frames
-        data = msgpack.unpackb(payload, raw=False)
+        try:
+            data = msgpack.unpackb(payload, raw=False)
+        except Exception as exc:  # msgpack raises several types (ExtraData, FormatError, ValueError, ...)
+            raise ProtocolError(
+                f"{self.address} sent a {topic[:32]!r} message that is not MessagePack ({type(exc).__name__}: {exc}); "
+                "is the address an rtpose publisher (rtpose run --publish)?"
+            ) from None
+        try:
+            return self._dispatch(topic, data, t_recv)
+        except (KeyError, TypeError, IndexError, ValueError) as exc:
+            raise ProtocolError(
+                f"{self.address} sent a {topic[:32]!r} message without the fields rtpose version {SCHEMA_VERSION} "
+                f"sends ({type(exc).__name__}: {exc}); use the same rtpose version on both sides"
+            ) from None
+
+    def _dispatch(self, topic: bytes, data, t_recv: int) -> PoseMessage | EventMessage | None:
         if not isinstance(data, dict) or data.get("v") != SCHEMA_VERSION:
             version = data.get("v") if isinstance(data, dict) else None
             raise ProtocolError(
@@ -227,6 +285,7 @@ class PoseClient:
             header = self.headers.get(data["hdr"])
             if header is None:
                 self.skipped += 1
+                self.missing_header = data["hdr"]
                 return None
             self.received += 1
             return self._pose(data, header, t_recv)
@@ -273,6 +332,10 @@ class PoseClient:
             self._release()
 
     def _release(self) -> None:
+        if self._monitor is not None:
+            self._sock.disable_monitor()
+            self._monitor.close(linger=0)
+            self._monitor = None
         self._sock.close(linger=0)
         if self._own_context:
             self._ctx.term()

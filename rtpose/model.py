@@ -14,6 +14,7 @@ frame-sized memory.
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 from typing import Protocol, Sequence
@@ -21,7 +22,7 @@ from typing import Protocol, Sequence
 import cv2
 import numpy as np
 
-from .errors import MissingDependencyError, ModelError, ModelInputError
+from .errors import ConfigError, MissingDependencyError, ModelError, ModelInputError
 from .metadata import ModelMetadata
 
 #: Provider short names accepted by ``providers=`` and the CLI, best first.
@@ -101,10 +102,47 @@ def default_threads() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+#: How far (in cells) a score map may differ from input size / stride: networks round up or down
+#: at each strided layer (DeepLabCut's ResNets give ceil(H / stride), some exports one cell less).
+MAP_SIZE_TOLERANCE_CELLS = 1
+#: Height and width of the test frame a model with a dynamic input size is checked on when loaded.
+PROBE_SIZE = 256
+#: Score maps are probabilities (the sigmoid is inside the graph); this much rounding is tolerated.
+SCORE_TOLERANCE = 1e-3
+
+
+def check_map_geometry(path, stride: float, height: int, width: int, map_h: int, map_w: int) -> None:
+    """Refuse (ModelError) score maps whose size does not match input size / stride: decoding with
+    the metadata's stride would put poses outside the frame (e.g. x = 3876 on a 640-px frame)."""
+    for name, size, cells in (("height", height, map_h), ("width", width, map_w)):
+        expected = size / stride
+        if not (math.floor(expected) - MAP_SIZE_TOLERANCE_CELLS <= cells <= math.ceil(expected) + MAP_SIZE_TOLERANCE_CELLS):
+            raise ModelError(
+                f"{path}: for {width}x{height} frames the score map is {map_w}x{map_h} cells, but the metadata's stride "
+                f"{stride:g} means about {width / stride:.0f}x{height / stride:.0f}; poses would be decoded at wrong "
+                f"places. The stride in the metadata does not fit the graph (its real stride is about {size / max(cells, 1):.3g}): "
+                "re-export the model with the right stride (rtpose export --stride)"
+            )
+
+
+def check_score_range(path, scores: np.ndarray) -> None:
+    """Refuse (ModelError) score maps that are not probabilities in 0..1 (e.g. logits without the sigmoid):
+    they would be reported as likelihoods such as 220."""
+    finite = bool(np.all(np.isfinite(scores)))
+    lo, hi = (float(scores.min()), float(scores.max())) if finite else (float("nan"), float("nan"))
+    if not finite or lo < -SCORE_TOLERANCE or hi > 1 + SCORE_TOLERANCE:
+        raise ModelError(
+            f"{path}: on a test frame the score maps range from {lo:.4g} to {hi:.4g}, but they must be probabilities "
+            "in 0..1 (likelihoods). The graph probably lacks the final sigmoid: re-export it with `rtpose export`"
+        )
+
+
 class OnnxPoseModel:
     """An rtpose ONNX file on ONNX Runtime. See the module docstring."""
 
     def __init__(self, path: str | os.PathLike, *, providers: Sequence[str] | None = None, threads: int | None = None):
+        if threads is not None and not (isinstance(threads, int) and threads >= 1):
+            raise ConfigError(f"threads must be None (all usable cores) or a whole number >= 1, got {threads!r}")
         ort = import_onnxruntime()
         self.path = Path(path)
         if not self.path.is_file():
@@ -130,6 +168,7 @@ class OnnxPoseModel:
             )
         self.metadata = ModelMetadata.from_props(self.session.get_modelmeta().custom_metadata_map, source=str(self.path))
         self._check_signature()
+        self._probe(*self._probe_size())
         self.input_buffer = np.zeros((0, 0, 0, 3), self._input_dtype)
         self._rgb_scratch = np.zeros((0, 0, 3), np.uint8)
         self._scmap = self._locref = None
@@ -163,6 +202,11 @@ class OnnxPoseModel:
             raise ModelError(f"{self.path}: outputs {missing} named in the metadata are not in the graph (it has {list(outputs)}); re-export the model")
         self._output_names = wanted
 
+    def _probe_size(self) -> tuple[int, int]:
+        """(height, width) for the load-time check: the graph's own size if fixed, else PROBE_SIZE."""
+        shape = next(i.shape for i in self.session.get_inputs() if i.name == self.metadata.input_name)
+        return tuple(d if isinstance(d, int) and d > 0 else PROBE_SIZE for d in shape[1:3])
+
     # -- PoseBackend -------------------------------------------------------
     @property
     def map_shape(self) -> tuple[int, int]:
@@ -179,21 +223,39 @@ class OnnxPoseModel:
             raise ModelInputError(f"{self.path} takes batches of exactly {self._static_batch}; use --batch {self._static_batch} or re-export with a dynamic batch")
         self.input_buffer = np.zeros((max_batch, height, width, 3), self._input_dtype)
         self._rgb_scratch = np.zeros((height, width, 3), np.uint8)
-        probe = self.session.run(self._output_names, {self.metadata.input_name: self.input_buffer[:1]})
+        h, w = self._probe(height, width)
+        k = self.metadata.num_bodyparts
+        self._scmap = np.zeros((max_batch, h, w, k), np.float32)
+        self._locref = np.zeros((max_batch, h, w, 2 * k), np.float32) if self.metadata.location_refinement else None
+        self._bindings.clear()
+
+    def _probe(self, height: int, width: int) -> tuple[int, int]:
+        """Run a fixed pseudo-random frame of this size and check what comes out against the metadata:
+        output shapes, score-map size against input size / stride, scores in 0..1, finite offsets.
+        Returns the score-map size. Done at load (at the model's own size, or PROBE_SIZE) and again by
+        :meth:`prepare` for the frame size, so a model that does not fit its metadata never runs a frame."""
+        batch = self._static_batch or 1
+        test_frames = np.random.default_rng(0).integers(0, 256, (batch, height, width, 3)).astype(self._input_dtype)
+        try:
+            probe = self.session.run(self._output_names, {self.metadata.input_name: test_frames})
+        except Exception as exc:  # ORT's own exception types
+            raise ModelError(f"{self.path}: the model fails on a {width}x{height} test frame ({exc}); "
+                             "re-export it with `rtpose export`") from exc
         k = self.metadata.num_bodyparts
         sc = probe[0]
         if sc.ndim != 4 or sc.shape[3] != k:
             raise ModelError(f"{self.path}: score maps have shape {sc.shape}, expected (batch, h, w, {k}) for bodyparts {self.metadata.bodyparts}")
         h, w = sc.shape[1:3]
-        self._scmap = np.zeros((max_batch, h, w, k), np.float32)
+        check_map_geometry(self.path, self.metadata.stride, height, width, h, w)
+        check_score_range(self.path, sc)
         if self.metadata.location_refinement:
             lr = probe[1]
             if lr.shape[1:] != (h, w, 2 * k):
                 raise ModelError(f"{self.path}: offsets have shape {lr.shape}, expected (batch, {h}, {w}, {2 * k})")
-            self._locref = np.zeros((max_batch, h, w, 2 * k), np.float32)
-        else:
-            self._locref = None
-        self._bindings.clear()
+            if not np.all(np.isfinite(lr)):
+                raise ModelError(f"{self.path}: the location-refinement offsets of a test frame are not all finite; "
+                                 "the model is broken: re-export it with `rtpose export`")
+        return h, w
 
     def load_frame(self, row: int, frame_bgr: np.ndarray) -> None:
         """Copy one BGR uint8 frame into row ``row`` of the input batch (colour order converted)."""

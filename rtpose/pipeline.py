@@ -21,9 +21,9 @@ cleanly; sinks are always closed (files flushed) and frame accounting is exact:
 from __future__ import annotations
 
 import logging
+import math
 import threading
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
@@ -37,7 +37,8 @@ from .errors import ConfigError
 from .kalman import KalmanPredictor
 from .kalman import warmup as warmup_kalman
 from .results import Event, PoseBatch, StreamInfo
-from .recording.video import VideoRecorder
+from .memory import MODEL_BYTES_PER_PIXEL, check_fits
+from .recording.video import VIDEO_BUFFERS, VideoRecorder, planned_video_paths
 from .ring import FrameRing
 from .stats import LatencyStats
 
@@ -61,6 +62,17 @@ class PipelineConfig:
     kalman_max_gap_s: float = 0.5
     status_interval_s: float = 1.0
     record_video: str | None = None  # .avi/.mp4 path: every captured frame (one file per stream)
+    overwrite: bool = False  # replace an existing record_video file instead of refusing
+
+    def __post_init__(self) -> None:
+        if not (isinstance(self.batch_size, int) and self.batch_size >= 1):
+            raise ConfigError(f"batch_size must be a whole number >= 1, got {self.batch_size!r}")
+        if self.max_frames is not None and not (isinstance(self.max_frames, int) and self.max_frames >= 1):
+            raise ConfigError(f"max_frames must be None (no limit) or a whole number >= 1, got {self.max_frames!r}")
+        for name in ("output_delay_ms", "max_wait_ms"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value >= 0):
+                raise ConfigError(f"{name} must be a finite number of milliseconds >= 0, got {value!r}")
 
 
 @dataclass
@@ -143,6 +155,7 @@ class Pipeline:
         if len(shapes) != 1:
             raise ConfigError(f"all sources of one run must share a frame size, got {sorted(shapes)}")
         height, width = shapes.pop()
+        self._check_memory(height, width)
         self.streams = [StreamInfo(src.name, i.width, i.height, i.fps, meta.bodyparts, i.n_frames)
                         for src, i in zip(self.sources, infos)]
         wakeup = threading.Event()
@@ -156,10 +169,10 @@ class Pipeline:
         batcher = Batcher(rings, batch_size=batch_size, max_wait_ms=cfg.max_wait_ms, clock=self.clock)
         self.video_recorders = []
         if cfg.record_video:
-            base = Path(cfg.record_video)
-            for i, info in enumerate(self.streams):
-                path = base.with_name(f"{base.stem}_cam{i}{base.suffix}") if len(self.streams) > 1 else base
-                self.video_recorders.append(VideoRecorder(path, frame_shape=(height, width, 3), fps=info.fps or 30.0))
+            videos = planned_video_paths(cfg.record_video, len(self.streams))[::2]
+            for path, info in zip(videos, self.streams):
+                self.video_recorders.append(VideoRecorder(path, frame_shape=(height, width, 3), fps=info.fps or 30.0,
+                                                          overwrite=cfg.overwrite))
         taps = [v.offer for v in self.video_recorders] or [None] * len(self.sources)
         captures = [CaptureThread(src, ring, max_frames=cfg.max_frames, clock=self.clock, name=f"rtpose-capture-{i}",
                                   tap=tap)
@@ -178,6 +191,20 @@ class Pipeline:
                     "running one frame at a time instead of batches of %d; re-export it with `rtpose export` to "
                     "batch", name, batch_size)
         return 1
+
+    def _check_memory(self, height: int, width: int) -> None:
+        """Refuse a frame size whose buffers cannot fit, before allocating any of them."""
+        cfg = self.config
+        frame = height * width * 3
+        slots = max(cfg.ring_slots, 3 if cfg.live else cfg.batch_size + 1)
+        batch = max(cfg.batch_size, len(self.sources)) if cfg.live else cfg.batch_size
+        parts = {
+            "frame rings": len(self.sources) * slots * frame,
+            "network": batch * height * width * MODEL_BYTES_PER_PIXEL,
+            "video recording buffers": (len(self.sources) * VIDEO_BUFFERS * frame) if cfg.record_video else 0,
+        }
+        check_fits(f"{width}x{height} frames (batch {batch})", parts,
+                   "use a smaller frame size (e.g. synthetic:640x480, or a camera's width=/height= options)")
 
     # ------------------------------------------------------------------ run
     def run(self, on_status: Callable[[Status], None] | None = None) -> RunSummary:
@@ -210,7 +237,7 @@ class Pipeline:
         frame_period_ns = [int(1e9 / s.fps) if s.fps > 0 else 33_333_333 for s in self.streams]
         delay_ns = int(cfg.output_delay_ms * 1e6)
         reported_drops = [0] * len(rings)
-        interrupted = False
+        interrupted = finished = False
         clock = self.clock
         t_start = clock()
         next_status = t_start + int(cfg.status_interval_s * 1e9)
@@ -228,6 +255,7 @@ class Pipeline:
                 n = batcher.next_batch(self.model, batch, self._stop)
                 if n == 0:
                     if batcher.finished:
+                        finished = True
                         break
                     continue
                 batch.t_infer_start_ns[:n] = clock()
@@ -264,6 +292,7 @@ class Pipeline:
                     on_status(self._status(rings, t_emit - t_start))
             for cap in captures:
                 cap.check()
+            interrupted = self._stop.is_set() and not finished  # stop(): a signal or the caller
         except KeyboardInterrupt:
             interrupted = True
         except BaseException as exc:

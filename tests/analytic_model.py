@@ -223,6 +223,7 @@ def build_zero_model(
     locref_name: str = "locref",
     scoremap_channels: int | None = None,
     metadata_overrides: dict | None = None,
+    weight: float = 0.0,
 ) -> Path:
     """A model whose outputs are all zeros, with knobs to break it on purpose.
 
@@ -237,11 +238,13 @@ def build_zero_model(
             names missing from the graph.
         scoremap_channels: channels of the score map output (default K), e.g. K+1 for a mismatch.
         metadata_overrides: keyword arguments of :class:`ModelMetadata` to replace.
+        weight: every output is this times the sum of the pooled R, G, B (0: all zeros); e.g. 1.0
+            gives "scores" up to 765, like a graph without its final sigmoid.
     """
     stride = int(stride)
     kc = num_bodyparts if scoremap_channels is None else int(scoremap_channels)
     out_channels = kc + (2 * num_bodyparts if with_locref else 0)
-    inits = [_const("zero_w", np.zeros((out_channels, 3, 1, 1), np.float32))]
+    inits = [_const("zero_w", np.full((out_channels, 3, 1, 1), weight, np.float32))]
     nodes = [
         helper.make_node("Transpose", [input_name], ["x_nchw"], perm=[0, 3, 1, 2]),
         helper.make_node("AveragePool", ["x_nchw"], ["pooled"], kernel_shape=[stride, stride], strides=[stride, stride]),

@@ -51,9 +51,8 @@ def test_models_without_what_rtpose_needs(tmp_path):
         OnnxPoseModel(build_model_without_metadata(tmp_path / "a.onnx"))
     with pytest.raises(ModelError, match="not in the graph"):
         OnnxPoseModel(build_model_missing_scoremap(tmp_path / "b.onnx"))
-    model = OnnxPoseModel(build_model_wrong_channels(tmp_path / "c.onnx"))
-    with pytest.raises(ModelError, match="score maps have shape"):
-        model.prepare(1, 64, 64)
+    with pytest.raises(ModelError, match="score maps have shape"):  # refused at load, before any frame
+        OnnxPoseModel(build_model_wrong_channels(tmp_path / "c.onnx"))
 
 
 def test_wrong_inputs_are_model_input_errors(analytic_model):

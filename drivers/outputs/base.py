@@ -62,7 +62,8 @@ def action_to_command(action: Action) -> tuple[int, int, int]:
             f"a trigger output takes {sorted(ACTION_COMMANDS)}"
         )
     if not 0 <= action.channel <= 0xFF:
-        raise ConfigError(f"rule {action.rule!r}: channel {action.channel} is outside 0..255")
+        raise ConfigError(f"rule {action.rule!r}: channel {action.channel} is outside 0..255, the channels the "
+                          "trigger protocol carries; change the rule's channel")
     payload = 0
     if command == p.CMD_PULSE:
         payload = int(round(action.duration_ms))
@@ -128,6 +129,26 @@ class TriggerOutput(ABC):
             return True
         self._count("dropped", "missed", f"{describe(command, channel, payload, action)}: queue full, trigger dropped", action)
         return False
+
+    @property
+    def channels(self) -> int | None:
+        """How many channels the device drives, when it said so (a serial device answers the
+        handshake PING with it); None when unknown: any channel the protocol carries (0..255)."""
+        return None
+
+    def check_actions(self, actions) -> None:
+        """Raise ConfigError for the first action this output cannot execute: a kind that is no
+        trigger command, a channel outside the protocol's 0..255 or the device's channels, a pulse
+        length the device cannot time. Called with every action the rules can produce before the
+        first frame, so a bad rule fails the start of a session, not its middle."""
+        channels = self.channels
+        for action in actions:
+            action_to_command(action)
+            if channels is not None and action.channel >= channels:
+                raise ConfigError(
+                    f"rule {action.rule!r}: {action.kind} on channel {action.channel}, but {self.name} drives "
+                    f"channels 0..{channels - 1}; change the rule's channel"
+                )
 
     def ping(self) -> bool:
         """Queue a PING (round-trip measurement without touching any line). Never blocks."""

@@ -131,6 +131,11 @@ class SerialTriggerOutput(TriggerOutput):
         self._writer_thread: threading.Thread | None = None
         self._reader_thread: threading.Thread | None = None
 
+    @property
+    def channels(self) -> int | None:
+        with self._cond:
+            return self._device_channels
+
     # ---- TriggerOutput hooks ------------------------------------------------
     def _do_open(self) -> None:
         port = self._open_port()  # raises OutputDeviceError with the hint

@@ -93,6 +93,11 @@ class SyntheticSource(FrameSource):
         self._pacer: Pacer | None = None
         self._next = 0
         self._scratch: np.ndarray | None = None  # only for non-contiguous output buffers
+        if noise_std > 0:
+            from rtpose.memory import check_fits
+
+            check_fits(f"source {self.name}: noise", {"noise buffer": self.height * self.width * 3 * 4},
+                       "use a smaller frame size or no noise")
         self._noise = np.empty((self.height, self.width, 3), np.float32) if noise_std > 0 else None
 
     # -- ground truth ------------------------------------------------------------------

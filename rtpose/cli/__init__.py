@@ -40,6 +40,10 @@ def main(argv: list[str] | None = None) -> int:
     except RtposeError as exc:
         print(f"rtpose {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except MemoryError:  # a size rtpose could not check beforehand (e.g. a huge image file)
+        print(f"rtpose {args.command}: error: out of memory; use smaller frames or batches (--batch), "
+              "or close other programs", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":  # pragma: no cover

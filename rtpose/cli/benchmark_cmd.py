@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 from ..errors import ConfigError
+from .common import positive_int
 
 GENERATED_BEGIN = "<!-- BEGIN GENERATED: rtpose benchmark -->"
 GENERATED_END = "<!-- END GENERATED: rtpose benchmark -->"
@@ -26,9 +27,9 @@ def register(sub) -> None:
     p.add_argument("--providers", default="cpu",
                    help="execution providers to sweep: cpu,cuda,tensorrt (unavailable ones are reported as skipped; "
                         "default: %(default)s)")
-    p.add_argument("--frames", type=int, default=300, help="measured frames per combination (default: %(default)s)")
+    p.add_argument("--frames", type=positive_int, default=300, help="measured frames per combination (default: %(default)s)")
     p.add_argument("--warmup", type=int, default=32, help="warm-up frames per combination (default: %(default)s)")
-    p.add_argument("--threads", type=int, default=None, help="CPU inference threads (default: all usable cores)")
+    p.add_argument("--threads", type=positive_int, default=None, help="CPU inference threads (default: all usable cores)")
     p.add_argument("--suite", choices=("sweep", "latency", "all"), default="sweep",
                    help="sweep: sizes x batches x providers; latency: the latency_tests/ scripts; all: both")
     p.add_argument("--tests", default=None,

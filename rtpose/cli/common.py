@@ -3,12 +3,36 @@
 from __future__ import annotations
 
 import argparse
+import math
 import signal
 import sys
+from typing import Callable
 
 from ..model import OnnxPoseModel, load_model
 from ..pipeline import Pipeline, RunSummary
 from .report import format_summary, status_line
+
+
+def positive_int(text: str) -> int:
+    """argparse type: a whole number >= 1 (``--threads``, ``--batch``, ``--frames``)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not allowed; give a whole number of at least 1")
+    return value
+
+
+def non_negative_ms(text: str) -> float:
+    """argparse type: a finite number of milliseconds >= 0 (``--output-delay-ms``, ``--max-wait-ms``)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of milliseconds") from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"{text} is not allowed; give a finite number of milliseconds >= 0, e.g. 10")
+    return value
 
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
@@ -16,7 +40,7 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
                         help="rtpose .onnx file or DeepLabCut exported-model folder (default: the bundled openfield model)")
     parser.add_argument("--providers", default="auto",
                         help="comma-separated execution providers, best first: tensorrt,cuda,cpu (default: auto)")
-    parser.add_argument("--threads", type=int, default=None, help="CPU inference threads (default: all usable cores)")
+    parser.add_argument("--threads", type=positive_int, default=None, help="CPU inference threads (default: all usable cores)")
 
 
 def model_from_args(args: argparse.Namespace) -> OnnxPoseModel:
@@ -24,13 +48,67 @@ def model_from_args(args: argparse.Namespace) -> OnnxPoseModel:
     return load_model(args.model, providers=providers, threads=args.threads)
 
 
-def run_with_reporting(pipeline: Pipeline, *, total_frames: int | None = None, quiet: bool = False) -> RunSummary:
-    """Run with a status line; SIGTERM and Ctrl-C stop cleanly; always print the summary."""
-    previous = signal.signal(signal.SIGTERM, lambda signum, frame: pipeline.stop())
+#: Exit statuses shared by the subcommands (README and docs/reliability.md list them).
+EXIT_OK = 0
+EXIT_MISMATCH = 1  # frame accounting does not add up
+EXIT_ERROR = 2  # an RtposeError: the message says what to do
+EXIT_PARTIAL = 3  # analyze: an input could only be read in part (its result is marked partial)
+EXIT_INTERRUPTED = 130  # stopped by a signal (Ctrl-C, SIGTERM, SIGHUP)
+
+#: Signals that stop a run cleanly (files flushed, summary printed).
+STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
+
+
+class StopSignals:
+    """While active, SIGINT, SIGTERM and SIGHUP stop the attached pipeline cleanly and set
+    :attr:`requested`, so a command running several pipelines (``analyze``) starts no further one."""
+
+    def __init__(self):
+        self.requested: int | None = None
+        self._pipeline: Pipeline | None = None
+        self._previous: dict = {}
+
+    def attach(self, pipeline: Pipeline) -> None:
+        self._pipeline = pipeline
+        if self.requested is not None:
+            pipeline.stop()
+
+    def _handle(self, signum, frame) -> None:
+        self.requested = signum
+        if self._pipeline is not None:
+            self._pipeline.stop()
+
+    def __enter__(self) -> "StopSignals":
+        for sig in STOP_SIGNALS:
+            self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for sig, previous in self._previous.items():
+            signal.signal(sig, previous)
+
+
+def run_with_reporting(pipeline: Pipeline, *, total_frames: int | None = None, quiet: bool = False,
+                       stop: StopSignals | None = None,
+                       finish: Callable[[RunSummary, BaseException | None], None] | None = None) -> RunSummary:
+    """Run with a status line; stop signals end it cleanly; always print the summary.
+    ``stop``: the StopSignals of a command running several pipelines (else one just for this run).
+    ``finish(summary, error)`` runs once the run ended (``error``: what it raised, or None), before the
+    summary is printed."""
+    if stop is None:
+        with StopSignals() as own:
+            return run_with_reporting(pipeline, total_frames=total_frames, quiet=quiet, stop=own, finish=finish)
+    stop.attach(pipeline)
+    live = pipeline.config.live
+    error: BaseException | None = None
     try:
-        pipeline.run(on_status=None if quiet else (lambda st: status_line(st, total_frames)))
+        pipeline.run(on_status=None if quiet else (lambda st: status_line(st, total_frames, live=live)))
+    except BaseException as exc:
+        error = exc
+        raise
     finally:
-        signal.signal(signal.SIGTERM, previous)
         if pipeline.summary is not None:
+            if finish is not None:
+                finish(pipeline.summary, error)
             print(format_summary(pipeline.summary, pipeline.stats.format_table()), file=sys.stdout, flush=True)
     return pipeline.summary

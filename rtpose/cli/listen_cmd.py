@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
+import signal
 import sys
 
 from ..errors import ConfigError
@@ -43,19 +45,50 @@ def human_line(msg) -> str:
     return " ".join(parts)
 
 
+#: Without --timeout, how long a silence lasts before listen says (on stderr) why nothing arrives.
+QUIET_NOTE_MS = 5000
+
+
+def _receive(client, timeout_ms: int | None, noted: list[str]):
+    """The next message. Without a timeout, wait forever but say on stderr what the silence means
+    (each different reason once per silence, so a long wait prints a line, not a stream)."""
+    from ..client import ReceiveTimeout
+
+    if timeout_ms is not None:
+        return client.recv(timeout_ms)
+    while True:
+        skipped = client.skipped
+        try:
+            msg = client.recv(QUIET_NOTE_MS)
+            noted.clear()
+            return msg
+        except ReceiveTimeout:
+            kind, reason = client.silence(client.skipped - skipped)
+            if kind not in noted:
+                noted[:] = [kind]
+                print(f"rtpose listen: still waiting: {reason}", file=sys.stderr, flush=True)
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt  # SIGTERM/SIGHUP end listen like Ctrl-C: exit status 130, socket closed
+
+
 def main(args: argparse.Namespace) -> int:
     from ..client import PoseClient
+    from .common import STOP_SIGNALS
 
     if args.count is not None and args.count < 1:
         raise ConfigError(f"--count must be >= 1, got {args.count}")
-    if args.timeout is not None and args.timeout <= 0:
-        raise ConfigError(f"--timeout must be > 0 seconds, got {args.timeout}")
+    if args.timeout is not None and not (math.isfinite(args.timeout) and args.timeout > 0):
+        raise ConfigError(f"--timeout must be a finite number of seconds > 0, got {args.timeout}")
     timeout_ms = None if args.timeout is None else max(1, int(args.timeout * 1000))
     printed = 0
+    noted: list = []
+    previous = {sig: signal.signal(sig, _interrupt) for sig in STOP_SIGNALS if sig != signal.SIGINT}
     try:
         with PoseClient(args.address, newest_only=args.newest, events=args.events) as client:
             while args.count is None or printed < args.count:
-                msg = client.recv(timeout_ms)
+                msg = _receive(client, timeout_ms, noted)
                 line = json.dumps(msg.to_json(), separators=(",", ":")) if args.json else human_line(msg)
                 sys.stdout.write(line + "\n")
                 sys.stdout.flush()
@@ -67,4 +100,7 @@ def main(args: argparse.Namespace) -> int:
         # complaining while flushing stdout at exit.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     return 0

@@ -16,6 +16,8 @@ def add_output_arguments(parser: argparse.ArgumentParser) -> None:
                         help="record poses, timestamps and events (DeepLabCut .h5 + .csv and sidecar CSVs)")
     parser.add_argument("--record-video", metavar="OUT.avi", default=None,
                         help="also record every captured frame (.avi MJPG or .mp4), with a frame/timestamp index CSV")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace the files of an existing --record/--record-video (default: refuse)")
     parser.add_argument("--publish", metavar="ADDR", default=None,
                         help="publish poses over ZeroMQ, e.g. tcp://127.0.0.1:5555 or ipc:///tmp/rtpose")
     parser.add_argument("--publish-remote", action="store_true",
@@ -25,25 +27,45 @@ def add_output_arguments(parser: argparse.ArgumentParser) -> None:
                         help="trigger device: a serial port (/dev/ttyACM0, COM3), 'emulator', 'log' or 'null'")
 
 
-def build_outputs(args: argparse.Namespace, metadata: ModelMetadata, *, scorer: str) -> tuple[list, list]:
-    """Return ``(stages, sinks)`` for the options given. Sinks are built last-opened-first-closed safe."""
+def build_outputs(args: argparse.Namespace, metadata: ModelMetadata, *, scorer: str, n_streams: int) -> tuple[list, list]:
+    """Return ``(stages, sinks)`` for the options given, in the order trigger, publisher, recorder
+    (the recorder last, so it records the device events of the same batch).
+
+    Everything that can be refused is refused here, before the model runs a frame: a recording
+    that would replace files, a bad rules file, an address, a rule the trigger device cannot
+    execute. Whatever was opened before such an error is closed again."""
     stages: list = []
     sinks: list = []
-    if args.rules:
-        from ..rules import load_rules
+    try:
+        if args.record:
+            from ..recording import RecorderSink
 
-        stages.append(load_rules(args.rules, metadata.bodyparts))
-    if args.serial:
-        from ..drivers.outputs import open_output
-        from ..sinks.trigger import TriggerSink
+            recorder = RecorderSink(args.record, scorer=scorer, overwrite=args.overwrite)
+            recorder.check_outputs(n_streams)  # refuse to replace a recording before anything opens
+            sinks.append(recorder)
+        if args.record_video:
+            from ..recording.recorder import refuse_existing
+            from ..recording.video import planned_video_paths
 
-        sinks.append(TriggerSink(open_output(args.serial)))
-    if args.publish:
-        from ..sinks.zmq_pub import ZmqPublisherSink
+            refuse_existing(planned_video_paths(args.record_video, n_streams), args.overwrite)
+        if args.rules:
+            from ..rules import load_rules
 
-        sinks.append(ZmqPublisherSink(args.publish, allow_remote=args.publish_remote))
-    if args.record:
-        from ..recording import RecorderSink
+            stages.append(load_rules(args.rules, metadata.bodyparts))
+        if args.publish:
+            from ..sinks.zmq_pub import ZmqPublisherSink
 
-        sinks.append(RecorderSink(args.record, scorer=scorer))
+            sinks.insert(0, ZmqPublisherSink(args.publish, allow_remote=args.publish_remote))
+        if args.serial:
+            from ..drivers.outputs import open_output
+            from ..sinks.trigger import TriggerSink
+
+            output = open_output(args.serial)
+            sinks.insert(0, TriggerSink(output))
+            for stage in stages:  # every command a rule can send, checked against the device now
+                output.check_actions(stage.command_templates())
+    except BaseException:
+        for sink in sinks:  # release what was opened or bound (a serial port, a socket)
+            sink.close()
+        raise
     return stages, sinks

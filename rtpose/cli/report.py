@@ -7,15 +7,22 @@ import sys
 from ..pipeline import RunSummary, Status
 
 
-def status_line(status: Status, total_frames: int | None = None, stream=None) -> None:
-    """One line, rewritten in place: counts, FPS, latency; a progress bar when the total is known."""
+def progress(done: int, total: int) -> str:
+    """``[####      ]  61% 1421/2330``: the percentage is rounded down, so 100 % means every frame."""
+    fraction = min(done, total) / total
+    return f"[{'#' * int(fraction * 20):<20}] {int(fraction * 100):3d}% {done}/{total}"
+
+
+def status_line(status: Status, total_frames: int | None = None, stream=None, *, live: bool = True) -> None:
+    """One line, rewritten in place: counts, FPS and (live) latency; a progress bar when the total is known.
+    Offline there is no latency: frames wait in the queue by design, so it would only measure the queue."""
     stream = stream if stream is not None else sys.stderr  # looked up now: sys.stderr may have been replaced
     text = (f"{status.elapsed_s:7.1f}s  captured {status.captured:6d}  processed {status.processed:6d}  "
-            f"dropped {status.dropped:5d}  {status.fps:7.1f} FPS  e2e p50 {status.latency_p50_ms:6.2f} ms")
+            f"dropped {status.dropped:5d}  {status.fps:7.1f} FPS")
+    if live:
+        text += f"  e2e p50 {status.latency_p50_ms:6.2f} ms"
     if total_frames:
-        done = min(status.processed + status.dropped, total_frames) / total_frames
-        bar = "#" * int(done * 20)
-        text = f"[{bar:<20}] {done:4.0%} " + text
+        text = progress(status.processed + status.dropped, total_frames) + "  " + text
     stream.write(("\r" if stream.isatty() else "") + text + ("" if stream.isatty() else "\n"))
     stream.flush()
 
@@ -31,9 +38,12 @@ def format_summary(summary: RunSummary, latency_table: str) -> str:
         lines.append(f"   {s.stream_id}: captured {s.captured}  processed {s.processed}  dropped {s.dropped}")
     lines.append(f"   total: captured {summary.captured} = processed {summary.processed} + dropped {summary.dropped}"
                  f"   ({'OK' if summary.captured == summary.processed + summary.dropped else 'MISMATCH'})")
-    lines.append(f"   {summary.processed} frames in {summary.duration_s:.2f} s = {summary.fps:.1f} FPS")
-    lines.append("   latency per frame (ms):")
-    lines.extend("   " + row for row in latency_table.splitlines())
+    if summary.live:
+        lines.append(f"   {summary.processed} frames in {summary.duration_s:.2f} s = {summary.fps:.1f} FPS")
+        lines.append("   latency per frame (ms):")
+        lines.extend("   " + row for row in latency_table.splitlines())
+    else:  # offline, frames queue by design: per-frame latency would measure the queue, throughput is what counts
+        lines.append(f"   throughput: {summary.processed} frames in {summary.duration_s:.2f} s = {summary.fps:.1f} FPS")
     for name, info in summary.sinks.items():
         if info:
             lines.append(f"   {name}: " + ", ".join(f"{k}={v}" for k, v in info.items()))

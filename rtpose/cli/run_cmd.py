@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from ..pipeline import Pipeline, PipelineConfig
-from .common import add_model_arguments, model_from_args, run_with_reporting
+from .common import add_model_arguments, model_from_args, non_negative_ms, positive_int, run_with_reporting
 from .outputs import add_output_arguments, build_outputs
 
 
@@ -14,12 +14,12 @@ def register(sub) -> None:
     p.add_argument("--source", required=True, action="append",
                    help="video:PATH | camera:N | synthetic[:WxH@FPS]; repeat for several cameras")
     add_model_arguments(p)
-    p.add_argument("--frames", type=int, default=None, help="stop after N frames per source")
+    p.add_argument("--frames", type=positive_int, default=None, help="stop after N frames per source")
     p.add_argument("--no-pace", action="store_true", help="read video files as fast as possible instead of at their FPS")
-    p.add_argument("--batch", type=int, default=1, help="max frames per inference (>= number of sources)")
-    p.add_argument("--max-wait-ms", type=float, default=2.0,
+    p.add_argument("--batch", type=positive_int, default=1, help="max frames per inference (>= number of sources)")
+    p.add_argument("--max-wait-ms", type=non_negative_ms, default=2.0,
                    help="with several cameras: how long to wait for the others' frames to batch them together")
-    p.add_argument("--output-delay-ms", type=float, default=0.0,
+    p.add_argument("--output-delay-ms", type=non_negative_ms, default=0.0,
                    help="predict poses this far beyond 'now' (the actuator's delay)")
     p.add_argument("--quiet", action="store_true", help="no live status line")
     add_output_arguments(p)
@@ -31,9 +31,9 @@ def main(args: argparse.Namespace) -> int:
 
     model = model_from_args(args)
     sources = [open_source(spec, paced=not args.no_pace) for spec in args.source]
-    stages, sinks = build_outputs(args, model.metadata, scorer=f"rtpose_{model.path.stem}")
+    stages, sinks = build_outputs(args, model.metadata, scorer=f"rtpose_{model.path.stem}", n_streams=len(sources))
     config = PipelineConfig(live=True, batch_size=max(args.batch, len(sources)), max_frames=args.frames,
-                            max_wait_ms=args.max_wait_ms,
-                            output_delay_ms=args.output_delay_ms, record_video=args.record_video)
+                            max_wait_ms=args.max_wait_ms, output_delay_ms=args.output_delay_ms,
+                            record_video=args.record_video, overwrite=args.overwrite)
     summary = run_with_reporting(Pipeline(sources, model, sinks=sinks, stages=stages, config=config), quiet=args.quiet)
     return 0 if summary.captured == summary.processed + summary.dropped else 1

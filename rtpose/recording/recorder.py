@@ -5,8 +5,10 @@ inference thread (no I/O there) and hands full chunks (or chunks older than
 ``flush_interval_s``) to a writer thread, which appends them to:
 
 - ``<stem>.h5`` — DeepLabCut's table (key ``df_with_missing``), measured poses;
-  the HDF5 file is opened, appended and closed per chunk, so it is complete and
-  readable after every chunk even if the process is killed later;
+  the first chunk is written to a temporary file renamed into place (so the
+  ``.h5`` never exists half-created), later chunks are appended and the file
+  closed per chunk, so it is complete and readable after every chunk even if
+  the process is killed later;
 - ``<stem>.csv`` — the same table as DeepLabCut's CSV;
 - ``<stem>_predicted.csv`` — Kalman-predicted poses in the same layout;
 - ``<stem>_timing.csv`` — frame index, stream and every stage timestamp (ns);
@@ -15,12 +17,26 @@ inference thread (no I/O there) and hands full chunks (or chunks older than
 With several streams, each gets its own files with ``_cam<i>`` in the stem.
 :meth:`RecorderSink.close` flushes the partial chunk and waits for the writer;
 ``summary()["frames_written"]`` says how many frames are on disk.
+
+A chunk goes to every file or to none: the CSV rows of a chunk are each
+written with one ``write`` of whole lines, and when any file of the chunk
+cannot be written (a full disk, a removed folder) the files already extended
+are cut back to their previous length, so all files of a recording always
+hold the same rows and no torn last line. Before each chunk the free space is
+checked against what the chunk needs; a full disk stops the recording with a
+:class:`RecordingError` that says how many frames every file holds.
+
+Existing files are never replaced unless ``overwrite=True`` (``--overwrite``).
 """
 
 from __future__ import annotations
 
 import csv
+import errno
+import io
+import os
 import queue
+import shutil
 import threading
 import warnings
 from dataclasses import dataclass
@@ -62,6 +78,63 @@ class RecordingPaths:
     def all(self) -> tuple[Path, ...]:
         return (self.h5, self.csv, self.predicted_csv, self.timing_csv, self.events_csv)
 
+    @property
+    def h5_tmp(self) -> Path:
+        """Where the first chunk of the ``.h5`` is written before it is renamed into place."""
+        return self.h5.with_name(self.h5.name + ".partial-write")
+
+
+def refuse_existing(paths: Sequence[Path], overwrite: bool) -> None:
+    """Raise RecordingError when an output exists and ``overwrite`` is False (the one check used by
+    recordings, ``rtpose run`` and ``rtpose analyze``)."""
+    if overwrite:
+        return
+    existing = [p for p in paths if p.exists()]
+    if existing:
+        more = f" (and {len(existing) - 1} more of its files)" if len(existing) > 1 else ""
+        raise RecordingError(f"{existing[0]} already exists{more}; rtpose never replaces results unless asked: "
+                             "choose another output name, or pass --overwrite to replace them")
+
+
+#: Bytes of headroom kept free beyond a chunk's own size (HDF5 metadata, B-tree nodes).
+SPACE_MARGIN_BYTES = 256 * 1024
+#: With less free space than this, .h5 chunks are appended on a copy renamed into place (see _append_h5).
+H5_COPY_BELOW_FREE_BYTES = 256 * 1024 * 1024
+
+
+class _Rollback:
+    """Appends whole byte strings to files and can cut every one back to where it started."""
+
+    def __init__(self):
+        self._undo: list[tuple[Path, int]] = []
+
+    def append(self, path: Path, data: bytes) -> None:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND)
+        try:
+            self._undo.append((path, os.fstat(fd).st_size))
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+        finally:
+            os.close(fd)
+
+    def undo(self) -> None:
+        for path, size in reversed(self._undo):
+            try:
+                os.truncate(path, size)
+            except OSError:
+                pass  # the original error is what gets reported
+        self._undo.clear()
+
+
+def _writer_error(out: Path, error: BaseException, frames_written: int) -> RecordingError:
+    if isinstance(error, RecordingError):
+        return error
+    err = RecordingError(f"recording to {out} failed ({type(error).__name__}: {error}); every file holds the same "
+                         f"first {frames_written} frames")
+    err.__cause__ = error
+    return err
+
 
 class _Chunk:
     """Preallocated rows of one stream waiting to be written."""
@@ -89,7 +162,7 @@ class RecorderSink(Sink):
 
     def __init__(self, out: str | Path, *, scorer: str = "rtpose", chunk_frames: int = 256,
                  flush_interval_s: float = 1.0, index_labels: Sequence[str] | None = None,
-                 overwrite: bool = True, clock: Clock = monotonic_ns):
+                 overwrite: bool = False, clock: Clock = monotonic_ns):
         """``index_labels``: row labels instead of frame numbers (e.g. image paths), stream 0 only."""
         self.out = Path(out)
         self.scorer = scorer
@@ -110,20 +183,29 @@ class RecorderSink(Sink):
         self.chunks_allocated = 0
 
     # -------------------------------------------------------------- Sink API
+    def planned_paths(self, n_streams: int) -> list[RecordingPaths]:
+        """The files a recording of ``n_streams`` streams writes."""
+        return [RecordingPaths.for_output(self.out, f"_cam{i}" if n_streams > 1 else "") for i in range(n_streams)]
+
+    def check_outputs(self, n_streams: int) -> None:
+        """Refuse (RecordingError) before anything runs if a file would be replaced without ``overwrite``."""
+        refuse_existing([p for paths in self.planned_paths(n_streams) for p in paths.all()], self.overwrite)
+
     def open(self, streams: Sequence[StreamInfo]) -> None:
-        multi = len(streams) > 1
-        for i, info in enumerate(streams):
-            paths = RecordingPaths.for_output(self.out, f"_cam{i}" if multi else "")
+        self.check_outputs(len(streams))
+        for i, (info, paths) in enumerate(zip(streams, self.planned_paths(len(streams)))):
             try:
                 paths.h5.parent.mkdir(parents=True, exist_ok=True)
-                for p in paths.all():
-                    if p.exists():
-                        if not self.overwrite:
-                            raise RecordingError(f"{p} exists; choose another --record path or delete it")
-                        p.unlink()
+                for p in (*paths.all(), paths.h5_tmp):
+                    p.unlink(missing_ok=True)
                 self._write_headers(paths, info)
             except OSError as exc:
-                raise RecordingError(f"cannot create recording {paths.h5} ({exc}); check the folder exists and is writable") from exc
+                blocker = next((p for p in paths.h5.parents if p.exists() and not p.is_dir()), None)
+                if blocker is not None:
+                    raise RecordingError(f"cannot create recording {paths.h5}: {blocker} is a file, not a folder; "
+                                         "record into a folder (it is created if missing)") from exc
+                raise RecordingError(f"cannot create recording {paths.h5} ({exc.strerror or exc}); "
+                                     "check that the folder can be created and is writable, or record elsewhere") from exc
             self._files.append(_StreamFiles(paths, info, self.scorer, self.index_labels if i == 0 else None))
             self._current.append(self._new_chunk(len(info.bodyparts)))
             self._chunk_started_ns.append(self.clock())
@@ -132,7 +214,7 @@ class RecorderSink(Sink):
 
     def write(self, batch: PoseBatch) -> None:
         if self._error is not None:
-            raise RecordingError(f"recording to {self.out} failed: {self._error}") from self._error
+            raise _writer_error(self.out, self._error, self.frames_written)
         now = self.clock()
         for i in range(batch.n):
             s = int(batch.stream[i])
@@ -173,8 +255,7 @@ class RecorderSink(Sink):
         self._todo.put(None)
         self._thread.join()
         if self._error is not None:
-            raise RecordingError(f"recording to {self.out} failed: {self._error}; "
-                                 f"{self.frames_written} frames were written") from self._error
+            raise _writer_error(self.out, self._error, self.frames_written)
 
     def summary(self) -> dict[str, object]:
         return {"frames_written": self.frames_written, "files": [str(f.paths.h5) for f in self._files]}
@@ -235,24 +316,110 @@ class RecorderSink(Sink):
                     self._written.notify_all()
 
     def _append(self, files: _StreamFiles, chunk: _Chunk) -> None:
+        """Write one chunk to every file of the stream, or (on any error) to none."""
         n = chunk.n
-        bodyparts = files.info.bodyparts
+        paths = files.paths
+        measured = None
+        texts: list[tuple[Path, bytes]] = []
         if n:
             if files.index_labels is not None:
                 index = [files.index_labels[i] if i < len(files.index_labels) else i for i in chunk.frame[:n]]
             else:
                 index = chunk.frame[:n].copy()
-            measured = pose_frame(chunk.pose[:n], files.scorer, bodyparts, index)
-            predicted = pose_frame(chunk.predicted[:n], files.scorer, bodyparts, index)
+            measured = pose_frame(chunk.pose[:n], files.scorer, files.info.bodyparts, index)
+            predicted = pose_frame(chunk.predicted[:n], files.scorer, files.info.bodyparts, index)
+            texts.append((paths.csv, measured.to_csv(header=False).encode()))
+            texts.append((paths.predicted_csv, predicted.to_csv(header=False).encode()))
+            texts.append((paths.timing_csv, _csv_bytes(chunk.timing[:n].tolist())))
+        if chunk.events:
+            texts.append((paths.events_csv, _csv_bytes([(e.t_ns, e.frame_index, e.stream, e.kind, e.name, e.detail)
+                                                        for e in chunk.events])))
+        need = sum(len(t) for _, t in texts) + (2 * measured.memory_usage(deep=True).sum() if n else 0)
+        self._check_space(files, paths.h5.parent, int(need) + SPACE_MARGIN_BYTES, n)
+        rollback = _Rollback()
+        try:
+            for path, text in texts:
+                rollback.append(path, text)
+            if n:
+                self._append_h5(files, measured)
+        except BaseException as exc:
+            rollback.undo()
+            if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise self._disk_full(files, paths.h5.parent, n) from exc
+            raise
+        files.frames_written += n
+
+    def _append_h5(self, files: _StreamFiles, measured: pd.DataFrame) -> None:
+        """Append to the .h5 so that a failure cannot damage the rows already in it: the first chunk and,
+        when the disk is nearly full, every chunk go to a copy that is renamed into place when whole
+        (HDF5 cannot undo a half-done append; a CSV can be cut back, an .h5 cannot)."""
+        paths = files.paths
+        on_copy = files.frames_written == 0 or _free_bytes(paths.h5.parent) < H5_COPY_BELOW_FREE_BYTES
+        target = paths.h5_tmp if on_copy else paths.h5
+        store = None
+        try:
+            if on_copy and files.frames_written:
+                shutil.copyfile(paths.h5, target)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", pd.errors.PerformanceWarning)  # mixed-type index for image paths
-                with pd.HDFStore(files.paths.h5, mode="a") as store:
-                    store.append(H5_KEY, measured, format="table", min_itemsize={"index": 256} if files.index_labels else None)
-            measured.to_csv(files.paths.csv, mode="a", header=False)
-            predicted.to_csv(files.paths.predicted_csv, mode="a", header=False)
-            with open(files.paths.timing_csv, "a", newline="") as f:
-                csv.writer(f).writerows(chunk.timing[:n].tolist())
-            files.frames_written += n
-        if chunk.events:
-            with open(files.paths.events_csv, "a", newline="") as f:
-                csv.writer(f).writerows([(e.t_ns, e.frame_index, e.stream, e.kind, e.name, e.detail) for e in chunk.events])
+                store = pd.HDFStore(target, mode="a")
+                store.append(H5_KEY, measured, format="table",
+                             min_itemsize={"index": 256} if files.index_labels else None)
+                store.close()
+            if on_copy:
+                os.replace(target, paths.h5)
+        except BaseException as exc:
+            handle = getattr(store, "_handle", None)
+            if handle is not None and handle.isopen:
+                try:
+                    handle.close()  # a failed flush leaves PyTables' handle open
+                except Exception:
+                    pass
+            if on_copy:
+                paths.h5_tmp.unlink(missing_ok=True)
+            if _is_disk_full(exc):  # PyTables wraps the OS error in its own exception
+                raise OSError(errno.ENOSPC, "no space left on device") from exc
+            raise
+
+    def _check_space(self, files: _StreamFiles, folder: Path, need: int, n: int) -> None:
+        free = _free_bytes(folder)
+        if free < need:
+            raise self._disk_full(files, folder, n, f"{_size(free)} free, the next {n} rows need about {_size(need)}")
+
+    def _disk_full(self, files: _StreamFiles, folder: Path, n: int, detail: str = "") -> RecordingError:
+        return RecordingError(
+            f"the disk holding {folder} is full ({detail or 'no space left on device'}); "
+            f"recording stopped: every file of {files.paths.h5.name} holds the same first {files.frames_written} frames. "
+            "Free some space or record to another disk"
+        )
+
+
+def _free_bytes(folder: Path) -> int:
+    try:
+        return shutil.disk_usage(folder).free
+    except OSError:
+        return 1 << 62  # unknown: the writes themselves will report what is wrong with the folder
+
+
+def _csv_bytes(rows: list) -> bytes:
+    buf = io.StringIO(newline="")
+    csv.writer(buf).writerows(rows)
+    return buf.getvalue().encode()
+
+
+def _is_disk_full(exc: BaseException) -> bool:
+    while exc is not None:
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        if "No space left on device" in str(exc):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+def _size(nbytes: int) -> str:
+    for unit in ("bytes", "KiB", "MiB", "GiB"):
+        if nbytes < 1024 or unit == "GiB":
+            return f"{nbytes:.0f} {unit}" if unit == "bytes" else f"{nbytes:.1f} {unit}"
+        nbytes /= 1024
+    return f"{nbytes} bytes"

@@ -23,14 +23,31 @@ from ..errors import RecordingError
 
 #: Container suffix -> FourCC. MJPG in .avi needs no external codec; mp4v is widely readable.
 CODECS = {".avi": "MJPG", ".mp4": "mp4v"}
+#: Frames the capture thread can hand to the encoder before it must drop (one buffer each).
+VIDEO_BUFFERS = 32
+
+
+def index_path_for(path: Path) -> Path:
+    return path.with_name(path.stem + "_frames.csv")
+
+
+def planned_video_paths(base: str | Path, n_streams: int) -> list[Path]:
+    """The files ``--record-video base`` writes for ``n_streams`` streams (videos and index CSVs)."""
+    base = Path(base)
+    videos = [base.with_name(f"{base.stem}_cam{i}{base.suffix}") for i in range(n_streams)] if n_streams > 1 else [base]
+    return [p for v in videos for p in (v, index_path_for(v))]
 
 
 class VideoRecorder:
-    def __init__(self, path: str | Path, *, frame_shape: tuple[int, int, int], fps: float, buffers: int = 32):
+    def __init__(self, path: str | Path, *, frame_shape: tuple[int, int, int], fps: float, buffers: int = VIDEO_BUFFERS,
+                 overwrite: bool = False):
+        from .recorder import refuse_existing
+
         self.path = Path(path)
         if self.path.suffix not in CODECS:
             raise RecordingError(f"video recording {self.path}: use a .avi (MJPG) or .mp4 (mp4v) file name")
-        self.index_path = self.path.with_name(self.path.stem + "_frames.csv")
+        self.index_path = index_path_for(self.path)
+        refuse_existing([self.path, self.index_path], overwrite)
         height, width, _ = frame_shape
         self._writer = cv2.VideoWriter(str(self.path), cv2.VideoWriter_fourcc(*CODECS[self.path.suffix]), fps,
                                        (width, height))

@@ -52,6 +52,9 @@ def load_rule_file(path: str | Path, bodyparts: Sequence[str]) -> list[Rule]:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError(f"rules file {str(path)!r} does not exist; check the --rules path") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"rules file {str(path)!r} is not UTF-8 text (byte {exc.start}: {exc.object[exc.start:exc.start + 1]!r}); "
+                          "save it as UTF-8 (any text editor can) or check that it is the rules file") from None
     except OSError as exc:
         raise ConfigError(f"cannot read rules file {str(path)!r}: {exc}") from exc
     try:

@@ -14,10 +14,10 @@ from pathlib import Path
 from typing import Sequence
 
 from ..errors import ConfigError
-from ..results import Event, PoseBatch, StreamInfo
+from ..results import Action, Event, PoseBatch, StreamInfo
 from .config import load_rule_file
 from .engine import RuleEngine
-from .rule import Rule
+from .rule import High, Pulse, Rule
 
 
 class RulesStage:
@@ -30,6 +30,19 @@ class RulesStage:
     @classmethod
     def from_rules(cls, rules: Sequence[Rule], bodyparts: Sequence[str], *, source: str = "rules") -> "RulesStage":
         return cls(RuleEngine(rules, bodyparts), source=source)
+
+    def command_templates(self) -> list[Action]:
+        """One Action per hardware command any rule can send (frame -1, time 0), to check them
+        against an output device before the run (:meth:`TriggerOutput.check_actions`)."""
+        out = []
+        for rule in self.engine.rules:
+            for a in rule.actions:
+                if isinstance(a, Pulse):
+                    out.append(Action("pulse", rule.name, 0, -1, a.channel, float(a.ms)))
+                elif isinstance(a, High):
+                    out.append(Action("high", rule.name, 0, -1, a.channel, 0.0))
+                    out.append(Action("low", rule.name, 0, -1, a.channel, 0.0))
+        return out
 
     def open(self, streams: Sequence[StreamInfo]) -> None:
         for s in streams:

@@ -71,6 +71,10 @@ def endpoint_scope(address: str) -> str:
     host, sep, port = rest.rpartition(":")
     if not sep or not host or not (port.isdigit() or port in ("*", "!")):
         raise ConfigError(f"publish address {address!r} needs a host and a port, e.g. {DEFAULT_ADDRESS}")
+    if port.isdigit() and not 1 <= int(port) <= 65535:
+        # ZeroMQ would silently bind the port number modulo 65536
+        raise ConfigError(f"publish address {address!r}: port {int(port)} is outside 1..65535; "
+                          f"use e.g. {DEFAULT_ADDRESS}, or tcp://127.0.0.1:* for any free port")
     host = host.strip("[]")
     if host in ("localhost", "lo"):
         return "loopback"
