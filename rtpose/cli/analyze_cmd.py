@@ -14,7 +14,7 @@ from pathlib import Path
 from ..errors import ConfigError
 from ..pipeline import Pipeline, PipelineConfig
 from ..recording import RecorderSink
-from .common import add_model_arguments, model_from_args, run_with_reporting
+from .common import add_framing_arguments, add_model_arguments, framing_from_args, model_from_args, run_with_reporting
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}
 
@@ -23,6 +23,7 @@ def register(sub) -> None:
     p = sub.add_parser("analyze", help="analyse videos or images offline (lossless, batched)", description=__doc__)
     p.add_argument("paths", nargs="+", metavar="PATH", help="video files and/or image files")
     add_model_arguments(p)
+    add_framing_arguments(p, live=False)
     p.add_argument("--out-dir", default=None, help="where to write results (default: next to each input)")
     p.add_argument("--batch", type=int, default=8, help="frames per inference batch (default 8)")
     p.add_argument("--max-wait-ms", type=float, default=50.0,
@@ -62,6 +63,7 @@ def main(args: argparse.Namespace) -> int:
     if args.batch < 1:
         raise ConfigError("--batch must be at least 1")
     jobs = plan_jobs(args.paths)
+    framing = framing_from_args(args)
     model = model_from_args(args)
     scorer = f"rtpose_{model.path.stem}"
     status = 0
@@ -75,7 +77,8 @@ def main(args: argparse.Namespace) -> int:
             labels = [str(f) for f in files]
         total = source.open().n_frames  # opened here to size the progress bar; errors name the file
         recorder = RecorderSink(Path(f"{stem}.h5"), scorer=scorer, chunk_frames=512, index_labels=labels)
-        config = PipelineConfig(live=False, batch_size=args.batch, max_wait_ms=args.max_wait_ms, ring_slots=2 * args.batch + 1)
+        config = PipelineConfig(live=False, batch_size=args.batch, max_wait_ms=args.max_wait_ms, ring_slots=2 * args.batch + 1,
+                                framing=framing)
         pipeline = Pipeline([source], model, sinks=[recorder], config=config)
         summary = run_with_reporting(pipeline, total_frames=total, quiet=args.quiet)
         print(f"   wrote {recorder.frames_written} rows to {recorder.paths[0].h5} and {recorder.paths[0].csv}")

@@ -6,6 +6,7 @@ import argparse
 import signal
 import sys
 
+from ..framing import CropBox, DynamicCrop, Framing
 from ..model import OnnxPoseModel, load_model
 from ..pipeline import Pipeline, RunSummary
 from .report import format_summary, status_line
@@ -17,6 +18,28 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--providers", default="auto",
                         help="comma-separated execution providers, best first: tensorrt,cuda,cpu (default: auto)")
     parser.add_argument("--threads", type=int, default=None, help="CPU inference threads (default: all usable cores)")
+
+
+def add_framing_arguments(parser: argparse.ArgumentParser, *, live: bool) -> None:
+    """--resize and --crop (and, for live runs, --dynamic-crop): DeepLabCut-Live's resize/cropping/dynamic."""
+    parser.add_argument("--resize", type=float, default=1.0, metavar="F",
+                        help="scale frames by F before the network (cv2.INTER_LINEAR), e.g. 0.5; poses are "
+                             "reported in full-frame pixels (DeepLabCut-Live's resize)")
+    parser.add_argument("--crop", default=None, metavar="X1,X2,Y1,Y2",
+                        help="only look at columns X1..X2-1, rows Y1..Y2-1 of every frame; poses are reported in "
+                             "full-frame pixels (DeepLabCut-Live's cropping)")
+    if live:
+        parser.add_argument("--dynamic-crop", default=None, metavar="THRESHOLD,MARGIN",
+                            help="crop each frame to the box around the previous frame's keypoints with likelihood "
+                                 ">= THRESHOLD, plus MARGIN pixels; the whole frame (or --crop) while none is that "
+                                 "confident (DeepLabCut-Live's dynamic=(True, THRESHOLD, MARGIN)), e.g. 0.5,10")
+
+
+def framing_from_args(args: argparse.Namespace) -> Framing | None:
+    dynamic = getattr(args, "dynamic_crop", None)
+    framing = Framing(crop=CropBox.parse(args.crop) if args.crop else None, resize=float(args.resize),
+                      dynamic=DynamicCrop.parse(dynamic) if dynamic else None)
+    return None if framing.is_identity else framing
 
 
 def model_from_args(args: argparse.Namespace) -> OnnxPoseModel:

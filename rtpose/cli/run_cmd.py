@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from ..pipeline import Pipeline, PipelineConfig
-from .common import add_model_arguments, model_from_args, run_with_reporting
+from .common import add_framing_arguments, add_model_arguments, framing_from_args, model_from_args, run_with_reporting
 from .outputs import add_output_arguments, build_outputs
 
 
@@ -14,6 +14,7 @@ def register(sub) -> None:
     p.add_argument("--source", required=True, action="append",
                    help="video:PATH | camera:N | synthetic[:WxH@FPS]; repeat for several cameras")
     add_model_arguments(p)
+    add_framing_arguments(p, live=True)
     p.add_argument("--frames", type=int, default=None, help="stop after N frames per source")
     p.add_argument("--no-pace", action="store_true", help="read video files as fast as possible instead of at their FPS")
     p.add_argument("--batch", type=int, default=1, help="max frames per inference (>= number of sources)")
@@ -29,11 +30,13 @@ def register(sub) -> None:
 def main(args: argparse.Namespace) -> int:
     from ..drivers.sources import open_source
 
+    framing = framing_from_args(args)
     model = model_from_args(args)
     sources = [open_source(spec, paced=not args.no_pace) for spec in args.source]
     stages, sinks = build_outputs(args, model.metadata, scorer=f"rtpose_{model.path.stem}")
     config = PipelineConfig(live=True, batch_size=max(args.batch, len(sources)), max_frames=args.frames,
                             max_wait_ms=args.max_wait_ms,
-                            output_delay_ms=args.output_delay_ms, record_video=args.record_video)
+                            output_delay_ms=args.output_delay_ms, record_video=args.record_video,
+                            framing=framing)
     summary = run_with_reporting(Pipeline(sources, model, sinks=sinks, stages=stages, config=config), quiet=args.quiet)
     return 0 if summary.captured == summary.processed + summary.dropped else 1

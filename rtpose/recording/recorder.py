@@ -9,7 +9,9 @@ inference thread (no I/O there) and hands full chunks (or chunks older than
   readable after every chunk even if the process is killed later;
 - ``<stem>.csv`` — the same table as DeepLabCut's CSV;
 - ``<stem>_predicted.csv`` — Kalman-predicted poses in the same layout;
-- ``<stem>_timing.csv`` — frame index, stream and every stage timestamp (ns);
+- ``<stem>_timing.csv`` — frame index, stream, every stage timestamp (ns) and
+  the crop box the model saw (``crop_x1, crop_x2, crop_y1, crop_y2``, full-frame
+  pixels; the whole frame without ``--crop``/``--dynamic-crop``);
 - ``<stem>_events.csv`` — drops, triggers and device events.
 
 With several streams, each gets its own files with ``_cam<i>`` in the stem.
@@ -37,7 +39,8 @@ from ..sinks.base import Sink
 from .dlc_table import H5_KEY, pose_frame
 
 TIMING_COLUMNS = ("frame", "stream", "t_capture_ns", "t_dequeued_ns", "t_infer_start_ns", "t_infer_end_ns",
-                  "t_decoded_ns", "t_predicted_ns", "t_frame_ns", "t_target_ns")
+                  "t_decoded_ns", "t_predicted_ns", "t_frame_ns", "t_target_ns",
+                  "crop_x1", "crop_x2", "crop_y1", "crop_y2")
 EVENT_COLUMNS = ("t_ns", "frame", "stream", "kind", "name", "detail")
 
 
@@ -152,6 +155,7 @@ class RecorderSink(Sink):
             t[7] = batch.t_predicted_ns[i]
             t[8] = batch.t_frame_ns[i]
             t[9] = batch.t_target_ns[i]
+            t[10:14] = batch.crop_box[i]
             chunk.n = r + 1
             if chunk.n == self.chunk_frames:
                 self._hand_over(s, now)
