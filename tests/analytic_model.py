@@ -200,7 +200,9 @@ def build_analytic_model(
         input_name="image",
         input_color=input_color,
         preprocessing_in_graph=True,
-        extra={"builder": "tests/analytic_model.py"},
+        # Per-pixel convolution, pooling and per-cell windows: no op spans frames, so the model is
+        # batch-invariant by construction (tests/test_analytic_model.py runs the exporter's check on it).
+        extra={"builder": "tests/analytic_model.py", "batch_invariant": "true"},
     )
     return _save(graph, path, meta)
 
@@ -265,6 +267,7 @@ def build_zero_model(
             scoremap_output="scoremap",
             locref_output="locref" if with_locref else None,
             input_name="image",
+            extra={"batch_invariant": "true"},  # all zeros whatever the batch
         )
         fields.update(metadata_overrides or {})
         meta = ModelMetadata(**fields)

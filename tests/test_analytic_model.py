@@ -203,3 +203,16 @@ def test_broken_models_are_broken_as_advertised(tmp_path):
     path = build_model_with_raw_props(tmp_path / "partial.onnx", {"rtpose.bodyparts": "[\"a\"]"})
     with pytest.raises(ModelError, match="lacks"):
         metadata_of(path)
+
+
+def test_declared_batch_invariant_and_the_exporters_check_agrees(model8):
+    """The builder declares batch invariance by construction; the exporter's own check confirms it."""
+    from rtpose.exporters import frames, parity
+    from rtpose.exporters.report import BATCH_TOLERANCE
+
+    meta = ModelMetadata.from_props({p.key: p.value for p in onnx.load(str(model8)).metadata_props})
+    assert meta.batch_invariant
+    figures = parity.batch_invariance(model8.read_bytes(), frames.batch_check_batches(()),
+                                      outputs=("scoremap", "locref"), stride=meta.stride,
+                                      locref_stdev=meta.locref_stdev, tolerance=BATCH_TOLERANCE, source=str(model8))
+    assert figures.ok and figures.scoremap_max_abs == 0.0, figures.summary()

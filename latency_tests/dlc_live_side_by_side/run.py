@@ -8,10 +8,15 @@ DLC-Live imports at start-up) and runs it there (``dlclive_worker.py``). If the
 environment cannot be created (no python3.11, no network), it says why and
 skips.
 
-For each DeepLabCut exported-model folder (``pose_cfg.yaml`` + frozen ``.pb``):
+For each DeepLabCut exported-model folder (``pose_cfg.yaml`` + frozen ``.pb``;
+``--model A,B`` for your own folders instead):
 
 * the tiny DeepLabCut-format graphs built by ``tests/dlc_graphs.py``
-  (MobileNetV2- and ResNet-style, seeded, calibrated);
+  (MobileNetV2- and ResNet-style, seeded, calibrated; MobileNetV2 also with
+  training-mode batch norm);
+* the real DeepLabCut 3.0.2 TF exports of ``tests/fixtures/dlc_real``
+  (MobileNetV2-0.35, EfficientNet-B0, ResNet-50 built by DeepLabCut's own
+  network builders, random init; see its README);
 * any DeepLabCut-format export of the bundled model found under
   ``examples/train_openfield/`` (a folder holding ``pose_cfg.yaml``);
 
@@ -24,7 +29,8 @@ then times, on the same real openfield frames (640x480 BGR, as OpenCV reads them
   throughput, the same at batch 8.
 
 It prints per-frame latency p50/p99 for each and their ratio, throughput, and
-pose agreement (mean/max pixel distance, max likelihood difference).
+pose agreement (mean/max pixel distance, max likelihood difference), for rtpose
+one frame at a time and at batch 8 (which must give the same poses).
 Goal: rtpose <= 0.5x DLC-Live's per-frame latency on CPU, agreement < 0.05 px.
 
     .venv/bin/python latency_tests/dlc_live_side_by_side/run.py [--quick] [--frames N]
@@ -136,16 +142,24 @@ def openfield_frames(n: int) -> np.ndarray:
     return np.ascontiguousarray(np.stack(frames))
 
 
-def model_folders(tmp: Path) -> list[tuple[str, Path]]:
-    """(label, DeepLabCut exported-model folder) pairs to compare on."""
+def model_folders(tmp: Path, only=None) -> list[tuple[str, Path]]:
+    """(label, DeepLabCut exported-model folder) pairs to compare on; ``only``: just these folders."""
+    if only:
+        return [(f"`{Path(f).name}`", Path(f)) for f in only]
     sys.path.insert(0, str(REPO / "tests"))
     try:
         from dlc_graphs import make_dlc_export_folder
+        import dlc_real
     except ImportError as exc:
         raise Skip(f"building the DeepLabCut-format test graphs needs TensorFlow in rtpose's environment "
                    f"(`pip install 'rtpose[export]'`): {exc}") from exc
     folders = [("tiny MobileNetV2-style graph (tests/dlc_graphs.py)", make_dlc_export_folder(tmp, "mobilenet")),
+               ("tiny MobileNetV2-style graph, training-mode batch norm (tests/dlc_graphs.py)",
+                make_dlc_export_folder(tmp, "mobilenet-trainbn")),
                ("tiny ResNet-style graph (tests/dlc_graphs.py)", make_dlc_export_folder(tmp, "resnet"))]
+    for net in dlc_real.NETS:
+        folders.append((f"DeepLabCut 3.0.2 TF {net}, random init (tests/fixtures/dlc_real)",
+                        dlc_real.materialize(net, tmp / f"real-{net}")))
     for cfg in sorted((REPO / "examples" / "train_openfield").rglob("pose_cfg.yaml")):
         if any(cfg.parent.glob("*.pb")):
             folders.append((f"bundled model, DeepLabCut format ({cfg.parent.relative_to(REPO)})", cfg.parent))
@@ -203,16 +217,19 @@ def run_rtpose(onnx_path: Path, frames: np.ndarray, warmup: int) -> dict:
         for j in range(BATCH):
             model.load_frame(j, frames[j])
         dec.decode(*model.run(BATCH), out, BATCH)
+    batch_poses = np.full_like(poses, np.nan)  # poses at batch 8: must equal the per-frame ones
     t0 = clock()
     done = 0
     while done + BATCH <= n:
         for j in range(BATCH):
             model.load_frame(j, frames[done + j])
         dec.decode(*model.run(BATCH), out, BATCH)
+        batch_poses[done:done + BATCH] = out
         done += BATCH
     batch_fps = done / ((clock() - t0) * 1e-9) if done else float("nan")
-    return {"poses": poses, "ambiguous": ambiguous, "times_ns": times, "total_ns": total, "batch_fps": batch_fps,
-            "provider": model.provider, "threads": model.session.get_session_options().intra_op_num_threads}
+    return {"poses": poses, "batch_poses": batch_poses, "ambiguous": ambiguous, "times_ns": times, "total_ns": total,
+            "batch_fps": batch_fps, "provider": model.provider,
+            "threads": model.session.get_session_options().intra_op_num_threads}
 
 
 def _pool(a: dict, b: dict) -> dict:
@@ -240,6 +257,10 @@ def compare(label: str, dlc: dict, rt: dict, size: str) -> dict:
     # "first maximum" depends on float rounding: TF and ONNX Runtime may legitimately pick different cells.
     clear = ~rt["ambiguous"]
     px_clear = px[clear] if clear.any() else np.zeros(1)
+    batched = ~np.isnan(rt["batch_poses"][..., 0])  # frames that made up whole batches of 8
+    bp = rt["batch_poses"][batched]
+    px_batch = np.hypot(dp[batched][..., 0] - bp[..., 0], dp[batched][..., 1] - bp[..., 1])
+    px_batch_clear = px_batch[clear[batched]] if clear[batched].any() else np.zeros(1)
     s_d, s_r = summarize(d_ms), summarize(r_ms)
     return {
         "model": label, "frames": len(dp), "size": size,
@@ -251,6 +272,9 @@ def compare(label: str, dlc: dict, rt: dict, size: str) -> dict:
         "ambiguous_fraction": float(rt["ambiguous"].mean()), "px_max_unambiguous": float(px_clear.max()),
         "px_mean_unambiguous": float(px_clear.mean()),
         "likelihood_max_diff": float(dlik.max()), "likelihood_mean_diff": float(dlik.mean()),
+        "batch_px_mean": float(px_batch.mean()) if px_batch.size else float("nan"),
+        "batch_px_max_unambiguous": float(px_batch_clear.max()),
+        "batch_equals_single": bool(np.array_equal(bp, rp[batched])),
         "dlclive_versions": dlc["versions"], "rtpose_provider": rt["provider"], "rtpose_threads": rt["threads"],
     }
 
@@ -272,7 +296,7 @@ def run(quick: bool = False, model=None, frames: int | None = None) -> dict:
         frames_file = tmp / "frames.npy"
         np.save(frames_file, images)
         try:
-            folders = model_folders(tmp)
+            folders = model_folders(tmp, only=model)
         except Skip as exc:
             print(f"skipped: {exc}")
             return {"title": TITLE, "status": "skipped", "reason": str(exc)}
@@ -296,10 +320,14 @@ def run(quick: bool = False, model=None, frames: int | None = None) -> dict:
             print(f"   agreement: mean {r['px_mean']:.2e} px, max {r['px_max']:.2e} px "
                   f"({100 * r['px_frac_over_goal']:.2f}% of keypoints > {GOAL_PX} px), "
                   f"likelihood max diff {r['likelihood_max_diff']:.1e}")
+            print(f"   rtpose at batch {BATCH} vs DLC-Live: mean {r['batch_px_mean']:.2e} px, max (unambiguous) "
+                  f"{r['batch_px_max_unambiguous']:.2e} px; batch {BATCH} poses identical to batch 1: "
+                  f"{r['batch_equals_single']}")
             print(f"   {100 * r['ambiguous_fraction']:.1f}% of keypoints have an ambiguous maximum (another cell within "
                   f"{AMBIGUOUS:g}); "
                   f"without them: mean {r['px_mean_unambiguous']:.2e} px, max {r['px_max_unambiguous']:.2e} px", flush=True)
-    met = [r for r in rows if r["ratio_p50"] <= GOAL_RATIO and r["px_max"] < GOAL_PX]
+    met = [r for r in rows if r["ratio_p50"] <= GOAL_RATIO and r["px_max_unambiguous"] < GOAL_PX
+           and r["batch_equals_single"]]
     verdict = (f"rtpose <= {GOAL_RATIO}x DLC-Live per-frame latency (p50) with agreement < {GOAL_PX} px: met for "
                f"{len(met)}/{len(rows)} models (" + "; ".join(
                    f"{r['model'].split(' (')[0]}: ratio {r['ratio_p50']:.2f}, max {r['px_max']:.1e} px" for r in rows)
@@ -308,12 +336,14 @@ def run(quick: bool = False, model=None, frames: int | None = None) -> dict:
     table = md_table(
         ["model", "DLC-Live p50 (ms)", "p99", "rtpose p50 (ms)", "p99", "ratio p50", "ratio p99", "DLC-Live FPS",
          "rtpose FPS", f"rtpose FPS batch {BATCH}", "mean px diff", "max px diff", "max likelihood diff",
-         "ambiguous maxima", "max px diff, unambiguous"],
+         "ambiguous maxima", "max px diff, unambiguous", f"batch {BATCH}: max px diff, unambiguous",
+         f"batch {BATCH} = batch 1"],
         [[r["model"], f"{r['dlclive_ms']['p50']:.2f}", f"{r['dlclive_ms']['p99']:.2f}", f"{r['rtpose_ms']['p50']:.2f}",
           f"{r['rtpose_ms']['p99']:.2f}", f"{r['ratio_p50']:.2f}", f"{r['ratio_p99']:.2f}", f"{r['dlclive_fps']:.1f}",
           f"{r['rtpose_fps']:.1f}", f"{r['rtpose_batch_fps']:.1f}", f"{r['px_mean']:.1e}", f"{r['px_max']:.1e}",
-          f"{r['likelihood_max_diff']:.1e}", f"{100 * r['ambiguous_fraction']:.1f}%", f"{r['px_max_unambiguous']:.1e}"]
-         for r in rows], "l" + "r" * 14)
+          f"{r['likelihood_max_diff']:.1e}", f"{100 * r['ambiguous_fraction']:.1f}%", f"{r['px_max_unambiguous']:.1e}",
+          f"{r['batch_px_max_unambiguous']:.1e}", "yes" if r["batch_equals_single"] else "NO"]
+         for r in rows], "l" + "r" * 16)
     note = (f"\n\n{n} openfield frames ({rows[0]['size'] if rows else '?'}), {warmup} warm-up frames, each side run "
             "twice in the order DLC-Live, rtpose, rtpose, DLC-Live (latencies pooled over both runs); "
             f"\"ambiguous\": another cell scores within {AMBIGUOUS:g} of the maximum; "
@@ -326,7 +356,8 @@ def run(quick: bool = False, model=None, frames: int | None = None) -> dict:
 def main(argv=None) -> dict:
     args = cli(__doc__.splitlines()[0], argv,
                extra=lambda p: p.add_argument("--frames", type=int, default=None, help="frames to compare on"))
-    return finish(run(quick=args.quick, model=args.model, frames=args.frames), args)
+    folders = args.model.split(",") if args.model else None
+    return finish(run(quick=args.quick, model=folders, frames=args.frames), args)
 
 
 if __name__ == "__main__":
