@@ -86,7 +86,7 @@ def test_analyze_with_resize_and_crop_reports_full_frame_poses(analytic_model, t
 def test_run_with_dynamic_crop_records_the_box_of_every_frame(analytic_model, tmp_path, capsys):
     out = tmp_path / "dyn.h5"
     assert main(["run", "--source", "synthetic:320x240@30", "--frames", "30", "--no-pace", "--quiet",
-                 "--model", str(analytic_model), "--record", str(out), "--dynamic-crop", "0.5,30"]) == 0
+                 "--model", str(analytic_model), "--record", str(out), "--dynamic-crop", "0.2,30"]) == 0
     timing = pd.read_csv(tmp_path / "dyn_timing.csv")
     assert len(timing) >= 1 and (timing["crop_x1"] >= 0).all() and (timing["crop_x2"] <= 320).all()
     assert tuple(timing.loc[0, ["crop_x1", "crop_x2", "crop_y1", "crop_y2"]]) == (0, 320, 0, 240)  # nothing seen yet
