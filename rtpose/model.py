@@ -95,6 +95,13 @@ def choose_providers(requested: Sequence[str] | None) -> list[str]:
     return chosen
 
 
+#: Default for ONNX Runtime's intra-op thread spinning. Off: with one core kept busy by another process,
+#: 2 spinning threads took 23.8 ms p50 on the bundled model vs 15.7 ms without spinning (idle: 11.1 vs
+#: 13.5 ms; /work/shared/notes/stack-facts.md, docs/performance.md "Steady latency on a busy machine").
+#: Rig PCs are never idle; a spinning pool fights the other processes for the cores it waits on.
+DEFAULT_SPINNING = False
+
+
 def default_threads() -> int:
     """Intra-op threads: the CPUs this process may use (at least 1)."""
     try:
@@ -106,15 +113,24 @@ def default_threads() -> int:
 class OnnxPoseModel:
     """An rtpose ONNX file on ONNX Runtime. See the module docstring."""
 
-    def __init__(self, path: str | os.PathLike, *, providers: Sequence[str] | None = None, threads: int | None = None):
+    def __init__(self, path: str | os.PathLike, *, providers: Sequence[str] | None = None, threads: int | None = None,
+                 spinning: bool = DEFAULT_SPINNING):
         ort = import_onnxruntime()
         self.path = Path(path)
         if not self.path.is_file():
             raise ModelError(f"model file {self.path} does not exist; give an rtpose .onnx file or a DeepLabCut exported-model folder")
         self._providers_requested = list(providers) if providers else None
         options = ort.SessionOptions()
-        options.intra_op_num_threads = threads or default_threads()
+        if threads is not None and threads < 1:
+            raise ModelError(f"--threads {threads}: give at least 1 (or leave it out: all usable cores)")
+        self.threads = threads or default_threads()
+        self.spinning = bool(spinning)
+        options.intra_op_num_threads = self.threads
         options.inter_op_num_threads = 1
+        # Spinning: idle intra-op threads busy-wait for the next piece of work instead of sleeping. Faster on
+        # an idle machine, much slower when other processes want those cores (see DEFAULT_SPINNING).
+        options.add_session_config_entry("session.intra_op.allow_spinning", "1" if self.spinning else "0")
+        options.add_session_config_entry("session.inter_op.allow_spinning", "1" if self.spinning else "0")
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.log_severity_level = 3
         provider_list = choose_providers(providers)
@@ -125,6 +141,9 @@ class OnnxPoseModel:
         except Exception as exc:  # ORT raises its own exception types for corrupt files
             raise ModelError(f"{self.path} is not a loadable ONNX model ({exc}); re-export it with `rtpose export`") from exc
         self.provider = self.session.get_providers()[0]
+        #: what the run summary prints about how the model runs
+        self.settings = (f"{self.threads} CPU thread{'s' if self.threads != 1 else ''}, spinning "
+                         f"{'on' if self.spinning else 'off'}" if self.provider == "CPUExecutionProvider" else "")
         if self._providers_requested and self.provider != provider_list[0]:
             raise ModelError(
                 f"asked for {provider_list[0]} but ONNX Runtime fell back to {self.provider} "
@@ -317,7 +336,7 @@ class OnnxPoseModel:
 
 
 def load_model(spec: str | os.PathLike | None = None, *, providers: Sequence[str] | None = None,
-               threads: int | None = None) -> OnnxPoseModel:
+               threads: int | None = None, spinning: bool = DEFAULT_SPINNING) -> OnnxPoseModel:
     """Load a model from an .onnx file, a DeepLabCut exported-model folder (exported
     once into a cache, needs the ``export`` extra) or, with ``None``, the bundled model."""
     if spec is None:
@@ -332,4 +351,4 @@ def load_model(spec: str | os.PathLike | None = None, *, providers: Sequence[str
             path = ensure_onnx(path)
         elif not path.exists():
             raise ModelError(f"model {path} does not exist; give an rtpose .onnx file, a DeepLabCut exported-model folder, or omit --model for the bundled one")
-    return OnnxPoseModel(path, providers=providers, threads=threads)
+    return OnnxPoseModel(path, providers=providers, threads=threads, spinning=spinning)

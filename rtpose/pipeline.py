@@ -84,6 +84,7 @@ class RunSummary:
     live: bool
     interrupted: bool = False
     sinks: dict[str, dict[str, object]] = field(default_factory=dict)
+    model_settings: str = ""  # e.g. "2 CPU threads, spinning off"
 
     @property
     def captured(self) -> int:
@@ -310,6 +311,7 @@ class Pipeline:
                 duration_s=(clock() - t_start) * 1e-9,
                 latency_ms=self.stats.summary(),
                 provider=getattr(self.model, "provider", "?"),
+                model_settings=getattr(self.model, "settings", ""),
                 batch_size=batch.capacity,
                 live=cfg.live,
                 interrupted=interrupted,

@@ -19,6 +19,7 @@ def test_run_synthetic_prints_summary_with_exact_accounting(analytic_model, tmp_
     text = capsys.readouterr().out
     assert code == 0
     assert "captured 90 = processed" in text and "(OK)" in text
+    assert "spinning off" in text  # how the model ran is in the summary
     for stage in ("queue", "preprocess", "inference", "decode", "predict", "emit", "end_to_end"):
         assert stage in text
     assert len(read_dlc_table(out)) >= 1

@@ -7,7 +7,7 @@ import signal
 import sys
 
 from ..framing import CropBox, DynamicCrop, Framing
-from ..model import OnnxPoseModel, load_model
+from ..model import DEFAULT_SPINNING, OnnxPoseModel, load_model
 from ..pipeline import Pipeline, RunSummary
 from .report import format_summary, status_line
 
@@ -18,6 +18,10 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--providers", default="auto",
                         help="comma-separated execution providers, best first: tensorrt,cuda,cpu (default: auto)")
     parser.add_argument("--threads", type=int, default=None, help="CPU inference threads (default: all usable cores)")
+    parser.add_argument("--spinning", choices=("on", "off"), default="on" if DEFAULT_SPINNING else "off",
+                        help="let idle inference threads busy-wait for work (ONNX Runtime's allow_spinning). "
+                             "Default off: slightly slower on an idle machine, much steadier when other "
+                             "programs use the CPU (docs/performance.md)")
 
 
 def add_framing_arguments(parser: argparse.ArgumentParser, *, live: bool) -> None:
@@ -44,7 +48,7 @@ def framing_from_args(args: argparse.Namespace) -> Framing | None:
 
 def model_from_args(args: argparse.Namespace) -> OnnxPoseModel:
     providers = None if args.providers == "auto" else [p.strip() for p in args.providers.split(",") if p.strip()]
-    return load_model(args.model, providers=providers, threads=args.threads)
+    return load_model(args.model, providers=providers, threads=args.threads, spinning=args.spinning == "on")
 
 
 def run_with_reporting(pipeline: Pipeline, *, total_frames: int | None = None, quiet: bool = False) -> RunSummary:
