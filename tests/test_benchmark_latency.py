@@ -81,7 +81,7 @@ def test_dlc_live_comparison_arithmetic(mods):
     ambiguous[7, 0] = True
     a = {"poses": poses, "times_ns": np.full(n, 10_000_000), "total_ns": n * 10_000_000, "versions": ["x"]}
     b = {"poses": other, "ambiguous": ambiguous, "times_ns": np.full(n, 4_000_000), "total_ns": n * 4_000_000,
-         "batch_fps": 300.0, "provider": "CPUExecutionProvider", "threads": 2}
+         "batch_fps": 300.0, "provider": "CPUExecutionProvider", "threads": 2, "spinning": "off"}
     r = dlc.compare("m", a, b, "64x48")
     assert r["ratio_p50"] == pytest.approx(0.4) and r["dlclive_fps"] == pytest.approx(100)
     assert r["rtpose_fps"] == pytest.approx(250)
@@ -128,3 +128,29 @@ def test_latency_markdown_reports_skips_and_failures():
     })
     assert "Skipped: no python3.11" in md and "Failed: RuntimeError: boom" in md
     assert "| 1 |" in md and "**Goal:** met" in md
+
+
+def test_busy_cores_are_the_scripts_own_processes_and_are_killed_by_pid(mods):
+    import os
+
+    from _common import busy_cores, load_conditions, usable_cores
+
+    with busy_cores(1) as pids:
+        assert len(pids) == 1
+        os.kill(pids[0], 0)  # alive (raises if not)
+        with open(f"/proc/{pids[0]}/stat") as f:
+            ppid = int(f.read().rpartition(")")[2].split()[1])
+        assert ppid == os.getpid()  # the loop is the script's own child (no shell in between)
+    with pytest.raises(ProcessLookupError):
+        os.kill(pids[0], 0)  # killed and reaped
+    n = usable_cores()
+    assert load_conditions() == [("idle", 0), ("1 core busy", 1), (f"all {n} cores busy", n)]
+    assert load_conditions("one") == [("1 core busy", 1)]
+
+
+def test_thread_settings_parse(mods):
+    t = mods["threads_under_load"]
+    assert t.parse_settings("2s,2,1") == [(2, True), (2, False), (1, False)]
+    assert t.label(1, False) == "1 thread, spinning off"
+    with pytest.raises(SystemExit, match="thread counts"):
+        t.parse_settings("two")
