@@ -134,14 +134,10 @@ def recheck_onnx(src, out=None, *, check_images=None) -> ExportReport:
     input_hw = tuple(d.dim_value if d.HasField("dim_value") else None for d in dims[1:3]) if len(dims) == 4 \
         else (None, None)
     check_frames = frames_mod.load_images(check_images) if check_images else None
-    outputs = (meta.scoremap_output, meta.locref_output)
-    figures = parity.batch_invariance(
-        model.SerializeToString(), frames_mod.batch_check_batches(check_frames or (), input_hw), outputs=outputs,
-        stride=meta.stride, locref_stdev=meta.locref_stdev, tolerance=BATCH_TOLERANCE, source=str(src))
-    if not figures.ok:
-        raise ExportError(f"{src}: not batch-invariant: a frame's outputs change with the other frames in its batch "
-                          f"({'; '.join(figures.failures())}). Nothing was written. Export the model again from its "
-                          "source (DeepLabCut folder, SavedModel or Keras file): the exporter rewrites such nodes.")
+    figures = _check_batch_invariance(
+        model, check_frames, input_hw, (meta.scoremap_output, meta.locref_output), meta.stride, meta.locref_stdev,
+        str(src), "Export the model again from its source (DeepLabCut folder, SavedModel or Keras file): the "
+        "exporter rewrites such nodes.")
     extra = dict(meta.extra, exporter_revision=str(EXPORTER_REVISION), batch_invariant="true",
                  rechecked_by=f"rtpose {__version__}")
     extra.update(figures.as_extra("batch_invariance"))
@@ -151,6 +147,18 @@ def recheck_onnx(src, out=None, *, check_images=None) -> ExportReport:
                         variant_note="an earlier rtpose export, re-checked (weights and parity figures kept)",
                         metadata=upgraded, parity=None, opset=int(meta.extra.get("opset", DEFAULT_OPSET)),
                         batch_invariance=figures)
+
+
+def _check_batch_invariance(model, check_frames, input_hw, outputs, stride, stdev, source_name, what_to_do):
+    """The batch-invariance figures of ``model``; :class:`ExportError` (nothing written) when it fails."""
+    figures = parity.batch_invariance(
+        model.SerializeToString(), frames_mod.batch_check_batches(check_frames or (), input_hw), outputs=outputs,
+        stride=stride, locref_stdev=stdev, tolerance=BATCH_TOLERANCE, source=source_name)
+    if not figures.ok:
+        raise ExportError(
+            f"{source_name}: the ONNX model is not batch-invariant: a frame's outputs change with the other frames "
+            f"in its batch ({'; '.join(figures.failures())}; {figures.summary()}). Nothing was written. {what_to_do}")
+    return figures
 
 
 def _export_dlc(source, desc, out, *, fp16, opset, check_frames, user_extra) -> ExportReport:
@@ -233,15 +241,10 @@ def _finish(model, batches, ref, desc, out: Path, *, source_name, source_kind, s
         raise ExportError(f"{source_name}: the converted ONNX model is invalid ({exc}); please report this") from exc
     stride, stdev = desc.stride, desc.locref_stdev
     outputs = ("scoremap", "locref" if has_locref else None)
-    batch_figures = parity.batch_invariance(
-        model.SerializeToString(), frames_mod.batch_check_batches(check_frames or (), input_hw), outputs=outputs,
-        stride=stride, locref_stdev=stdev, tolerance=BATCH_TOLERANCE, source=source_name)
-    if not batch_figures.ok:
-        raise ExportError(
-            f"{source_name}: the ONNX model is not batch-invariant: a frame's outputs change with the other frames "
-            f"in its batch ({'; '.join(batch_figures.failures())}; {batch_figures.summary()}). Some node mixes "
-            f"the frames of a batch ({len(per_frame_rewrites)} training-mode batch norm(s) were rewritten per frame; "
-            "something else remains). Nothing was written; please report this with the model attached.")
+    batch_figures = _check_batch_invariance(
+        model, check_frames, input_hw, outputs, stride, stdev, source_name,
+        f"Some node mixes the frames of a batch ({len(per_frame_rewrites)} training-mode batch norm(s) were "
+        "rewritten per frame; something else remains); please report this with the model attached.")
     figures, fp32_out = parity.check(model.SerializeToString(), batches, ref, outputs=outputs, stride=stride,
                                      locref_stdev=stdev, reference_name="tensorflow", tolerance=FP32_TOLERANCE,
                                      source=source_name)

@@ -80,13 +80,19 @@ def test_dlc_live_comparison_arithmetic(mods):
     ambiguous = np.zeros((n, k), bool)
     ambiguous[7, 0] = True
     a = {"poses": poses, "times_ns": np.full(n, 10_000_000), "total_ns": n * 10_000_000, "versions": ["x"]}
-    b = {"poses": other, "ambiguous": ambiguous, "times_ns": np.full(n, 4_000_000), "total_ns": n * 4_000_000,
-         "batch_fps": 300.0, "provider": "CPUExecutionProvider", "threads": 2, "spinning": "off"}
+    batched = other.copy()
+    batched[8:] = np.nan  # the last frames made no whole batch
+    batched[2, 1, 1] += 5.0  # batching moved one clear keypoint
+    b = {"poses": other, "batch_poses": batched, "ambiguous": ambiguous, "times_ns": np.full(n, 4_000_000),
+         "total_ns": n * 4_000_000, "batch_fps": 300.0, "provider": "CPUExecutionProvider", "threads": 2, "spinning": "off"}
     r = dlc.compare("m", a, b, "64x48")
     assert r["ratio_p50"] == pytest.approx(0.4) and r["dlclive_fps"] == pytest.approx(100)
     assert r["rtpose_fps"] == pytest.approx(250)
     assert r["px_max"] == pytest.approx(8.0) and r["px_max_unambiguous"] == pytest.approx(0.03)
     assert r["ambiguous_fraction"] == pytest.approx(0.05)
+    assert r["batch_px_max_unambiguous"] == pytest.approx(5.0) and not r["batch_equals_single"]
+    b["batch_poses"] = np.where(np.isnan(batched), np.nan, other)
+    assert dlc.compare("m", a, b, "64x48")["batch_equals_single"]
 
 
 def test_pooling_two_runs_of_one_side(mods):
