@@ -160,3 +160,31 @@ def test_thread_settings_parse(mods):
     assert t.label(1, False) == "1 thread, spinning off"
     with pytest.raises(SystemExit, match="thread counts"):
         t.parse_settings("two")
+
+
+def test_dlc_live_side_by_side_reports_every_load_condition(mods, monkeypatch, tmp_path):
+    import rtpose.exporters
+
+    dlc = mods["dlc_live_side_by_side"]
+    n, k = 8, 2
+    poses = np.zeros((n, k, 3))
+    ran = []
+
+    def side(times_ms, **extra):
+        return {"poses": poses.copy(), "times_ns": np.full(n, int(times_ms * 1e6)), "total_ns": int(n * times_ms * 1e6),
+                **extra}
+
+    monkeypatch.setattr(dlc, "ensure_venv", lambda: tmp_path / "python")
+    monkeypatch.setattr(dlc, "openfield_frames", lambda n: np.zeros((n, 48, 64, 3), np.uint8))
+    monkeypatch.setattr(dlc, "model_folders", lambda tmp, only=None: [("m (fake)", tmp_path)])
+    monkeypatch.setattr(rtpose.exporters, "export_model", lambda folder, out: out)
+    monkeypatch.setattr(dlc, "run_dlclive", lambda *a: ran.append("dlc") or side(10.0, versions=["x"]))
+    monkeypatch.setattr(dlc, "run_rtpose", lambda *a: ran.append("rt") or side(
+        4.0, batch_poses=poses.copy(), ambiguous=np.zeros((n, k), bool), batch_fps=1.0, provider="CPU", threads=2,
+        spinning="off"))
+    result = dlc.run(quick=True, frames=n, loads="idle,one")
+    assert ran == ["dlc", "rt", "rt", "dlc"] * 2  # A-B-B-A under each load
+    assert [r["load"] for r in result["rows"]] == ["idle", "1 core busy"]
+    assert [r["busy_cores"] for r in result["rows"]] == [0, 1]
+    assert result["rows"][1]["rtpose_p99_vs_idle"] == pytest.approx(1.0)
+    assert "1 core busy" in result["markdown"] and "under load" in result["verdict"]
