@@ -19,6 +19,10 @@ def register(sub) -> None:
     p.add_argument("--out", default=None, help="ONNX file to write (default: beside SRC, named after it)")
     p.add_argument("--fp16", action="store_true", help="store weights as float16 (I/O stay float32); checked vs FP32")
     p.add_argument("--opset", type=int, default=17, help="ONNX opset, 13-18 (default 17)")
+    p.add_argument("--input", choices=("float", "uint8-bgr"), default="float",
+                   help="uint8-bgr: the model takes frames as OpenCV gives them (uint8 BGR) and converts them "
+                        "inside the graph, so rtpose only copies each frame; checked like the float model "
+                        "(default: float, the source model's own input)")
     p.add_argument("--check", nargs="+", metavar="IMAGES", default=None,
                    help="images (or folders of them) for the numeric check (default: synthetic frames)")
     p.add_argument("--meta", default=None, metavar="YAML",
@@ -36,6 +40,6 @@ def main(args: argparse.Namespace) -> int:
     bodyparts = [b.strip() for b in args.bodyparts.split(",") if b.strip()] if args.bodyparts else None
     report = export_model(args.src, args.out, fp16=args.fp16, opset=args.opset, check_images=args.check,
                           bodyparts=bodyparts, stride=args.stride, locref_stdev=args.locref_stdev,
-                          description=args.meta)
+                          description=args.meta, uint8_bgr=args.input == "uint8-bgr")
     print(report.summary())
     return 0
