@@ -300,6 +300,7 @@ def _finish(model, batches, ref, desc, out: Path, *, source_name, source_kind, s
         "exporter_version": __version__,
         "opset": str(opset),
         "fp16": "true" if fp16 else "false",
+        "precision": "fp16" if fp16 else "fp32",
         "graph_fixes": str(len(fixes)),
         "exporter_revision": str(EXPORTER_REVISION),
         "batch_invariant": "true",
