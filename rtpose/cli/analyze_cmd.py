@@ -14,7 +14,8 @@ from pathlib import Path
 from ..errors import ConfigError
 from ..pipeline import Pipeline, PipelineConfig
 from ..recording import RecorderSink
-from .common import add_framing_arguments, add_model_arguments, framing_from_args, model_from_args, run_with_reporting
+from .common import (add_framing_arguments, add_model_arguments, framing_from_args, model_from_args, run_settings,
+                     run_with_reporting)
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}
 
@@ -76,7 +77,8 @@ def main(args: argparse.Namespace) -> int:
             source = ImageFilesSource(files)
             labels = [str(f) for f in files]
         total = source.open().n_frames  # opened here to size the progress bar; errors name the file
-        recorder = RecorderSink(Path(f"{stem}.h5"), scorer=scorer, chunk_frames=512, index_labels=labels)
+        recorder = RecorderSink(Path(f"{stem}.h5"), scorer=scorer, chunk_frames=512, index_labels=labels,
+                                settings=run_settings(model, framing, batch=args.batch))
         config = PipelineConfig(live=False, batch_size=args.batch, max_wait_ms=args.max_wait_ms, ring_slots=2 * args.batch + 1,
                                 framing=framing)
         pipeline = Pipeline([source], model, sinks=[recorder], config=config)

@@ -46,9 +46,11 @@ def framing_from_args(args: argparse.Namespace) -> Framing | None:
     return None if framing.is_identity else framing
 
 
-def model_from_args(args: argparse.Namespace) -> OnnxPoseModel:
+def model_from_args(args: argparse.Namespace, *, threads: int | None = None) -> OnnxPoseModel:
+    """The model the options name; ``threads`` overrides ``--threads``."""
     providers = None if args.providers == "auto" else [p.strip() for p in args.providers.split(",") if p.strip()]
-    return load_model(args.model, providers=providers, threads=args.threads, spinning=args.spinning == "on")
+    return load_model(args.model, providers=providers, threads=threads or args.threads,
+                      spinning=args.spinning == "on")
 
 
 def run_with_reporting(pipeline: Pipeline, *, total_frames: int | None = None, quiet: bool = False) -> RunSummary:
@@ -61,3 +63,15 @@ def run_with_reporting(pipeline: Pipeline, *, total_frames: int | None = None, q
         if pipeline.summary is not None:
             print(format_summary(pipeline.summary, pipeline.stats.format_table()), file=sys.stdout, flush=True)
     return pipeline.summary
+
+
+def run_settings(model: OnnxPoseModel, framing: Framing | None, **more) -> dict:
+    """How a run is set up, for the recording (``<stem>_settings.json``)."""
+    framing = framing or Framing()
+    return {
+        "model": str(model.path), "provider": model.provider, "threads": model.threads, "spinning": model.spinning,
+        "resize": framing.resize, "crop": list(framing.crop.as_tuple()) if framing.crop else None,
+        "dynamic_crop": ({"threshold": framing.dynamic.threshold, "margin_px": framing.dynamic.margin_px}
+                         if framing.dynamic else None),
+        **more,
+    }

@@ -25,8 +25,10 @@ def add_output_arguments(parser: argparse.ArgumentParser) -> None:
                         help="trigger device: a serial port (/dev/ttyACM0, COM3), 'emulator', 'log' or 'null'")
 
 
-def build_outputs(args: argparse.Namespace, metadata: ModelMetadata, *, scorer: str) -> tuple[list, list]:
-    """Return ``(stages, sinks)`` for the options given. Sinks are built last-opened-first-closed safe."""
+def build_outputs(args: argparse.Namespace, metadata: ModelMetadata, *, scorer: str,
+                  settings: dict | None = None) -> tuple[list, list]:
+    """Return ``(stages, sinks)`` for the options given. Sinks are built last-opened-first-closed safe.
+    ``settings``: how the run was set up, recorded beside the poses (``<stem>_settings.json``)."""
     stages: list = []
     sinks: list = []
     if args.rules:
@@ -45,5 +47,5 @@ def build_outputs(args: argparse.Namespace, metadata: ModelMetadata, *, scorer: 
     if args.record:
         from ..recording import RecorderSink
 
-        sinks.append(RecorderSink(args.record, scorer=scorer))
+        sinks.append(RecorderSink(args.record, scorer=scorer, settings=settings))
     return stages, sinks

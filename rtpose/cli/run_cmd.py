@@ -5,7 +5,10 @@ from __future__ import annotations
 import argparse
 
 from ..pipeline import Pipeline, PipelineConfig
-from .common import add_framing_arguments, add_model_arguments, framing_from_args, model_from_args, run_with_reporting
+from ..errors import ConfigError
+from ..framing import Framing
+from .common import (add_framing_arguments, add_model_arguments, framing_from_args, model_from_args, run_settings,
+                     run_with_reporting)
 from .outputs import add_output_arguments, build_outputs
 
 
@@ -22,6 +25,9 @@ def register(sub) -> None:
                    help="with several cameras: how long to wait for the others' frames to batch them together")
     p.add_argument("--output-delay-ms", type=float, default=0.0,
                    help="predict poses this far beyond 'now' (the actuator's delay)")
+    p.add_argument("--target-latency-ms", type=float, default=None, metavar="MS",
+                   help="measure the model on the source at start-up (a few seconds) and use the most accurate "
+                        "resize and thread count whose p99 latency meets MS; printed and recorded")
     p.add_argument("--quiet", action="store_true", help="no live status line")
     add_output_arguments(p)
     p.set_defaults(func=main)
@@ -31,12 +37,66 @@ def main(args: argparse.Namespace) -> int:
     from ..drivers.sources import open_source
 
     framing = framing_from_args(args)
-    model = model_from_args(args)
     sources = [open_source(spec, paced=not args.no_pace) for spec in args.source]
-    stages, sinks = build_outputs(args, model.metadata, scorer=f"rtpose_{model.path.stem}")
+    chosen = None
+    if args.target_latency_ms is not None:
+        model, framing, chosen = _tune(args, sources[0], framing)
+    else:
+        model = model_from_args(args)
+    settings = run_settings(model, framing, target_latency=chosen.to_json() if chosen else None)
+    stages, sinks = build_outputs(args, model.metadata, scorer=f"rtpose_{model.path.stem}", settings=settings)
     config = PipelineConfig(live=True, batch_size=max(args.batch, len(sources)), max_frames=args.frames,
                             max_wait_ms=args.max_wait_ms,
                             output_delay_ms=args.output_delay_ms, record_video=args.record_video,
                             framing=framing)
     summary = run_with_reporting(Pipeline(sources, model, sinks=sinks, stages=stages, config=config), quiet=args.quiet)
     return 0 if summary.captured == summary.processed + summary.dropped else 1
+
+
+#: Frames read from the source at start-up to measure the candidate settings on.
+TUNING_FRAMES = 30
+
+
+def _tune(args: argparse.Namespace, source, framing: Framing | None):
+    """--target-latency-ms: read frames from the source, measure, choose; returns (model, framing, choice)."""
+    import dataclasses
+    import sys
+
+    import numpy as np
+
+    from ..autotune import candidates, measure
+    from ..model import default_threads
+
+    if args.target_latency_ms <= 0:
+        raise ConfigError(f"--target-latency-ms {args.target_latency_ms}: give a positive latency in ms")
+    if args.resize != 1.0 or args.threads is not None:
+        raise ConfigError("--target-latency-ms chooses --resize and --threads itself; leave those out "
+                          "(or leave out --target-latency-ms)")
+    info = source.open()
+    try:
+        frames = np.zeros((TUNING_FRAMES, info.height, info.width, 3), np.uint8)
+        n = 0
+        while n < TUNING_FRAMES and source.read_into(frames[n]):
+            n += 1
+    finally:
+        source.close()
+    if n == 0:
+        raise ConfigError(f"{source.name} gave no frames to measure --target-latency-ms on")
+    models: dict[int, object] = {}
+
+    def model_for(threads: int):
+        if threads not in models:
+            models[threads] = model_from_args(args, threads=threads)
+        return models[threads]
+
+    stride = model_for(default_threads()).metadata.stride
+    cands = candidates(default_threads(), width=info.width, height=info.height, stride=stride)
+    print(f"measuring {len(cands)} settings on {n} frames of {source.name} for --target-latency-ms "
+          f"{args.target_latency_ms:g} ...", file=sys.stderr, flush=True)
+    choice = measure(model_for, frames[:n], framing, cands, args.target_latency_ms,
+                     on_result=lambda m: print(f"   {m.candidate.describe():22s} p50 {m.p50_ms:7.2f} ms  "
+                                               f"p99 {m.p99_ms:7.2f} ms", file=sys.stderr, flush=True))
+    print(choice.describe(), flush=True)
+    best = choice.chosen.candidate
+    framing = dataclasses.replace(framing or Framing(), resize=best.resize)
+    return model_for(best.threads), (None if framing.is_identity else framing), choice

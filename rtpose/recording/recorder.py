@@ -13,6 +13,8 @@ inference thread (no I/O there) and hands full chunks (or chunks older than
   the crop box the model saw (``crop_x1, crop_x2, crop_y1, crop_y2``, full-frame
   pixels; the whole frame without ``--crop``/``--dynamic-crop``);
 - ``<stem>_events.csv`` — drops, triggers and device events.
+- ``<stem>_settings.json`` — how the run was set up (model, threads, spinning,
+  resize/crop/dynamic crop, the ``--target-latency-ms`` choice), when given.
 
 With several streams, each gets its own files with ``_cam<i>`` in the stem.
 :meth:`RecorderSink.close` flushes the partial chunk and waits for the writer;
@@ -22,6 +24,7 @@ With several streams, each gets its own files with ``_cam<i>`` in the stem.
 from __future__ import annotations
 
 import csv
+import json
 import queue
 import threading
 import warnings
@@ -51,6 +54,7 @@ class RecordingPaths:
     predicted_csv: Path
     timing_csv: Path
     events_csv: Path
+    settings_json: Path
 
     @classmethod
     def for_output(cls, out: str | Path, suffix: str = "") -> "RecordingPaths":
@@ -60,10 +64,10 @@ class RecordingPaths:
         base = stem.parent / (stem.name + suffix)
         return cls(base.with_name(base.name + ".h5"), base.with_name(base.name + ".csv"),
                    base.with_name(base.name + "_predicted.csv"), base.with_name(base.name + "_timing.csv"),
-                   base.with_name(base.name + "_events.csv"))
+                   base.with_name(base.name + "_events.csv"), base.with_name(base.name + "_settings.json"))
 
     def all(self) -> tuple[Path, ...]:
-        return (self.h5, self.csv, self.predicted_csv, self.timing_csv, self.events_csv)
+        return (self.h5, self.csv, self.predicted_csv, self.timing_csv, self.events_csv, self.settings_json)
 
 
 class _Chunk:
@@ -92,8 +96,9 @@ class RecorderSink(Sink):
 
     def __init__(self, out: str | Path, *, scorer: str = "rtpose", chunk_frames: int = 256,
                  flush_interval_s: float = 1.0, index_labels: Sequence[str] | None = None,
-                 overwrite: bool = True, clock: Clock = monotonic_ns):
-        """``index_labels``: row labels instead of frame numbers (e.g. image paths), stream 0 only."""
+                 overwrite: bool = True, clock: Clock = monotonic_ns, settings: dict | None = None):
+        """``index_labels``: row labels instead of frame numbers (e.g. image paths), stream 0 only.
+        ``settings``: how the run was set up, written to ``<stem>_settings.json`` (JSON-able values)."""
         self.out = Path(out)
         self.scorer = scorer
         self.chunk_frames = chunk_frames
@@ -101,6 +106,7 @@ class RecorderSink(Sink):
         self.index_labels = index_labels
         self.overwrite = overwrite
         self.clock = clock
+        self.settings = settings
         self._files: list[_StreamFiles] = []
         self._current: list[_Chunk] = []
         self._free: "queue.SimpleQueue[_Chunk]" = queue.SimpleQueue()
@@ -220,6 +226,8 @@ class RecorderSink(Sink):
             csv.writer(f).writerow(TIMING_COLUMNS)
         with open(paths.events_csv, "w", newline="") as f:
             csv.writer(f).writerow(EVENT_COLUMNS)
+        if self.settings is not None:
+            paths.settings_json.write_text(json.dumps(self.settings, indent=2, sort_keys=True) + "\n")
 
     def _writer(self) -> None:
         while True:
