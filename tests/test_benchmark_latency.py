@@ -182,9 +182,23 @@ def test_dlc_live_side_by_side_reports_every_load_condition(mods, monkeypatch, t
     monkeypatch.setattr(dlc, "run_rtpose", lambda *a: ran.append("rt") or side(
         4.0, batch_poses=poses.copy(), ambiguous=np.zeros((n, k), bool), batch_fps=1.0, provider="CPU", threads=2,
         spinning="off"))
-    result = dlc.run(quick=True, frames=n, loads="idle,one")
-    assert ran == ["dlc", "rt", "rt", "dlc"] * 2  # A-B-B-A under each load
-    assert [r["load"] for r in result["rows"]] == ["idle", "1 core busy"]
-    assert [r["busy_cores"] for r in result["rows"]] == [0, 1]
+    result = dlc.run(quick=True, frames=n, loads="idle,one", setting_names="full,resize")
+    assert ran == ["dlc", "rt", "rt", "dlc"] * 4  # A-B-B-A under each load, at each setting
+    assert [(r["setting"], r["load"]) for r in result["rows"]] == [
+        ("full frame", "idle"), ("full frame", "1 core busy"), ("resize 0.5", "idle"), ("resize 0.5", "1 core busy")]
+    assert [r["busy_cores"] for r in result["rows"]] == [0, 1, 0, 1]
     assert result["rows"][1]["rtpose_p99_vs_idle"] == pytest.approx(1.0)
     assert "1 core busy" in result["markdown"] and "under load" in result["verdict"]
+    assert "resize 0.5: 0.40" in result["verdict"]
+
+
+def test_rtpose_side_at_matching_settings_runs_the_engines_framing(mods, analytic_model):
+    from drivers_helpers import synthetic_frames
+
+    dlc = mods["dlc_live_side_by_side"]
+    frames = np.stack(synthetic_frames(8)[0])
+    full = dlc.run_rtpose(analytic_model, frames, 1)
+    for args in ({"resize": 0.5}, {"dynamic": (0.5, 10.0)}):
+        got = dlc.run_rtpose(analytic_model, frames, 1, args)
+        assert got["poses"].shape == full["poses"].shape and np.isnan(got["batch_poses"]).all()
+        assert np.abs(got["poses"][..., :2] - full["poses"][..., :2]).max() < 2.0  # full-frame pixels
