@@ -17,11 +17,13 @@ import hashlib
 import os
 from pathlib import Path
 
+import numpy as np
+
 from rtpose import __version__
 from rtpose.errors import ExportError
 from rtpose.metadata import ModelMetadata
 
-from . import deps, fp16 as fp16_mod, frames as frames_mod, onnx_graph, parity, sources
+from . import deps, fp16 as fp16_mod, frames as frames_mod, onnx_graph, parity, sources, uint8_input
 from .report import BATCH_TOLERANCE, FP16_TOLERANCE, FP32_TOLERANCE, ExportReport
 
 #: Bumped whenever a change makes earlier exports wrong or incomplete; part of the cache key, so
@@ -34,7 +36,7 @@ MIN_OPSET, MAX_OPSET = 13, 18  # tf2onnx 1.17 converts up to 18; Slice/Split inp
 
 def export_model(src, out=None, *, fp16: bool = False, opset: int = DEFAULT_OPSET, check_images=None,
                  bodyparts=None, stride=None, locref_stdev=None, description=None,
-                 extra: dict | None = None) -> ExportReport:
+                 extra: dict | None = None, uint8_bgr: bool = False) -> ExportReport:
     """Export a DeepLabCut exported-model folder, a TF SavedModel or a Keras file to ONNX.
 
     Args:
@@ -48,17 +50,23 @@ def export_model(src, out=None, *, fp16: bool = False, opset: int = DEFAULT_OPSE
         bodyparts, stride, locref_stdev: override (or, for SavedModel/Keras, supply) the description.
         description: YAML/JSON describing a SavedModel/Keras model (default: found beside it).
         extra: more ``rtpose.extra.*`` metadata (e.g. training facts), strings.
+        uint8_bgr: the model takes uint8 BGR frames as OpenCV gives them; channel order, cast and
+            scaling run inside the graph (:mod:`.uint8_input`), checked like the float model.
     """
     _check_opset(opset)
     if Path(src).suffix.lower() == ".onnx":
+        if uint8_bgr:
+            raise ExportError("a uint8 BGR input is added when exporting from the source model; export the "
+                              "DeepLabCut folder, SavedModel or Keras file again with it")
         return recheck_onnx(src, out, check_images=check_images)
     deps.require_export()
     source = sources.locate(src, description)
     desc = sources.describe(source, bodyparts=bodyparts, stride=stride, locref_stdev=locref_stdev)
-    out = Path(out) if out else default_out(source, fp16)
+    out = Path(out) if out else default_out(source, fp16, uint8_bgr)
     check_frames = frames_mod.load_images(check_images) if check_images else None
     if source.kind == "dlc":
-        return _export_dlc(source, desc, out, fp16=fp16, opset=opset, check_frames=check_frames, user_extra=extra)
+        return _export_dlc(source, desc, out, fp16=fp16, opset=opset, check_frames=check_frames, user_extra=extra,
+                           uint8_bgr=uint8_bgr)
     from . import tf_keras
 
     if source.kind == "savedmodel":
@@ -67,20 +75,22 @@ def export_model(src, out=None, *, fp16: bool = False, opset: int = DEFAULT_OPSE
         wrapped = tf_keras.KerasModel(tf_keras.load_keras_file(source.model_file), str(source.model_file))
     return _export_wrapped(wrapped, desc, out, source_name=str(source.path), source_kind=source.kind,
                            source_sha256=source.sha256(), fp16=fp16, opset=opset, check_frames=check_frames,
-                           user_extra=extra)
+                           user_extra=extra, uint8_bgr=uint8_bgr)
 
 
 def export_keras_model(model, out, *, bodyparts, stride, locref_stdev: float = sources.DEFAULT_LOCREF_STDEV,
                        fp16: bool = False, opset: int = DEFAULT_OPSET, check_images=None,
                        scoremap_output: str | None = None, locref_output: str | None = None,
                        apply_sigmoid: bool = False, input_color: str = "RGB", input_range: str = "0-255",
-                       preprocessing_in_graph: bool = True, extra: dict | None = None) -> ExportReport:
+                       preprocessing_in_graph: bool = True, extra: dict | None = None,
+                       uint8_bgr: bool = False) -> ExportReport:
     """Export an in-memory Keras model (NHWC image in; score maps and offsets out).
 
     Outputs are matched by name (``scoremap_output``/``locref_output``) or else by channel count
     (K and 2K, or one 3K output). ``apply_sigmoid``: the score-map output is logits; a Sigmoid is
     appended in the ONNX model. ``input_color``/``input_range``/``preprocessing_in_graph`` describe
     what the model expects and go into the metadata. ``extra``: more ``rtpose.extra.*`` metadata.
+    ``uint8_bgr``: see :func:`export_model`.
     """
     _check_opset(opset)
     deps.require_export()
@@ -101,12 +111,12 @@ def export_keras_model(model, out, *, bodyparts, stride, locref_stdev: float = s
     check_frames = frames_mod.load_images(check_images) if check_images else None
     return _export_wrapped(wrapped, desc, Path(out), source_name=f"keras-model:{name}", source_kind="keras-model",
                            source_sha256=digest.hexdigest(), fp16=fp16, opset=opset, check_frames=check_frames,
-                           user_extra=extra)
+                           user_extra=extra, uint8_bgr=uint8_bgr)
 
 
-def default_out(source: sources.Source, fp16: bool = False) -> Path:
+def default_out(source: sources.Source, fp16: bool = False, uint8_bgr: bool = False) -> Path:
     base = source.path if source.path.is_dir() else source.path.with_suffix("")
-    return base.with_name(base.name + ("-fp16" if fp16 else "") + ".onnx")
+    return base.with_name(base.name + ("-fp16" if fp16 else "") + ("-uint8" if uint8_bgr else "") + ".onnx")
 
 
 def _check_opset(opset: int) -> None:
@@ -161,7 +171,7 @@ def _check_batch_invariance(model, check_frames, input_hw, outputs, stride, stde
     return figures
 
 
-def _export_dlc(source, desc, out, *, fp16, opset, check_frames, user_extra) -> ExportReport:
+def _export_dlc(source, desc, out, *, fp16, opset, check_frames, user_extra, uint8_bgr=False) -> ExportReport:
     from . import tf_frozen
 
     pb = source.model_file
@@ -171,7 +181,7 @@ def _export_dlc(source, desc, out, *, fp16, opset, check_frames, user_extra) -> 
     runner = tf_frozen.FrozenGraphRunner(graph_def, io, pb)
     try:
         batches, ref = _reference(runner, desc, check_frames, (None, None), source_name=str(source.path),
-                                  described_by=str(source.description_file))
+                                  described_by=str(source.description_file), whole_pixels=uint8_bgr)
     finally:
         runner.close()
     model, rewritten = tf_frozen.convert(graph_def, io, opset=opset, num_bodyparts=len(desc.bodyparts),
@@ -179,11 +189,11 @@ def _export_dlc(source, desc, out, *, fp16, opset, check_frames, user_extra) -> 
     return _finish(model, batches, ref, desc, out, source_name=str(source.path), source_kind="dlc",
                    source_sha256=source.sha256(), variant=io.variant, note=io.note, fp16=fp16, opset=opset,
                    input_hw=(None, None), has_locref=refine, user_extra=user_extra, check_frames=check_frames,
-                   per_frame_rewrites=rewritten)
+                   per_frame_rewrites=rewritten, uint8_bgr=uint8_bgr)
 
 
 def _export_wrapped(wrapped, desc, out, *, source_name, source_kind, source_sha256, fp16, opset,
-                    check_frames, user_extra) -> ExportReport:
+                    check_frames, user_extra, uint8_bgr=False) -> ExportReport:
     from . import tf_keras
 
     k = len(desc.bodyparts)
@@ -197,25 +207,29 @@ def _export_wrapped(wrapped, desc, out, *, source_name, source_kind, source_sha2
         return tf_keras.reference_maps(wrapped(batch), outputs, k, desc.apply_sigmoid)
 
     batches, ref = _reference(reference, desc, check_frames, wrapped.input_hw, source_name=source_name,
-                              described_by=desc.described_by)
+                              described_by=desc.described_by, whole_pixels=uint8_bgr)
     model, mapping, rewritten = wrapped.convert(opset)
     tf_keras.finish_outputs(model, mapping, outputs, k, desc.apply_sigmoid)
     return _finish(model, batches, ref, desc, out, source_name=source_name, source_kind=source_kind,
                    source_sha256=source_sha256, variant=source_kind, note=outputs.note, fp16=fp16, opset=opset,
                    input_hw=wrapped.input_hw, has_locref=bool(outputs.locref or outputs.concatenated),
-                   user_extra=user_extra, check_frames=check_frames, per_frame_rewrites=rewritten)
+                   user_extra=user_extra, check_frames=check_frames, per_frame_rewrites=rewritten,
+                   uint8_bgr=uint8_bgr)
 
 
-def _reference(reference, desc, check_frames, input_hw, *, source_name, described_by):
+def _reference(reference, desc, check_frames, input_hw, *, source_name, described_by, whole_pixels=False):
     """Check frames in batches, and TensorFlow's (scoremap, locref) for each batch.
 
     The reference runs one frame at a time, as DeepLabCut-Live and DeepLabCut at batch size 1 do:
     a graph whose nodes mix the frames of a batch (training-mode batch norm) then still gives the
     poses DeepLabCut gives, and the ONNX model, run on whole batches, must match them.
+    ``whole_pixels``: round the frames to whole values 0-255 first (a uint8-input model sees them so).
     """
     h, w = input_hw
     frames = check_frames if check_frames is not None else frames_mod.synthetic_frames(
         frames_mod.SYNTHETIC_SIZES if h is None or w is None else ((h, w), (h, w)))
+    if whole_pixels:
+        frames = [np.clip(np.rint(f), 0, 255).astype(np.float32) for f in frames]
     if h is not None and w is not None and any(f.shape[:2] != (h, w) for f in frames):
         raise ExportError(f"{source_name}: the model takes only {h}x{w} images; give --check images of that size")
     batches = frames_mod.batches(frames)
@@ -229,7 +243,8 @@ def _reference(reference, desc, check_frames, input_hw, *, source_name, describe
 
 
 def _finish(model, batches, ref, desc, out: Path, *, source_name, source_kind, source_sha256, variant, note, fp16,
-            opset, input_hw, has_locref, check_frames, per_frame_rewrites=(), user_extra=None) -> ExportReport:
+            opset, input_hw, has_locref, check_frames, per_frame_rewrites=(), user_extra=None,
+            uint8_bgr=False) -> ExportReport:
     onnx = deps.onnx()
     k = len(desc.bodyparts)
     fixes = onnx_graph.fix_padding(model)
@@ -262,6 +277,19 @@ def _finish(model, batches, ref, desc, out: Path, *, source_name, source_kind, s
         if not figures16.ok:
             raise ExportError(f"{source_name}: the float16 model strays too far from float32: "
                               f"{'; '.join(figures16.failures())}. Nothing was written; export without --fp16.")
+    figures_u8 = None
+    input_color, input_range = desc.input_color, desc.input_range
+    if uint8_bgr:
+        final = uint8_input.to_uint8_bgr(final, input_color=input_color, input_range=input_range)
+        against, name, tol = (fp32_out, "onnx-fp32", FP16_TOLERANCE) if fp16 else (ref, "tensorflow", FP32_TOLERANCE)
+        figures_u8, _ = parity.check(final.SerializeToString(), uint8_input.uint8_bgr_batches(batches), against,
+                                     outputs=outputs, stride=stride, locref_stdev=stdev, reference_name=name,
+                                     tolerance=tol, source=source_name)
+        if not figures_u8.ok:
+            raise ExportError(f"{source_name}: the model with a uint8 BGR input strays from {name}: "
+                              f"{'; '.join(figures_u8.failures())}. Nothing was written; please report this, and "
+                              "export without the uint8 input meanwhile.")
+        input_color, input_range = "BGR", "0-255"
 
     extra = {
         "source": Path(source_name).name if source_kind != "keras-model" else source_name,
@@ -272,6 +300,7 @@ def _finish(model, batches, ref, desc, out: Path, *, source_name, source_kind, s
         "exporter_version": __version__,
         "opset": str(opset),
         "fp16": "true" if fp16 else "false",
+        "precision": "fp16" if fp16 else "fp32",
         "graph_fixes": str(len(fixes)),
         "exporter_revision": str(EXPORTER_REVISION),
         "batch_invariant": "true",
@@ -282,6 +311,9 @@ def _finish(model, batches, ref, desc, out: Path, *, source_name, source_kind, s
     extra.update(batch_figures.as_extra("batch_invariance"))
     if figures16 is not None:
         extra.update(figures16.as_extra("parity_fp16"))
+    if figures_u8 is not None:
+        extra["input_conversion"] = uint8_input.CONVERSION_NOTE
+        extra.update(figures_u8.as_extra("parity_uint8"))
     for key, value in (user_extra or {}).items():
         if key in extra:
             raise ExportError(f"extra metadata key {key!r} is set by the exporter itself; choose another name")
@@ -289,13 +321,13 @@ def _finish(model, batches, ref, desc, out: Path, *, source_name, source_kind, s
     metadata = ModelMetadata(
         bodyparts=desc.bodyparts, stride=stride, locref_stdev=stdev, location_refinement=has_locref,
         scoremap_output="scoremap", locref_output="locref" if has_locref else None, input_name="image",
-        input_color=desc.input_color, input_range=desc.input_range,
+        input_color=input_color, input_range=input_range,
         preprocessing_in_graph=desc.preprocessing_in_graph, extra=extra)
     _write(final, metadata, out, source_name)
     return ExportReport(out=out, source=source_name, source_kind=source_kind, variant=variant, variant_note=note,
                         metadata=metadata, parity=figures, parity_fp16=figures16, fp16=fp16, opset=opset,
                         graph_fixes=tuple(fixes), batch_invariance=batch_figures,
-                        per_frame_rewrites=tuple(per_frame_rewrites))
+                        per_frame_rewrites=tuple(per_frame_rewrites), parity_uint8=figures_u8)
 
 
 def _set_io_dims(model, h, w, k: int, has_locref: bool) -> None:

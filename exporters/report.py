@@ -118,6 +118,7 @@ class ExportReport:
     graph_fixes: tuple[str, ...] = field(default_factory=tuple)
     batch_invariance: ParityFigures | None = None  # the model on frames alone vs inside batches
     per_frame_rewrites: tuple[str, ...] = field(default_factory=tuple)  # batch-mixing nodes made per-frame
+    parity_uint8: ParityFigures | None = None  # the uint8 BGR-input model on the same frames as uint8 BGR
 
     def summary(self) -> str:
         lines = [
@@ -132,6 +133,8 @@ class ExportReport:
             lines.append(f"check FP32 {self.parity.summary()}")
         if self.parity_fp16 is not None:
             lines.append(f"check FP16 {self.parity_fp16.summary()}")
+        if self.parity_uint8 is not None:
+            lines.append(f"check uint8 BGR input {self.parity_uint8.summary()}")
         if self.batch_invariance is not None:
             lines.append(f"check batch {self.batch_invariance.summary()}")
         if self.per_frame_rewrites:

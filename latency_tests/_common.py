@@ -6,13 +6,18 @@
   pipeline around it measures everything except the network;
 * :func:`build_test_model` - the hand-built analytic ONNX model from ``tests/``
   (it really finds the synthetic mouse), for scripts that need a real network;
-* :func:`cli` - the common ``--quick`` / ``--model`` / ``--json`` options of ``main()``.
+* :func:`cli` - the common ``--quick`` / ``--model`` / ``--json`` options of ``main()``;
+* :func:`busy_cores` / :func:`load_conditions` - CPU load made by the script itself (busy-loop
+  processes started and killed by their own PIDs), to measure latency on a busy machine.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -164,3 +169,45 @@ def stop_subscriber(proc, conn, timeout_s: float = 30.0):
     rows, counters = conn.recv()
     proc.join(5)
     return rows, counters
+
+
+#: A busy loop in its own interpreter: the process started is the loop itself (no shell in between), so
+#: killing its PID ends the load.
+BUSY_LOOP = [sys.executable, "-c", "while True: pass"]
+
+
+@contextlib.contextmanager
+def busy_cores(n: int):
+    """Keep ``n`` cores busy with busy-loop processes for the duration of the block; yields their PIDs.
+
+    Each process is killed by its own PID and reaped on exit, whatever happens in the block."""
+    procs = []
+    try:
+        for _ in range(n):
+            procs.append(subprocess.Popen(BUSY_LOOP, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                          stderr=subprocess.DEVNULL))
+        yield [p.pid for p in procs]
+    finally:
+        for p in procs:
+            p.kill()
+        for p in procs:
+            p.wait(timeout=30)
+
+
+def usable_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
+def load_conditions(names: str | None = None) -> list[tuple[str, int]]:
+    """``(label, busy cores)``: idle, one core busy, every usable core busy (``names``: a comma-separated
+    subset of ``idle,one,all``)."""
+    cores = usable_cores()
+    known = {"idle": ("idle", 0), "one": ("1 core busy", 1), "all": (f"all {cores} cores busy", cores)}
+    chosen = [n.strip() for n in (names or "idle,one,all").split(",") if n.strip()]
+    unknown = [n for n in chosen if n not in known]
+    if unknown:
+        raise SystemExit(f"unknown load condition(s) {unknown}; choose from idle, one, all")
+    return [known[n] for n in chosen]

@@ -7,8 +7,9 @@ with what is there (a batch never holds two frames of one stream).
 Offline (``lossless`` rings): take up to ``batch_size`` frames in order,
 waiting up to ``max_wait_ms`` for a batch to fill before running a partial one.
 
-Each frame is copied (with colour conversion) straight from its ring slot into
-the model's preallocated input row, and the slot is released at once, so the
+Each frame is copied (cropped, resized and colour-converted by the
+:class:`~rtpose.preprocess.FrameLoader`) straight from its ring slot into the
+model's preallocated input row, and the slot is released at once, so the
 capture thread gets it back before inference starts.
 """
 
@@ -55,8 +56,9 @@ class Batcher:
             return
         self.wakeup.wait(timeout_s)
 
-    def next_batch(self, model, batch: PoseBatch, stop: threading.Event | None = None) -> int:
-        """Fill ``model.input_buffer`` rows and the batch's frame metadata; return the row count.
+    def next_batch(self, loader, batch: PoseBatch, stop: threading.Event | None = None) -> int:
+        """Fill the model's input rows (through ``loader``, a :class:`~rtpose.preprocess.FrameLoader`)
+        and the batch's frame metadata; return the row count.
 
         Returns 0 when all sources ended (or ``stop`` was set) and nothing is left.
         """
@@ -64,9 +66,9 @@ class Batcher:
         deadline = None
         while True:
             if self.policy == "newest":
-                self._take_newest(model, batch)
+                self._take_newest(loader, batch)
             else:
-                self._take_lossless(model, batch)
+                self._take_lossless(loader, batch)
             full = batch.n >= (len(self.rings) if self.policy == "newest" else self.batch_size)
             if full or self.finished or (stop is not None and stop.is_set()):
                 return batch.n
@@ -80,16 +82,16 @@ class Batcher:
             else:
                 self._wait(self.poll_s)
 
-    def _add_row(self, model, batch: PoseBatch, stream: int, ring: FrameRing, slot: int) -> None:
+    def _add_row(self, loader, batch: PoseBatch, stream: int, ring: FrameRing, slot: int) -> None:
         row = batch.n
         batch.t_dequeued_ns[row] = self.clock()
-        model.load_frame(row, ring.frames[slot])
+        loader.load(row, stream, ring.frames[slot], batch.crop_box[row])
         batch.stream[row] = stream
         batch.frame_index[row] = ring.frame_index[slot]
         batch.t_capture_ns[row] = ring.t_capture_ns[slot]
         batch.n = row + 1
 
-    def _take_newest(self, model, batch: PoseBatch) -> None:
+    def _take_newest(self, loader, batch: PoseBatch) -> None:
         taken = {int(s) for s in batch.stream[: batch.n]}
         for stream, ring in enumerate(self.rings):
             if stream in taken:
@@ -98,11 +100,11 @@ class Batcher:
             if slot < 0:
                 continue
             try:
-                self._add_row(model, batch, stream, ring, slot)
+                self._add_row(loader, batch, stream, ring, slot)
             finally:
                 ring.release()
 
-    def _take_lossless(self, model, batch: PoseBatch) -> None:
+    def _take_lossless(self, loader, batch: PoseBatch) -> None:
         for _ in range(len(self.rings)):
             if batch.n >= self.batch_size:
                 return
@@ -112,7 +114,7 @@ class Batcher:
             first, count = ring.try_acquire(self.batch_size - batch.n)
             try:
                 for i in range(count):
-                    self._add_row(model, batch, stream, ring, ring.slot_of(first + i))
+                    self._add_row(loader, batch, stream, ring, ring.slot_of(first + i))
             finally:
                 if count:
                     ring.release(count)

@@ -56,6 +56,9 @@ class PoseMessage:
     latencies_ns: dict[str, int]  # stage name -> ns, see docs/protocol.md
     trigger_states: dict[str, bool]
     header_id: int
+    #: the part of the frame the model saw, (x1, x2, y1, y2) full-frame pixels; None from a publisher
+    #: older than the ``crop`` key
+    crop_box: tuple[int, int, int, int] | None = None
 
     @property
     def receive_latency_ms(self) -> float:
@@ -79,6 +82,7 @@ class PoseMessage:
             "pose": _pose_json(self.bodyparts, self.pose),
             "predicted": _pose_json(self.bodyparts, self.predicted),
             "triggers": dict(self.trigger_states),
+            "crop_box": list(self.crop_box) if self.crop_box is not None else None,
         }
 
 
@@ -323,6 +327,7 @@ class PoseClient:
             pose=pose.reshape(k, 3), predicted=pred.reshape(k, 3),
             latencies_ns=dict(zip(header.get("latencies", []), data["lat_ns"])),
             trigger_states=dict(zip(rules, data["trig"])), header_id=data["hdr"],
+            crop_box=tuple(data["crop"]) if "crop" in data else None,
         )
 
     # -- lifecycle ------------------------------------------------------------------------

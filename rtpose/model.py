@@ -45,6 +45,8 @@ class PoseBackend(Protocol):
 
     def load_frame(self, row: int, frame_bgr: np.ndarray) -> None: ...
 
+    def set_input_size(self, height: int, width: int) -> None: ...
+
     def run(self, n: int) -> tuple[np.ndarray, np.ndarray | None]: ...
 
     @property
@@ -94,6 +96,13 @@ def choose_providers(requested: Sequence[str] | None) -> list[str]:
     return chosen
 
 
+#: Default for ONNX Runtime's intra-op thread spinning. Off: with one core kept busy by another process,
+#: 2 spinning threads took 23.8 ms p50 on the bundled model vs 15.7 ms without spinning (idle: 11.1 vs
+#: 13.5 ms; /work/shared/notes/stack-facts.md, docs/performance.md "Steady latency on a busy machine").
+#: Rig PCs are never idle; a spinning pool fights the other processes for the cores it waits on.
+DEFAULT_SPINNING = False
+
+
 def default_threads() -> int:
     """Intra-op threads: the CPUs this process may use (at least 1)."""
     try:
@@ -140,7 +149,8 @@ def check_score_range(path, scores: np.ndarray) -> None:
 class OnnxPoseModel:
     """An rtpose ONNX file on ONNX Runtime. See the module docstring."""
 
-    def __init__(self, path: str | os.PathLike, *, providers: Sequence[str] | None = None, threads: int | None = None):
+    def __init__(self, path: str | os.PathLike, *, providers: Sequence[str] | None = None, threads: int | None = None,
+                 spinning: bool = DEFAULT_SPINNING):
         if threads is not None and not (isinstance(threads, int) and threads >= 1):
             raise ConfigError(f"threads must be None (all usable cores) or a whole number >= 1, got {threads!r}")
         ort = import_onnxruntime()
@@ -149,8 +159,16 @@ class OnnxPoseModel:
             raise ModelError(f"model file {self.path} does not exist; give an rtpose .onnx file or a DeepLabCut exported-model folder")
         self._providers_requested = list(providers) if providers else None
         options = ort.SessionOptions()
-        options.intra_op_num_threads = threads or default_threads()
+        if threads is not None and threads < 1:
+            raise ModelError(f"--threads {threads}: give at least 1 (or leave it out: all usable cores)")
+        self.threads = threads or default_threads()
+        self.spinning = bool(spinning)
+        options.intra_op_num_threads = self.threads
         options.inter_op_num_threads = 1
+        # Spinning: idle intra-op threads busy-wait for the next piece of work instead of sleeping. Faster on
+        # an idle machine, much slower when other processes want those cores (see DEFAULT_SPINNING).
+        options.add_session_config_entry("session.intra_op.allow_spinning", "1" if self.spinning else "0")
+        options.add_session_config_entry("session.inter_op.allow_spinning", "1" if self.spinning else "0")
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.log_severity_level = 3
         provider_list = choose_providers(providers)
@@ -161,6 +179,9 @@ class OnnxPoseModel:
         except Exception as exc:  # ORT raises its own exception types for corrupt files
             raise ModelError(f"{self.path} is not a loadable ONNX model ({exc}); re-export it with `rtpose export`") from exc
         self.provider = self.session.get_providers()[0]
+        #: what the run summary prints about how the model runs
+        self.settings = (f"{self.threads} CPU thread{'s' if self.threads != 1 else ''}, spinning "
+                         f"{'on' if self.spinning else 'off'}" if self.provider == "CPUExecutionProvider" else "")
         if self._providers_requested and self.provider != provider_list[0]:
             raise ModelError(
                 f"asked for {provider_list[0]} but ONNX Runtime fell back to {self.provider} "
@@ -170,8 +191,12 @@ class OnnxPoseModel:
         self._check_signature()
         self._probe(*self._probe_size())
         self.input_buffer = np.zeros((0, 0, 0, 3), self._input_dtype)
-        self._rgb_scratch = np.zeros((0, 0, 3), np.uint8)
+        self._input_flat = self.input_buffer.reshape(-1)
+        self._rgb_flat = np.zeros(0, np.uint8)
+        self._max_input_hw: tuple[int, int] | None = None
+        self._map_shapes: dict[tuple[int, int], tuple[int, int]] = {}
         self._scmap = self._locref = None
+        self._scmap_flat = self._locref_flat = None
         self._bindings: dict[int, object] = {}
         self._swap_rb = self.metadata.input_color == "RGB"
 
@@ -196,6 +221,7 @@ class OnnxPoseModel:
             raise ModelError(f"{self.path}: input type {inp.type} unsupported; rtpose feeds float32 or uint8")
         self._input_dtype = _ORT_DTYPES[inp.type]
         self._static_batch = inp.shape[0] if isinstance(inp.shape[0], int) else None
+        self._static_hw = tuple(inp.shape[1:3]) if all(isinstance(d, int) for d in inp.shape[1:3]) else None
         wanted = [meta.scoremap_output] + ([meta.locref_output] if meta.location_refinement else [])
         missing = [w for w in wanted if w not in outputs]
         if missing:
@@ -211,23 +237,31 @@ class OnnxPoseModel:
     @property
     def map_shape(self) -> tuple[int, int]:
         if self._scmap is None:
-            raise ModelError("call prepare() before asking for the map shape")
+            raise ModelError("call prepare() (and, after set_input_size(), run()) before asking for the map shape")
         return self._scmap.shape[1], self._scmap.shape[2]
 
     def prepare(self, max_batch: int, height: int, width: int) -> None:
-        """Preallocate input/output buffers for batches of up to ``max_batch`` frames of this size."""
+        """Preallocate input/output buffers for batches of up to ``max_batch`` frames of this size.
+
+        :meth:`set_input_size` may later switch to any smaller size (dynamic cropping) within the
+        same buffers."""
         stride = int(self.metadata.stride)
         if height < stride or width < stride:
             raise ModelInputError(f"frames of {width}x{height} are smaller than the model stride {stride}")
         if self._static_batch is not None and max_batch > self._static_batch:
             raise ModelInputError(f"{self.path} takes batches of exactly {self._static_batch}; use --batch {self._static_batch} or re-export with a dynamic batch")
-        self.input_buffer = np.zeros((max_batch, height, width, 3), self._input_dtype)
-        self._rgb_scratch = np.zeros((height, width, 3), np.uint8)
+        self._check_size(height, width)
+        self._input_flat = np.zeros(max_batch * height * width * 3, self._input_dtype)
+        self.input_buffer = self._input_flat.reshape(max_batch, height, width, 3)
+        self._rgb_flat = np.zeros(height * width * 3, np.uint8)
+        self._max_input_hw = (height, width)
         h, w = self._probe(height, width)
         k = self.metadata.num_bodyparts
-        self._scmap = np.zeros((max_batch, h, w, k), np.float32)
-        self._locref = np.zeros((max_batch, h, w, 2 * k), np.float32) if self.metadata.location_refinement else None
+        self._scmap_flat = np.zeros(max_batch * h * w * k, np.float32)
+        self._locref_flat = np.zeros(max_batch * h * w * 2 * k, np.float32) if self.metadata.location_refinement else None
+        self._map_shapes = {(height, width): (h, w)}
         self._bindings.clear()
+        self._use_maps(h, w)
 
     def _probe(self, height: int, width: int) -> tuple[int, int]:
         """Run a fixed pseudo-random frame of this size and check what comes out against the metadata:
@@ -257,16 +291,62 @@ class OnnxPoseModel:
                                  "the model is broken: re-export it with `rtpose export`")
         return h, w
 
+    def _check_size(self, height: int, width: int) -> None:
+        if self._static_hw is not None and (height, width) != self._static_hw:
+            h, w = self._static_hw
+            raise ModelInputError(
+                f"{self.path} was exported for {w}x{h} inputs only, not {width}x{height}; re-export it with a "
+                "dynamic height and width (`rtpose export` does so by default), or drop --crop/--resize/"
+                "--dynamic-crop and use frames of that size")
+
+    def _use_maps(self, h: int, w: int) -> None:
+        """Point the output views at ``(max_batch, h, w, ...)`` within the preallocated output memory."""
+        b, k = self.input_buffer.shape[0], self.metadata.num_bodyparts
+        if b * h * w * k > self._scmap_flat.size:
+            raise ModelInputError(
+                f"{self.path}: a {self.input_buffer.shape[2]}x{self.input_buffer.shape[1]} input gives "
+                f"{w}x{h} score maps, larger than those of the prepared size; the model's map size does not "
+                "grow with its input as expected")
+        self._scmap = self._scmap_flat[: b * h * w * k].reshape(b, h, w, k)
+        self._locref = (self._locref_flat[: b * h * w * 2 * k].reshape(b, h, w, 2 * k)
+                        if self._locref_flat is not None else None)
+
+    def set_input_size(self, height: int, width: int) -> None:
+        """Switch the model input to ``(height, width)``, at most the prepared size (dynamic cropping).
+
+        The input and output arrays become views of the buffers :meth:`prepare` allocated. The
+        first run at a size not seen before lets ONNX Runtime allocate its outputs once, to learn
+        the score-map size; later runs at that size write into the preallocated buffers."""
+        if self.input_buffer.shape[1:3] == (height, width):
+            return
+        if self._max_input_hw is None:
+            raise ModelError("call prepare() before set_input_size()")
+        max_h, max_w = self._max_input_hw
+        stride = int(self.metadata.stride)
+        if not (stride <= height <= max_h and stride <= width <= max_w):
+            raise ModelInputError(f"input size {width}x{height} is outside {stride}x{stride} .. {max_w}x{max_h} "
+                                  "(the stride .. the prepared size)")
+        self._check_size(height, width)
+        b = self.input_buffer.shape[0]
+        self.input_buffer = self._input_flat[: b * height * width * 3].reshape(b, height, width, 3)
+        self._bindings.clear()
+        maps = self._map_shapes.get((height, width))
+        if maps is None:
+            self._scmap = None  # learnt by the next run()
+        else:
+            self._use_maps(*maps)
+
     def load_frame(self, row: int, frame_bgr: np.ndarray) -> None:
-        """Copy one BGR uint8 frame into row ``row`` of the input batch (colour order converted)."""
+        """Copy one BGR uint8 frame (a view is fine) into row ``row`` of the input batch (colour order converted)."""
         dst = self.input_buffer[row]
         if frame_bgr.shape != dst.shape:
             raise ModelInputError(f"frame has shape {frame_bgr.shape}, the model was prepared for {dst.shape}")
         if self._swap_rb:
             # OpenCV swaps channels into a contiguous uint8 scratch buffer (~0.2 ms at 640x480), then one
             # contiguous cast; a cast through the reversed channel view is ~10x slower in NumPy.
-            cv2.cvtColor(frame_bgr, cv2.COLOR_BGR2RGB, dst=self._rgb_scratch)
-            frame_bgr = self._rgb_scratch
+            scratch = self._rgb_flat[: dst.size].reshape(dst.shape)
+            cv2.cvtColor(frame_bgr, cv2.COLOR_BGR2RGB, dst=scratch)
+            frame_bgr = scratch
         np.copyto(dst, frame_bgr, casting="unsafe")
 
     def _binding(self, n: int):
@@ -283,16 +363,29 @@ class OnnxPoseModel:
 
     def run(self, n: int) -> tuple[np.ndarray, np.ndarray | None]:
         """Run rows ``[:n]`` of the input batch; returns views of the preallocated outputs."""
-        if self._scmap is None:
+        if self._max_input_hw is None:
             raise ModelError("call prepare() before run()")
         if not 0 < n <= self.input_buffer.shape[0]:
             raise ModelInputError(f"batch of {n} frames; the model was prepared for 1..{self.input_buffer.shape[0]}")
-        self.session.run_with_iobinding(self._binding(n))
+        if self._scmap is None:
+            self._run_new_size(n)
+        else:
+            self.session.run_with_iobinding(self._binding(n))
         k = self.metadata.num_bodyparts
         locref = None
         if self._locref is not None:
             locref = self._locref[:n].reshape(n, *self._locref.shape[1:3], k, 2)
         return self._scmap[:n], locref
+
+    def _run_new_size(self, n: int) -> None:
+        """First run at an input size not seen before: ONNX Runtime allocates the outputs; remember their size."""
+        outs = self.session.run(self._output_names, {self.metadata.input_name: self.input_buffer[:n]})
+        h, w = outs[0].shape[1:3]
+        self._map_shapes[tuple(self.input_buffer.shape[1:3])] = (h, w)
+        self._use_maps(h, w)
+        self._scmap[:n] = outs[0]
+        if self._locref is not None:
+            self._locref[:n] = outs[1]
 
     def infer(self, frames_bgr: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         """Convenience for scripts: run a (B, H, W, 3) uint8 BGR array (prepares as needed)."""
@@ -307,7 +400,7 @@ class OnnxPoseModel:
 
 
 def load_model(spec: str | os.PathLike | None = None, *, providers: Sequence[str] | None = None,
-               threads: int | None = None) -> OnnxPoseModel:
+               threads: int | None = None, spinning: bool = DEFAULT_SPINNING) -> OnnxPoseModel:
     """Load a model from an .onnx file, a DeepLabCut exported-model folder (exported
     once into a cache, needs the ``export`` extra) or, with ``None``, the bundled model."""
     if spec is None:
@@ -322,4 +415,4 @@ def load_model(spec: str | os.PathLike | None = None, *, providers: Sequence[str
             path = ensure_onnx(path)
         elif not path.exists():
             raise ModelError(f"model {path} does not exist; give an rtpose .onnx file, a DeepLabCut exported-model folder, or omit --model for the bundled one")
-    return OnnxPoseModel(path, providers=providers, threads=threads)
+    return OnnxPoseModel(path, providers=providers, threads=threads, spinning=spinning)

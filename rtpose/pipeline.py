@@ -34,8 +34,10 @@ from .clock import Clock, monotonic_ns
 from .decode import Decoder
 from .decode import warmup as warmup_decode
 from .errors import ConfigError
+from .framing import Framing
 from .kalman import KalmanPredictor
 from .kalman import warmup as warmup_kalman
+from .preprocess import FrameLoader
 from .results import Event, PoseBatch, StreamInfo
 from .memory import MODEL_BYTES_PER_PIXEL, check_fits
 from .recording.video import VIDEO_BUFFERS, VideoRecorder, planned_video_paths
@@ -63,6 +65,7 @@ class PipelineConfig:
     status_interval_s: float = 1.0
     record_video: str | None = None  # .avi/.mp4 path: every captured frame (one file per stream)
     overwrite: bool = False  # replace an existing record_video file instead of refusing
+    framing: Framing | None = None  # crop / resize / dynamic crop (rtpose.framing); None: whole frames
 
     def __post_init__(self) -> None:
         if not (isinstance(self.batch_size, int) and self.batch_size >= 1):
@@ -93,6 +96,7 @@ class RunSummary:
     live: bool
     interrupted: bool = False
     sinks: dict[str, dict[str, object]] = field(default_factory=dict)
+    model_settings: str = ""  # e.g. "2 CPU threads, spinning off"
 
     @property
     def captured(self) -> int:
@@ -147,7 +151,7 @@ class Pipeline:
         self._stop.set()
 
     # ------------------------------------------------------------------ set-up
-    def _open(self) -> tuple[list[FrameRing], list[CaptureThread], Batcher, PoseBatch]:
+    def _open(self) -> tuple[list[FrameRing], list[CaptureThread], Batcher, PoseBatch, FrameLoader]:
         cfg = self.config
         meta = self.model.metadata
         infos = [src.open() for src in self.sources]
@@ -165,7 +169,11 @@ class Pipeline:
         batch_size = max(cfg.batch_size, len(self.sources)) if cfg.live else cfg.batch_size
         if batch_size > 1 and not meta.batch_invariant:
             batch_size = self._unbatched(batch_size)
-        self.model.prepare(batch_size, height, width)
+        loader = FrameLoader(self.model, cfg.framing, width, height, len(self.sources))
+        if loader.dynamic is not None and batch_size != 1:
+            raise ConfigError(f"dynamic cropping crops each frame around the previous frame's pose, so it runs "
+                              f"one frame at a time: use --batch 1 (not {batch_size})")
+        loader.prepare_model(batch_size)
         batcher = Batcher(rings, batch_size=batch_size, max_wait_ms=cfg.max_wait_ms, clock=self.clock)
         self.video_recorders = []
         if cfg.record_video:
@@ -177,7 +185,7 @@ class Pipeline:
         captures = [CaptureThread(src, ring, max_frames=cfg.max_frames, clock=self.clock, name=f"rtpose-capture-{i}",
                                   tap=tap)
                     for i, (src, ring, tap) in enumerate(zip(self.sources, rings, taps))]
-        return rings, captures, batcher, PoseBatch(batch_size, meta.num_bodyparts)
+        return rings, captures, batcher, PoseBatch(batch_size, meta.num_bodyparts), loader
 
     def _unbatched(self, batch_size: int) -> int:
         """Batch size 1 for a model that does not declare itself batch-invariant (never batch it silently)."""
@@ -217,7 +225,7 @@ class Pipeline:
         cfg = self.config
         meta = self.model.metadata
         try:
-            rings, captures, batcher, batch = self._open()
+            rings, captures, batcher, batch, loader = self._open()
         except BaseException as setup_error:
             # nothing ran: release what sources and sinks already hold (a bound socket, an open port)
             for closeable in [*self.sources, *self.sinks, *self.video_recorders]:
@@ -252,7 +260,7 @@ class Pipeline:
             while not self._stop.is_set():
                 for cap in captures:
                     cap.check()
-                n = batcher.next_batch(self.model, batch, self._stop)
+                n = batcher.next_batch(loader, batch, self._stop)
                 if n == 0:
                     if batcher.finished:
                         finished = True
@@ -262,6 +270,8 @@ class Pipeline:
                 scmap, locref = self.model.run(n)
                 batch.t_infer_end_ns[:n] = clock()
                 decoder.decode(scmap, locref, batch.pose, n)
+                loader.to_full_frame(batch, n)
+                loader.observe(batch, n)
                 batch.t_decoded_ns[:n] = t_now = clock()
                 for i in range(n):
                     s = batch.stream[i]
@@ -330,6 +340,7 @@ class Pipeline:
                 duration_s=(clock() - t_start) * 1e-9,
                 latency_ms=self.stats.summary(),
                 provider=getattr(self.model, "provider", "?"),
+                model_settings=getattr(self.model, "settings", ""),
                 batch_size=batch.capacity,
                 live=cfg.live,
                 interrupted=interrupted,

@@ -81,6 +81,9 @@ class PoseBatch:
         t_frame_ns (B,) int64      the frame's time on its stream's timeline, which the Kalman filter and the
                                    rules use: ``t_capture_ns`` live, media time (frame_index / fps) offline
         t_target_ns (B,) int64     the moment the prediction is for
+        crop_box (B, 4) int64      the part of the frame the model saw: x1, x2, y1, y2 in full-frame pixels
+                                   (half-open; the full frame without --crop/--dynamic-crop). Poses are
+                                   always in full-frame pixels
     ``events`` lists what happened while producing this batch; cleared per batch.
     ``actions`` lists commands the rules stage decided for this batch (consumed by trigger sinks).
     ``trigger_states`` maps rule name -> bool state after this batch (set by the rules stage).
@@ -101,6 +104,7 @@ class PoseBatch:
         self.t_emitted_ns = np.zeros(capacity, np.int64)
         self.t_frame_ns = np.zeros(capacity, np.int64)
         self.t_target_ns = np.zeros(capacity, np.int64)
+        self.crop_box = np.zeros((capacity, 4), np.int64)
         self.pose = np.zeros((capacity, num_bodyparts, 3), np.float64)
         self.predicted = np.zeros((capacity, num_bodyparts, 3), np.float64)
         self.events: list[Event] = []

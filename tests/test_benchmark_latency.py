@@ -84,7 +84,7 @@ def test_dlc_live_comparison_arithmetic(mods):
     batched[8:] = np.nan  # the last frames made no whole batch
     batched[2, 1, 1] += 5.0  # batching moved one clear keypoint
     b = {"poses": other, "batch_poses": batched, "ambiguous": ambiguous, "times_ns": np.full(n, 4_000_000),
-         "total_ns": n * 4_000_000, "batch_fps": 300.0, "provider": "CPUExecutionProvider", "threads": 2}
+         "total_ns": n * 4_000_000, "batch_fps": 300.0, "provider": "CPUExecutionProvider", "threads": 2, "spinning": "off"}
     r = dlc.compare("m", a, b, "64x48")
     assert r["ratio_p50"] == pytest.approx(0.4) and r["dlclive_fps"] == pytest.approx(100)
     assert r["rtpose_fps"] == pytest.approx(250)
@@ -134,3 +134,71 @@ def test_latency_markdown_reports_skips_and_failures():
     })
     assert "Skipped: no python3.11" in md and "Failed: RuntimeError: boom" in md
     assert "| 1 |" in md and "**Goal:** met" in md
+
+
+def test_busy_cores_are_the_scripts_own_processes_and_are_killed_by_pid(mods):
+    import os
+
+    from _common import busy_cores, load_conditions, usable_cores
+
+    with busy_cores(1) as pids:
+        assert len(pids) == 1
+        os.kill(pids[0], 0)  # alive (raises if not)
+        with open(f"/proc/{pids[0]}/stat") as f:
+            ppid = int(f.read().rpartition(")")[2].split()[1])
+        assert ppid == os.getpid()  # the loop is the script's own child (no shell in between)
+    with pytest.raises(ProcessLookupError):
+        os.kill(pids[0], 0)  # killed and reaped
+    n = usable_cores()
+    assert load_conditions() == [("idle", 0), ("1 core busy", 1), (f"all {n} cores busy", n)]
+    assert load_conditions("one") == [("1 core busy", 1)]
+
+
+def test_thread_settings_parse(mods):
+    t = mods["threads_under_load"]
+    assert t.parse_settings("2s,2,1") == [(2, True), (2, False), (1, False)]
+    assert t.label(1, False) == "1 thread, spinning off"
+    with pytest.raises(SystemExit, match="thread counts"):
+        t.parse_settings("two")
+
+
+def test_dlc_live_side_by_side_reports_every_load_condition(mods, monkeypatch, tmp_path):
+    import rtpose.exporters
+
+    dlc = mods["dlc_live_side_by_side"]
+    n, k = 8, 2
+    poses = np.zeros((n, k, 3))
+    ran = []
+
+    def side(times_ms, **extra):
+        return {"poses": poses.copy(), "times_ns": np.full(n, int(times_ms * 1e6)), "total_ns": int(n * times_ms * 1e6),
+                **extra}
+
+    monkeypatch.setattr(dlc, "ensure_venv", lambda: tmp_path / "python")
+    monkeypatch.setattr(dlc, "openfield_frames", lambda n: np.zeros((n, 48, 64, 3), np.uint8))
+    monkeypatch.setattr(dlc, "model_folders", lambda tmp, only=None: [("m (fake)", tmp_path)])
+    monkeypatch.setattr(rtpose.exporters, "export_model", lambda folder, out: out)
+    monkeypatch.setattr(dlc, "run_dlclive", lambda *a: ran.append("dlc") or side(10.0, versions=["x"]))
+    monkeypatch.setattr(dlc, "run_rtpose", lambda *a: ran.append("rt") or side(
+        4.0, batch_poses=poses.copy(), ambiguous=np.zeros((n, k), bool), batch_fps=1.0, provider="CPU", threads=2,
+        spinning="off"))
+    result = dlc.run(quick=True, frames=n, loads="idle,one", setting_names="full,resize")
+    assert ran == ["dlc", "rt", "rt", "dlc"] * 4  # A-B-B-A under each load, at each setting
+    assert [(r["setting"], r["load"]) for r in result["rows"]] == [
+        ("full frame", "idle"), ("full frame", "1 core busy"), ("resize 0.5", "idle"), ("resize 0.5", "1 core busy")]
+    assert [r["busy_cores"] for r in result["rows"]] == [0, 1, 0, 1]
+    assert result["rows"][1]["rtpose_p99_vs_idle"] == pytest.approx(1.0)
+    assert "1 core busy" in result["markdown"] and "under load" in result["verdict"]
+    assert "resize 0.5: 0.40" in result["verdict"]
+
+
+def test_rtpose_side_at_matching_settings_runs_the_engines_framing(mods, analytic_model):
+    from drivers_helpers import synthetic_frames
+
+    dlc = mods["dlc_live_side_by_side"]
+    frames = np.stack(synthetic_frames(8)[0])
+    full = dlc.run_rtpose(analytic_model, frames, 1)
+    for args in ({"resize": 0.5}, {"dynamic": (0.5, 10.0)}):
+        got = dlc.run_rtpose(analytic_model, frames, 1, args)
+        assert got["poses"].shape == full["poses"].shape and np.isnan(got["batch_poses"]).all()
+        assert np.abs(got["poses"][..., :2] - full["poses"][..., :2]).max() < 2.0  # full-frame pixels

@@ -19,6 +19,7 @@ def test_run_synthetic_prints_summary_with_exact_accounting(analytic_model, tmp_
     text = capsys.readouterr().out
     assert code == 0
     assert "captured 90 = processed" in text and "(OK)" in text
+    assert "spinning off" in text  # how the model ran is in the summary
     for stage in ("queue", "preprocess", "inference", "decode", "predict", "emit", "end_to_end"):
         assert stage in text
     assert len(read_dlc_table(out)) >= 1
@@ -59,6 +60,49 @@ def test_analyze_video_writes_one_row_per_frame(analytic_model, tmp_path, capsys
     table = read_dlc_table(tmp_path / "clip.rtpose.h5")
     assert list(table.index) == list(range(40))
     assert "processed 40 + dropped 0" in capsys.readouterr().out
+
+
+def test_analyze_with_resize_and_crop_reports_full_frame_poses(analytic_model, tmp_path, capsys):
+    import cv2
+    import numpy as np
+
+    from drivers_helpers import synthetic_frames
+
+    frames, _ = synthetic_frames(12)
+    paths = []
+    for i, frame in enumerate(frames):
+        p = tmp_path / "imgs" / f"img{i:02d}.png"
+        p.parent.mkdir(exist_ok=True)
+        cv2.imwrite(str(p), frame)
+        paths.append(str(p))
+    assert main(["analyze", *paths, "--model", str(analytic_model), "--out-dir", str(tmp_path / "full"),
+                 "--quiet"]) == 0
+    assert main(["analyze", *paths, "--model", str(analytic_model), "--out-dir", str(tmp_path / "small"),
+                 "--resize", "0.5", "--crop", "0,320,0,240", "--quiet"]) == 0
+    full = read_dlc_table(tmp_path / "full" / "imgs.rtpose.h5").to_numpy().reshape(12, -1, 3)
+    small = read_dlc_table(tmp_path / "small" / "imgs.rtpose.h5").to_numpy().reshape(12, -1, 3)
+    assert np.abs(small[..., :2] - full[..., :2]).max() <= 1.0
+
+
+def test_run_with_dynamic_crop_records_the_box_of_every_frame(analytic_model, tmp_path, capsys):
+    out = tmp_path / "dyn.h5"
+    assert main(["run", "--source", "synthetic:320x240@30", "--frames", "30", "--no-pace", "--quiet",
+                 "--model", str(analytic_model), "--record", str(out), "--dynamic-crop", "0.2,30"]) == 0
+    timing = pd.read_csv(tmp_path / "dyn_timing.csv")
+    assert len(timing) >= 1 and (timing["crop_x1"] >= 0).all() and (timing["crop_x2"] <= 320).all()
+    assert tuple(timing.loc[0, ["crop_x1", "crop_x2", "crop_y1", "crop_y2"]]) == (0, 320, 0, 240)  # nothing seen yet
+    if len(timing) >= 2:  # live: how many frames were processed depends on the machine; the second is cropped
+        assert timing.loc[1, "crop_x2"] - timing.loc[1, "crop_x1"] < 320
+
+
+def test_bad_framing_options_are_one_clear_line(analytic_model, capsys):
+    assert main(["run", "--source", "synthetic", "--model", str(analytic_model), "--crop", "1,2,3"]) == 2
+    assert "X1,X2,Y1,Y2" in capsys.readouterr().err
+    assert main(["run", "--source", "synthetic", "--model", str(analytic_model), "--dynamic-crop", "0.5"]) == 2
+    assert "THRESHOLD,MARGIN" in capsys.readouterr().err
+    assert main(["run", "--source", "synthetic:320x240@30", "--frames", "2", "--no-pace", "--quiet",
+                 "--model", str(analytic_model), "--crop", "0,400,0,100"]) == 2
+    assert "beyond the 320x240 frame" in capsys.readouterr().err
 
 
 def test_errors_are_one_clear_line_and_exit_2(tmp_path, capsys):

@@ -41,12 +41,14 @@ def test_client_yields_numpy_poses_exactly(transport, ipc_dir):
                 assert m.latencies_ns["infer"] == batch.t_infer_end_ns[i] - batch.t_infer_start_ns[i]
                 assert m.latencies_ns["queue"] == batch.t_dequeued_ns[i] - batch.t_capture_ns[i]
                 assert m.trigger_states == {"zone": True} and m.header_id == sink.header_id
+                assert m.crop_box == tuple(batch.crop_box[i])
                 assert 5 * 10**12 < m.t_recv_ns <= recv_clock.now
             assert msgs[0].receive_latency_ms == (msgs[0].t_recv_ns - msgs[0].t_capture_ns) / 1e6
             j = msgs[1].to_json()
             assert j["pose"]["snout"] == [round(float(msgs[1].pose[0, 0]), 3), round(float(msgs[1].pose[0, 1]), 3),
                                           round(float(msgs[1].pose[0, 2]), 4)]
             assert msgs[0].to_json()["pose"]["snout"][0] is None  # NaN -> null
+            assert msgs[3].to_json()["crop_box"] == [96, 352, 40, 296]
             assert (client.received, client.dropped, client.skipped) == (4, 0, 0)
     finally:
         sink.close()

@@ -91,3 +91,17 @@ def test_provider_choice():
     if "CUDAExecutionProvider" not in onnxruntime.get_available_providers():
         with pytest.raises(ModelError, match="not available"):
             choose_providers(["cuda"])
+
+
+def test_thread_spinning_is_off_by_default_and_a_knob(analytic_model):
+    def spinning(model):
+        return model.session.get_session_options().get_session_config_entry("session.intra_op.allow_spinning")
+
+    default = OnnxPoseModel(analytic_model)
+    assert spinning(default) == "0" and not default.spinning
+    assert default.settings.endswith("spinning off")
+    on = OnnxPoseModel(analytic_model, threads=1, spinning=True)
+    assert spinning(on) == "1" and on.session.get_session_options().intra_op_num_threads == 1
+    assert on.settings == "1 CPU thread, spinning on"
+    with pytest.raises(ModelError, match="at least 1"):
+        OnnxPoseModel(analytic_model, threads=0)

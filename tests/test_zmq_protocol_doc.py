@@ -47,6 +47,7 @@ def example_messages() -> dict[str, list[bytes]]:
         b.pose[0] = [[100.5, 200.25, 0.96875], [90, 180, 0.5], [110, 180, 0.75], [100, 300, 1.0]]
         b.predicted[0] = b.pose[0]
         b.predicted[0, :, 0] += 2.0
+        b.crop_box[0] = [0, 640, 0, 480]  # the whole frame: no --crop or --dynamic-crop
         b.trigger_states["snout_in_zone"] = True
         b.actions.append(Action("event", "snout_in_zone", T0, 1234))
         sink.write(b)

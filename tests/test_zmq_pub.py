@@ -45,6 +45,8 @@ def make_batch(rng, n, k=len(BP), capacity=None, first_frame=0, rules=None) -> P
     b.pose[:n, :, 2] = rng.uniform(0, 1, (n, k))
     b.predicted[:n] = b.pose[:n] + rng.normal(0, 3, (n, k, 3))
     b.pose[0, 0, 0] = np.nan
+    b.crop_box[:n] = [0, 640, 0, 480]
+    b.crop_box[n - 1] = [96, 352, 40, 296]  # a dynamic crop
     for name, on in (rules or {}).items():
         b.trigger_states[name] = on
     return b
@@ -156,7 +158,7 @@ def test_messages_decode_to_exactly_what_was_sent(transport, ipc_dir):
         poses = [m for t, m in messages if t == b"pose"]
         for i, m in enumerate(poses):
             assert set(m) == {"v", "hdr", "seq", "stream", "frame", "t_capture_ns", "t_send_ns", "t_target_ns",
-                              "lat_ns", "pose", "pred", "trig"}
+                              "lat_ns", "pose", "pred", "trig", "crop"}
             assert (m["v"], m["hdr"], m["seq"], m["stream"], m["frame"]) == (1, 43, i, 0, i)
             assert m["t_capture_ns"] == batch.t_capture_ns[i] and m["t_target_ns"] == batch.t_target_ns[i]
             assert t_before < m["t_send_ns"] <= clock.now
@@ -166,6 +168,7 @@ def test_messages_decode_to_exactly_what_was_sent(transport, ipc_dir):
             assert m["pose"] == batch.pose[i].astype("<f4").tobytes()
             assert m["pred"] == batch.predicted[i].astype("<f4").tobytes()
             assert m["trig"] == [True, False]
+            assert m["crop"] == batch.crop_box[i].tolist()
         assert np.isnan(np.frombuffer(poses[0]["pose"], "<f4")[0])
 
         topic, event = recv(sub)

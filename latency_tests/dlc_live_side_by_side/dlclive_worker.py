@@ -1,14 +1,15 @@
 """Runs inside the DeepLabCut-Live virtual environment (numpy < 2, TensorFlow 2.15),
 never in rtpose's. Imports nothing from rtpose.
 
-    python dlclive_worker.py MODEL_DIR FRAMES.npy OUT.npz [--warmup N]
+    python dlclive_worker.py MODEL_DIR FRAMES.npy OUT.npz [--warmup N] [--resize F] [--dynamic T,M]
 
 Loads the BGR uint8 frames ``(N, H, W, 3)``, builds ``DLCLive(MODEL_DIR,
 model_type="base")``, calls ``init_inference`` on the first frame, warms up on
 a few frames, then times ``get_pose`` on every frame with ``perf_counter_ns``
 (one call = DLC-Live's whole per-frame path: colour conversion, TensorFlow
 session run, argmax decode). Writes poses ``(N, K, 3)``, per-frame times (ns)
-and versions to OUT.npz.
+and versions to OUT.npz. ``--resize F`` and ``--dynamic T,M`` pass DLC-Live's own
+``resize=F`` and ``dynamic=(True, T, M)``.
 """
 
 import argparse
@@ -25,6 +26,8 @@ def main() -> int:
     p.add_argument("frames")
     p.add_argument("out")
     p.add_argument("--warmup", type=int, default=10)
+    p.add_argument("--resize", type=float, default=None)
+    p.add_argument("--dynamic", default=None, help="THRESHOLD,MARGIN")
     args = p.parse_args()
 
     import numpy as np
@@ -33,7 +36,13 @@ def main() -> int:
     from dlclive import DLCLive
 
     frames = np.load(args.frames)
-    live = DLCLive(args.model_dir, model_type="base")
+    options = {}
+    if args.resize is not None:
+        options["resize"] = args.resize
+    if args.dynamic:
+        threshold, margin = (float(v) for v in args.dynamic.split(","))
+        options["dynamic"] = (True, threshold, int(margin) if margin.is_integer() else margin)
+    live = DLCLive(args.model_dir, model_type="base", **options)
     live.init_inference(frames[0])
     for i in range(args.warmup):
         live.get_pose(frames[i % len(frames)])

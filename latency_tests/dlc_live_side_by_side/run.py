@@ -28,12 +28,26 @@ then times, on the same real openfield frames (640x480 BGR, as OpenCV reads them
   conversion, ONNX Runtime, decode) - the pipeline's own calls - and, for
   throughput, the same at batch 8.
 
+Each comparison runs under three load conditions made by the script itself
+(``--loads``, default ``idle,one,all``): idle; one core kept busy by another
+process; every usable core kept busy (``python -c "while True: pass"``
+processes started for the condition and killed by their own PIDs after it).
+The *unplanned load* column is the CPU other programs used meanwhile: it must
+be ~0 for the figures to mean anything (run on a quiet machine).
+
+``--settings`` (default ``full``) adds DeepLabCut-Live's matching settings on
+both sides: ``resize`` (``resize=0.5`` / ``--resize 0.5``) and ``dynamic``
+(``dynamic=(True, 0.5, 10)`` / ``--dynamic-crop 0.5,10``; rtpose grows its box
+to the stride, so poses agree only approximately there). Batch-8 throughput is
+measured on the full frame only.
+
 It prints per-frame latency p50/p99 for each and their ratio, throughput, and
 pose agreement (mean/max pixel distance, max likelihood difference), for rtpose
 one frame at a time and at batch 8 (which must give the same poses).
 Goal: rtpose <= 0.5x DLC-Live's per-frame latency on CPU, agreement < 0.05 px.
 
-    .venv/bin/python latency_tests/dlc_live_side_by_side/run.py [--quick] [--frames N]
+    .venv/bin/python latency_tests/dlc_live_side_by_side/run.py [--quick] [--frames N] [--loads idle,one,all]
+        [--settings full,resize,dynamic]
 
 Environment: RTPOSE_DLCLIVE_VENV (default ~/.cache/rtpose/dlclive-venv),
 RTPOSE_DLCLIVE_PYTHON (default: python3.11 on PATH).
@@ -41,6 +55,7 @@ RTPOSE_DLCLIVE_PYTHON (default: python3.11 on PATH).
 
 from __future__ import annotations
 
+import itertools
 import os
 import shutil
 import subprocess
@@ -53,9 +68,10 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
-from _common import REPO, cli, finish, md_table  # noqa: E402
+from _common import REPO, busy_cores, cli, finish, load_conditions, md_table  # noqa: E402
 
 from rtpose.benchmark.summary import summarize  # noqa: E402
+from rtpose.benchmark.sysinfo import OtherLoad  # noqa: E402
 
 TITLE = "Side by side with DeepLabCut-Live (CPU, same model folder, same frames)"
 GOAL_RATIO, GOAL_PX = 0.5, 0.05
@@ -66,6 +82,22 @@ BATCH = 8
 #: A keypoint's maximum is "ambiguous" when another cell's score is within this of it: far above the
 #: TF/ONNX Runtime score differences (the "max likelihood diff" column), so either side may pick either cell.
 AMBIGUOUS = 1e-5
+
+
+#: Matching settings: (name, DLC-Live worker arguments, rtpose Framing arguments).
+SETTINGS = {
+    "full": ("full frame", [], {}),
+    "resize": ("resize 0.5", ["--resize", "0.5"], {"resize": 0.5}),
+    "dynamic": ("dynamic crop (0.5, 10 px)", ["--dynamic", "0.5,10"], {"dynamic": (0.5, 10.0)}),
+}
+
+
+def settings(names: str | None = None) -> list[tuple[str, list[str], dict]]:
+    chosen = [n.strip() for n in (names or "full").split(",") if n.strip()]
+    unknown = [n for n in chosen if n not in SETTINGS]
+    if unknown:
+        raise SystemExit(f"unknown setting(s) {unknown}; choose from {', '.join(SETTINGS)}")
+    return [SETTINGS[n] for n in chosen]
 
 
 class Skip(Exception):
@@ -168,10 +200,11 @@ def model_folders(tmp: Path, only=None) -> list[tuple[str, Path]]:
 
 # ----------------------------------------------------------------------------- the two sides
 
-def run_dlclive(python: Path, folder: Path, frames_file: Path, out: Path, warmup: int) -> dict:
+def run_dlclive(python: Path, folder: Path, frames_file: Path, out: Path, warmup: int, extra_args=()) -> dict:
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "CUDA_VISIBLE_DEVICES": ""}
     env.pop("PYTHONPATH", None)
-    proc = subprocess.run([str(python), str(WORKER), str(folder), str(frames_file), str(out), "--warmup", str(warmup)],
+    proc = subprocess.run([str(python), str(WORKER), str(folder), str(frames_file), str(out), "--warmup", str(warmup),
+                           *extra_args],
                           capture_output=True, text=True, env=env, timeout=3600)
     if proc.returncode != 0:
         tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-15:])
@@ -181,13 +214,15 @@ def run_dlclive(python: Path, folder: Path, frames_file: Path, out: Path, warmup
                 "versions": [str(v) for v in z["versions"]]}
 
 
-def run_rtpose(onnx_path: Path, frames: np.ndarray, warmup: int) -> dict:
+def run_rtpose(onnx_path: Path, frames: np.ndarray, warmup: int, framing_args: dict | None = None) -> dict:
     from rtpose.decode import Decoder
     from rtpose.model import OnnxPoseModel
 
     model = OnnxPoseModel(onnx_path, providers=["cpu"])
     meta = model.metadata
     n, h, w, _ = frames.shape
+    if framing_args:
+        return _run_rtpose_framed(model, frames, warmup, framing_args)
     model.prepare(BATCH, h, w)
     dec = Decoder(meta.stride, meta.locref_stdev, meta.num_bodyparts, BATCH)
     out = np.zeros((BATCH, meta.num_bodyparts, 3), np.float64)
@@ -229,7 +264,51 @@ def run_rtpose(onnx_path: Path, frames: np.ndarray, warmup: int) -> dict:
     batch_fps = done / ((clock() - t0) * 1e-9) if done else float("nan")
     return {"poses": poses, "batch_poses": batch_poses, "ambiguous": ambiguous, "times_ns": times, "total_ns": total,
             "batch_fps": batch_fps, "provider": model.provider,
-            "threads": model.session.get_session_options().intra_op_num_threads}
+            "threads": model.threads, "spinning": "on" if model.spinning else "off"}
+
+
+def _run_rtpose_framed(model, frames: np.ndarray, warmup: int, framing_args: dict) -> dict:
+    """Per frame as the live pipeline does it with --resize/--dynamic-crop: FrameLoader (crop view, resize into
+    its buffer, load_frame), run, decode, back to full-frame pixels, next dynamic box."""
+    from rtpose.decode import Decoder
+    from rtpose.framing import DynamicCrop, Framing
+    from rtpose.preprocess import FrameLoader
+    from rtpose.results import PoseBatch
+
+    meta = model.metadata
+    n, h, w, _ = frames.shape
+    dynamic = framing_args.get("dynamic")
+    framing = Framing(resize=framing_args.get("resize", 1.0), dynamic=DynamicCrop(*dynamic) if dynamic else None)
+    loader = FrameLoader(model, framing, w, h, 1)
+    loader.prepare_model(1)
+    dec = Decoder(meta.stride, meta.locref_stdev, meta.num_bodyparts, 1)
+    batch = PoseBatch(1, meta.num_bodyparts)
+    poses = np.zeros((n, meta.num_bodyparts, 3), np.float64)
+    ambiguous = np.zeros((n, meta.num_bodyparts), bool)
+    times = np.zeros(n, np.int64)
+    clock = time.perf_counter_ns
+
+    def one(frame):
+        loader.load(0, 0, frame, batch.crop_box[0])
+        scmap, locref = model.run(1)
+        dec.decode(scmap, locref, batch.pose, 1)
+        loader.to_full_frame(batch, 1)
+        loader.observe(batch, 1)
+        return scmap
+
+    for i in range(warmup):
+        one(frames[i % n])
+    t_all = clock()
+    for i in range(n):
+        t0 = clock()
+        scmap = one(frames[i])
+        times[i] = clock() - t0
+        poses[i] = batch.pose[0]
+        ambiguous[i] = (scmap[0] >= scmap[0].max(axis=(0, 1)) - AMBIGUOUS).sum(axis=(0, 1)) > 1
+    total = clock() - t_all
+    return {"poses": poses, "batch_poses": np.full_like(poses, np.nan), "ambiguous": ambiguous, "times_ns": times,
+            "total_ns": total, "batch_fps": float("nan"), "provider": model.provider, "threads": model.threads,
+            "spinning": "on" if model.spinning else "off"}
 
 
 def _pool(a: dict, b: dict) -> dict:
@@ -276,10 +355,12 @@ def compare(label: str, dlc: dict, rt: dict, size: str) -> dict:
         "batch_px_max_unambiguous": float(px_batch_clear.max()),
         "batch_equals_single": bool(np.array_equal(bp, rp[batched])),
         "dlclive_versions": dlc["versions"], "rtpose_provider": rt["provider"], "rtpose_threads": rt["threads"],
+        "rtpose_spinning": rt["spinning"],
     }
 
 
-def run(quick: bool = False, model=None, frames: int | None = None) -> dict:
+def run(quick: bool = False, model=None, frames: int | None = None, loads: str | None = None,
+        setting_names: str | None = None) -> dict:
     n = frames or (40 if quick else 300)
     warmup = 5 if quick else 20
     try:
@@ -301,63 +382,102 @@ def run(quick: bool = False, model=None, frames: int | None = None) -> dict:
             print(f"skipped: {exc}")
             return {"title": TITLE, "status": "skipped", "reason": str(exc)}
         size = f"{images.shape[2]}x{images.shape[1]}"
+        conditions = load_conditions(loads)
+        chosen = settings(setting_names)
         for i, (label, folder) in enumerate(folders):
             print(f"== {label}: {folder}", flush=True)
             onnx_path = tmp / f"model{i}.onnx"
             export_model(folder, onnx_path)
-            # A-B-B-A order, so that a change of machine load during the run hits both sides alike
-            dlc_a = run_dlclive(python, folder, frames_file, tmp / f"dlclive{i}a.npz", warmup)
-            rt_a = run_rtpose(onnx_path, images, warmup)
-            rt_b = run_rtpose(onnx_path, images, warmup)
-            dlc_b = run_dlclive(python, folder, frames_file, tmp / f"dlclive{i}b.npz", warmup)
-            r = compare(label, _pool(dlc_a, dlc_b), _pool(rt_a, rt_b), size)
-            rows.append(r)
-            print(f"   DLC-Live  p50 {r['dlclive_ms']['p50']:8.2f} ms  p99 {r['dlclive_ms']['p99']:8.2f} ms  "
-                  f"{r['dlclive_fps']:7.1f} FPS")
-            print(f"   rtpose    p50 {r['rtpose_ms']['p50']:8.2f} ms  p99 {r['rtpose_ms']['p99']:8.2f} ms  "
-                  f"{r['rtpose_fps']:7.1f} FPS  (batch {BATCH}: {r['rtpose_batch_fps']:.1f} FPS)")
-            print(f"   ratio rtpose/DLC-Live: p50 {r['ratio_p50']:.2f}  p99 {r['ratio_p99']:.2f}")
-            print(f"   agreement: mean {r['px_mean']:.2e} px, max {r['px_max']:.2e} px "
-                  f"({100 * r['px_frac_over_goal']:.2f}% of keypoints > {GOAL_PX} px), "
-                  f"likelihood max diff {r['likelihood_max_diff']:.1e}")
-            print(f"   rtpose at batch {BATCH} vs DLC-Live: mean {r['batch_px_mean']:.2e} px, max (unambiguous) "
-                  f"{r['batch_px_max_unambiguous']:.2e} px; batch {BATCH} poses identical to batch 1: "
-                  f"{r['batch_equals_single']}")
-            print(f"   {100 * r['ambiguous_fraction']:.1f}% of keypoints have an ambiguous maximum (another cell within "
-                  f"{AMBIGUOUS:g}); "
-                  f"without them: mean {r['px_mean_unambiguous']:.2e} px, max {r['px_max_unambiguous']:.2e} px", flush=True)
-    met = [r for r in rows if r["ratio_p50"] <= GOAL_RATIO and r["px_max_unambiguous"] < GOAL_PX
+            for (setting, dlc_args, rt_args), (load_label, busy) in itertools.product(chosen, conditions):
+                # A-B-B-A order, so that a change of machine load during the run hits both sides alike
+                with busy_cores(busy), OtherLoad() as other:
+                    dlc_a = run_dlclive(python, folder, frames_file, tmp / f"dlclive{i}a.npz", warmup, dlc_args)
+                    rt_a = run_rtpose(onnx_path, images, warmup, rt_args)
+                    rt_b = run_rtpose(onnx_path, images, warmup, rt_args)
+                    dlc_b = run_dlclive(python, folder, frames_file, tmp / f"dlclive{i}b.npz", warmup, dlc_args)
+                r = compare(label, _pool(dlc_a, dlc_b), _pool(rt_a, rt_b), size)
+                r["setting"], r["load"], r["busy_cores"] = setting, load_label, busy
+                # the DLC-Live worker's CPU counts as this script's own once it has been waited for
+                r["unplanned_load_cores"] = other.cores - busy
+                rows.append(r)
+                _print_row(r)
+    idle = {(r["model"], r["setting"]): r for r in rows if r["busy_cores"] == 0}
+    for r in rows:
+        base = idle.get((r["model"], r["setting"]))
+        r["rtpose_p99_vs_idle"] = r["rtpose_ms"]["p99"] / base["rtpose_ms"]["p99"] if base else float("nan")
+        r["dlclive_p99_vs_idle"] = r["dlclive_ms"]["p99"] / base["dlclive_ms"]["p99"] if base else float("nan")
+    rows_idle = [r for r in rows if r["busy_cores"] == 0 and r["setting"] == "full frame"] or rows
+    met = [r for r in rows_idle if r["ratio_p50"] <= GOAL_RATIO and r["px_max_unambiguous"] < GOAL_PX
            and r["batch_equals_single"]]
-    verdict = (f"rtpose <= {GOAL_RATIO}x DLC-Live per-frame latency (p50) with agreement < {GOAL_PX} px: met for "
-               f"{len(met)}/{len(rows)} models (" + "; ".join(
-                   f"{r['model'].split(' (')[0]}: ratio {r['ratio_p50']:.2f}, max {r['px_max']:.1e} px" for r in rows)
+    verdict = (f"idle: rtpose <= {GOAL_RATIO}x DLC-Live per-frame latency (p50) with agreement < {GOAL_PX} px: met for "
+               f"{len(met)}/{len(rows_idle)} models (" + "; ".join(
+                   f"{r['model'].split(' (')[0]}: ratio {r['ratio_p50']:.2f}, max {r['px_max']:.1e} px" for r in rows_idle)
                + ")")
+    loaded = [r for r in rows if r["busy_cores"] > 0]
+    if loaded:
+        verdict += ("; under load (p99 ratio rtpose/DLC-Live, rtpose p99 vs its idle p99): " + "; ".join(
+            f"{r['model'].split(' (')[0]}, {r['setting']}, {r['load']}: {r['ratio_p99']:.2f}, "
+            f"{r['rtpose_p99_vs_idle']:.2f}x" for r in loaded))
+    other_settings = [r for r in rows if r["busy_cores"] == 0 and r["setting"] != "full frame"]
+    if other_settings:
+        verdict += ("; idle at matching settings (p50 ratio rtpose/DLC-Live): " + "; ".join(
+            f"{r['model'].split(' (')[0]}, {r['setting']}: {r['ratio_p50']:.2f}" for r in other_settings))
     print(verdict)
     table = md_table(
-        ["model", "DLC-Live p50 (ms)", "p99", "rtpose p50 (ms)", "p99", "ratio p50", "ratio p99", "DLC-Live FPS",
+        ["model", "setting", "load", "DLC-Live p50 (ms)", "p99", "rtpose p50 (ms)", "p99", "ratio p50", "ratio p99",
+         "rtpose p99 vs idle", "DLC-Live p99 vs idle", "unplanned load (cores)", "DLC-Live FPS",
          "rtpose FPS", f"rtpose FPS batch {BATCH}", "mean px diff", "max px diff", "max likelihood diff",
          "ambiguous maxima", "max px diff, unambiguous", f"batch {BATCH}: max px diff, unambiguous",
          f"batch {BATCH} = batch 1"],
-        [[r["model"], f"{r['dlclive_ms']['p50']:.2f}", f"{r['dlclive_ms']['p99']:.2f}", f"{r['rtpose_ms']['p50']:.2f}",
-          f"{r['rtpose_ms']['p99']:.2f}", f"{r['ratio_p50']:.2f}", f"{r['ratio_p99']:.2f}", f"{r['dlclive_fps']:.1f}",
+        [[r["model"], r["setting"], r["load"], f"{r['dlclive_ms']['p50']:.2f}", f"{r['dlclive_ms']['p99']:.2f}",
+          f"{r['rtpose_ms']['p50']:.2f}", f"{r['rtpose_ms']['p99']:.2f}", f"{r['ratio_p50']:.2f}",
+          f"{r['ratio_p99']:.2f}", f"{r['rtpose_p99_vs_idle']:.2f}", f"{r['dlclive_p99_vs_idle']:.2f}",
+          f"{r['unplanned_load_cores']:.2f}", f"{r['dlclive_fps']:.1f}",
           f"{r['rtpose_fps']:.1f}", f"{r['rtpose_batch_fps']:.1f}", f"{r['px_mean']:.1e}", f"{r['px_max']:.1e}",
           f"{r['likelihood_max_diff']:.1e}", f"{100 * r['ambiguous_fraction']:.1f}%", f"{r['px_max_unambiguous']:.1e}",
           f"{r['batch_px_max_unambiguous']:.1e}", "yes" if r["batch_equals_single"] else "NO"]
-         for r in rows], "l" + "r" * 16)
+         for r in rows], "lll" + "r" * 19)
     note = (f"\n\n{n} openfield frames ({rows[0]['size'] if rows else '?'}), {warmup} warm-up frames, each side run "
-            "twice in the order DLC-Live, rtpose, rtpose, DLC-Live (latencies pooled over both runs); "
+            "twice in the order DLC-Live, rtpose, rtpose, DLC-Live (latencies pooled over both runs) under each load: "
+            "idle, one core busy, every core busy (busy loops started and killed by the script); "
             f"\"ambiguous\": another cell scores within {AMBIGUOUS:g} of the maximum; "
             + (f"{rows[0]['dlclive_versions']}; rtpose on {rows[0]['rtpose_provider']} with "
-               f"{rows[0]['rtpose_threads']} threads." if rows else ""))
+               f"{rows[0]['rtpose_threads']} threads, spinning {rows[0]['rtpose_spinning']}." if rows else ""))
     return {"title": TITLE, "status": "ok", "rows": rows, "markdown": table + note, "verdict": verdict,
-            "goal_met": len(met) == len(rows) and bool(rows)}
+            "goal_met": len(met) == len(rows_idle) and bool(rows_idle)}
+
+
+def _print_row(r: dict) -> None:
+    print(f"   [{r['setting']}; {r['load']}; unplanned load {r['unplanned_load_cores']:.2f} cores]", flush=True)
+    print(f"   DLC-Live  p50 {r['dlclive_ms']['p50']:8.2f} ms  p99 {r['dlclive_ms']['p99']:8.2f} ms  "
+          f"{r['dlclive_fps']:7.1f} FPS")
+    print(f"   rtpose    p50 {r['rtpose_ms']['p50']:8.2f} ms  p99 {r['rtpose_ms']['p99']:8.2f} ms  "
+          f"{r['rtpose_fps']:7.1f} FPS  (batch {BATCH}: {r['rtpose_batch_fps']:.1f} FPS)")
+    print(f"   ratio rtpose/DLC-Live: p50 {r['ratio_p50']:.2f}  p99 {r['ratio_p99']:.2f}")
+    print(f"   agreement: mean {r['px_mean']:.2e} px, max {r['px_max']:.2e} px "
+          f"({100 * r['px_frac_over_goal']:.2f}% of keypoints > {GOAL_PX} px), "
+          f"likelihood max diff {r['likelihood_max_diff']:.1e}")
+    print(f"   rtpose at batch {BATCH} vs DLC-Live: mean {r['batch_px_mean']:.2e} px, max (unambiguous) "
+          f"{r['batch_px_max_unambiguous']:.2e} px; batch {BATCH} poses identical to batch 1: "
+          f"{r['batch_equals_single']}")
+    print(f"   {100 * r['ambiguous_fraction']:.1f}% of keypoints have an ambiguous maximum (another cell within "
+          f"{AMBIGUOUS:g}); "
+          f"without them: mean {r['px_mean_unambiguous']:.2e} px, max {r['px_max_unambiguous']:.2e} px", flush=True)
+
+
 
 
 def main(argv=None) -> dict:
-    args = cli(__doc__.splitlines()[0], argv,
-               extra=lambda p: p.add_argument("--frames", type=int, default=None, help="frames to compare on"))
+    def extra(p):
+        p.add_argument("--frames", type=int, default=None, help="frames to compare on")
+        p.add_argument("--loads", default=None, help="load conditions: idle,one,all (default: all three)")
+        p.add_argument("--settings", default=None,
+                       help="matching settings: full,resize,dynamic (default: full)")
+
+    args = cli(__doc__.splitlines()[0], argv, extra=extra)
     folders = args.model.split(",") if args.model else None
-    return finish(run(quick=args.quick, model=folders, frames=args.frames), args)
+    return finish(run(quick=args.quick, model=folders, frames=args.frames, loads=args.loads,
+                      setting_names=args.settings), args)
 
 
 if __name__ == "__main__":

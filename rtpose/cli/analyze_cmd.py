@@ -28,8 +28,9 @@ from ..errors import ConfigError
 from ..pipeline import Pipeline, PipelineConfig
 from ..recording import RecorderSink, RecordingPaths
 from ..recording.recorder import refuse_existing
-from .common import (EXIT_INTERRUPTED, EXIT_PARTIAL, StopSignals, add_model_arguments, model_from_args,
-                     non_negative_ms, positive_int, run_with_reporting)
+from .common import (EXIT_INTERRUPTED, EXIT_PARTIAL, StopSignals, add_framing_arguments, add_model_arguments,
+                     framing_from_args, model_from_args, non_negative_ms, positive_int, run_settings,
+                     run_with_reporting)
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}
 PARTIAL = ".partial"
@@ -40,6 +41,7 @@ def register(sub) -> None:
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("paths", nargs="+", metavar="PATH", help="video files and/or image files")
     add_model_arguments(p)
+    add_framing_arguments(p, live=False)
     p.add_argument("--out-dir", default=None, help="where to write results (default: next to each input)")
     p.add_argument("--batch", type=positive_int, default=8, help="frames per inference batch (default 8)")
     p.add_argument("--max-wait-ms", type=non_negative_ms, default=50.0,
@@ -140,6 +142,7 @@ def main(args: argparse.Namespace) -> int:
 
     jobs = plan_jobs(args.paths, args.out_dir)
     check_outputs(jobs, args.out_dir, args.overwrite)
+    framing = framing_from_args(args)
     model = model_from_args(args)
     scorer = f"rtpose_{model.path.stem}"
     with StopSignals() as stop:
@@ -154,9 +157,9 @@ def main(args: argparse.Namespace) -> int:
                 labels = [str(f) for f in job.files]
             total = source.open().n_frames  # opened here to size the progress bar; errors name the file
             recorder = RecorderSink(job.partial.h5, scorer=scorer, chunk_frames=512, index_labels=labels,
-                                    overwrite=args.overwrite)
+                                    overwrite=args.overwrite, settings=run_settings(model, framing, batch=args.batch))
             config = PipelineConfig(live=False, batch_size=args.batch, max_wait_ms=args.max_wait_ms,
-                                    ring_slots=2 * args.batch + 1)
+                                    ring_slots=2 * args.batch + 1, framing=framing)
             job.status = "failed"
             run_with_reporting(Pipeline([source], model, sinks=[recorder], config=config), total_frames=total,
                                quiet=args.quiet, stop=stop, finish=lambda summary, error: _conclude(job, summary, error, total))

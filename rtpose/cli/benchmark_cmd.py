@@ -30,6 +30,8 @@ def register(sub) -> None:
     p.add_argument("--frames", type=positive_int, default=300, help="measured frames per combination (default: %(default)s)")
     p.add_argument("--warmup", type=int, default=32, help="warm-up frames per combination (default: %(default)s)")
     p.add_argument("--threads", type=positive_int, default=None, help="CPU inference threads (default: all usable cores)")
+    p.add_argument("--spinning", choices=("on", "off"), default="off",
+                   help="ONNX Runtime thread spinning for the sweep (default off, as for `rtpose run`)")
     p.add_argument("--suite", choices=("sweep", "latency", "all"), default="sweep",
                    help="sweep: sizes x batches x providers; latency: the latency_tests/ scripts; all: both")
     p.add_argument("--tests", default=None,
@@ -78,7 +80,7 @@ def run_sweep_from_args(args, out: Path) -> tuple[list, dict]:
     loaded: dict = {}
 
     def loader(spec, **kwargs):
-        model = load_model(spec, **kwargs)
+        model = load_model(spec, spinning=args.spinning == "on", **kwargs)
         loaded.setdefault("path", str(model.path))
         loaded.setdefault("bodyparts", list(model.metadata.bodyparts))
         loaded.setdefault("stride", model.metadata.stride)
@@ -88,7 +90,7 @@ def run_sweep_from_args(args, out: Path) -> tuple[list, dict]:
                         loader=loader)
     config = {"sizes": [f"{w}x{h}" for w, h in cfg.sizes], "batches": list(cfg.batches),
               "providers": list(cfg.providers), "frames": cfg.frames, "warmup_frames": cfg.warmup_frames,
-              "threads": cfg.threads, "mode": "offline (lossless ring, unpaced replay of synthetic frames)"}
+              "threads": cfg.threads, "spinning": args.spinning, "mode": "offline (lossless ring, unpaced replay of synthetic frames)"}
     return results, {"config": config, "model": loaded}
 
 
@@ -127,6 +129,8 @@ def command_line(args: argparse.Namespace) -> str:
                   "--frames", str(args.frames), "--warmup", str(args.warmup)]
         if args.threads:
             parts += ["--threads", str(args.threads)]
+        if args.spinning != "off":
+            parts += ["--spinning", args.spinning]
     if args.suite in ("latency", "all"):
         if args.tests:
             parts += ["--tests", args.tests]

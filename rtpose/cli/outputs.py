@@ -27,9 +27,11 @@ def add_output_arguments(parser: argparse.ArgumentParser) -> None:
                         help="trigger device: a serial port (/dev/ttyACM0, COM3), 'emulator', 'log' or 'null'")
 
 
-def build_outputs(args: argparse.Namespace, metadata: ModelMetadata, *, scorer: str, n_streams: int) -> tuple[list, list]:
+def build_outputs(args: argparse.Namespace, metadata: ModelMetadata, *, scorer: str, n_streams: int,
+                  settings: dict | None = None) -> tuple[list, list]:
     """Return ``(stages, sinks)`` for the options given, in the order trigger, publisher, recorder
-    (the recorder last, so it records the device events of the same batch).
+    (the recorder last, so it records the device events of the same batch). ``settings``: how the run
+    was set up, recorded beside the poses (``<stem>_settings.json``).
 
     Everything that can be refused is refused here, before the model runs a frame: a recording
     that would replace files, a bad rules file, an address, a rule the trigger device cannot
@@ -40,7 +42,7 @@ def build_outputs(args: argparse.Namespace, metadata: ModelMetadata, *, scorer: 
         if args.record:
             from ..recording import RecorderSink
 
-            recorder = RecorderSink(args.record, scorer=scorer, overwrite=args.overwrite)
+            recorder = RecorderSink(args.record, scorer=scorer, overwrite=args.overwrite, settings=settings)
             recorder.check_outputs(n_streams)  # refuse to replace a recording before anything opens
             sinks.append(recorder)
         if args.record_video:

@@ -31,7 +31,8 @@ def format_summary(summary: RunSummary, latency_table: str) -> str:
     mode = "live (newest frame)" if summary.live else "offline (lossless)"
     lines = [
         "",
-        f"== rtpose summary: {mode}, provider {summary.provider}, batch {summary.batch_size}"
+        f"== rtpose summary: {mode}, provider {summary.provider}"
+        + (f" ({summary.model_settings})" if summary.model_settings else "") + f", batch {summary.batch_size}"
         + (", stopped by user" if summary.interrupted else ""),
     ]
     for s in summary.streams:

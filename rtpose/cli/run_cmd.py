@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 
 from ..pipeline import Pipeline, PipelineConfig
-from .common import add_model_arguments, model_from_args, non_negative_ms, positive_int, run_with_reporting
+from ..framing import Framing
+from .common import (add_framing_arguments, add_model_arguments, framing_from_args, model_from_args, non_negative_ms,
+                     positive_int, run_settings, run_with_reporting)
 from .outputs import add_output_arguments, build_outputs
 
 
@@ -14,6 +16,7 @@ def register(sub) -> None:
     p.add_argument("--source", required=True, action="append",
                    help="video:PATH | camera:N | synthetic[:WxH@FPS]; repeat for several cameras")
     add_model_arguments(p)
+    add_framing_arguments(p, live=True)
     p.add_argument("--frames", type=positive_int, default=None, help="stop after N frames per source")
     p.add_argument("--no-pace", action="store_true", help="read video files as fast as possible instead of at their FPS")
     p.add_argument("--batch", type=positive_int, default=1, help="max frames per inference (>= number of sources)")
@@ -21,6 +24,9 @@ def register(sub) -> None:
                    help="with several cameras: how long to wait for the others' frames to batch them together")
     p.add_argument("--output-delay-ms", type=non_negative_ms, default=0.0,
                    help="predict poses this far beyond 'now' (the actuator's delay)")
+    p.add_argument("--target-latency-ms", type=non_negative_ms, default=None, metavar="MS",
+                   help="measure the model on the source at start-up (a few seconds) and use the most accurate "
+                        "resize and thread count whose p99 latency meets MS; printed and recorded")
     p.add_argument("--quiet", action="store_true", help="no live status line")
     add_output_arguments(p)
     p.set_defaults(func=main)
@@ -29,11 +35,67 @@ def register(sub) -> None:
 def main(args: argparse.Namespace) -> int:
     from ..drivers.sources import open_source
 
-    model = model_from_args(args)
+    framing = framing_from_args(args)
     sources = [open_source(spec, paced=not args.no_pace) for spec in args.source]
-    stages, sinks = build_outputs(args, model.metadata, scorer=f"rtpose_{model.path.stem}", n_streams=len(sources))
+    chosen = None
+    if args.target_latency_ms is not None:
+        model, framing, chosen = _tune(args, sources[0], framing)
+    else:
+        model = model_from_args(args)
+    settings = run_settings(model, framing, target_latency=chosen.to_json() if chosen else None)
+    stages, sinks = build_outputs(args, model.metadata, scorer=f"rtpose_{model.path.stem}", n_streams=len(sources),
+                                  settings=settings)
     config = PipelineConfig(live=True, batch_size=max(args.batch, len(sources)), max_frames=args.frames,
                             max_wait_ms=args.max_wait_ms, output_delay_ms=args.output_delay_ms,
-                            record_video=args.record_video, overwrite=args.overwrite)
+                            record_video=args.record_video, overwrite=args.overwrite, framing=framing)
     summary = run_with_reporting(Pipeline(sources, model, sinks=sinks, stages=stages, config=config), quiet=args.quiet)
     return 0 if summary.captured == summary.processed + summary.dropped else 1
+
+
+#: Frames read from the source at start-up to measure the candidate settings on.
+TUNING_FRAMES = 30
+
+
+def _tune(args: argparse.Namespace, source, framing: Framing | None):
+    """--target-latency-ms: read frames from the source, measure, choose; returns (model, framing, choice)."""
+    import dataclasses
+    import sys
+
+    import numpy as np
+
+    from ..autotune import candidates, measure
+    from ..model import default_threads
+
+    if args.target_latency_ms <= 0:
+        raise ConfigError(f"--target-latency-ms {args.target_latency_ms}: give a positive latency in ms")
+    if args.resize != 1.0 or args.threads is not None:
+        raise ConfigError("--target-latency-ms chooses --resize and --threads itself; leave those out "
+                          "(or leave out --target-latency-ms)")
+    info = source.open()
+    try:
+        frames = np.zeros((TUNING_FRAMES, info.height, info.width, 3), np.uint8)
+        n = 0
+        while n < TUNING_FRAMES and source.read_into(frames[n]):
+            n += 1
+    finally:
+        source.close()
+    if n == 0:
+        raise ConfigError(f"{source.name} gave no frames to measure --target-latency-ms on")
+    models: dict[int, object] = {}
+
+    def model_for(threads: int):
+        if threads not in models:
+            models[threads] = model_from_args(args, threads=threads)
+        return models[threads]
+
+    stride = model_for(default_threads()).metadata.stride
+    cands = candidates(default_threads(), width=info.width, height=info.height, stride=stride)
+    print(f"measuring {len(cands)} settings on {n} frames of {source.name} for --target-latency-ms "
+          f"{args.target_latency_ms:g} ...", file=sys.stderr, flush=True)
+    choice = measure(model_for, frames[:n], framing, cands, args.target_latency_ms,
+                     on_result=lambda m: print(f"   {m.candidate.describe():22s} p50 {m.p50_ms:7.2f} ms  "
+                                               f"p99 {m.p99_ms:7.2f} ms", file=sys.stderr, flush=True))
+    print(choice.describe(), flush=True)
+    best = choice.chosen.candidate
+    framing = dataclasses.replace(framing or Framing(), resize=best.resize)
+    return model_for(best.threads), (None if framing.is_identity else framing), choice

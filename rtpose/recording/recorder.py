@@ -11,8 +11,12 @@ inference thread (no I/O there) and hands full chunks (or chunks older than
   the process is killed later;
 - ``<stem>.csv`` — the same table as DeepLabCut's CSV;
 - ``<stem>_predicted.csv`` — Kalman-predicted poses in the same layout;
-- ``<stem>_timing.csv`` — frame index, stream and every stage timestamp (ns);
+- ``<stem>_timing.csv`` — frame index, stream, every stage timestamp (ns) and
+  the crop box the model saw (``crop_x1, crop_x2, crop_y1, crop_y2``, full-frame
+  pixels; the whole frame without ``--crop``/``--dynamic-crop``);
 - ``<stem>_events.csv`` — drops, triggers and device events.
+- ``<stem>_settings.json`` — how the run was set up (model, threads, spinning,
+  resize/crop/dynamic crop, the ``--target-latency-ms`` choice), when given.
 
 With several streams, each gets its own files with ``_cam<i>`` in the stem.
 :meth:`RecorderSink.close` flushes the partial chunk and waits for the writer;
@@ -34,6 +38,7 @@ from __future__ import annotations
 import csv
 import errno
 import io
+import json
 import os
 import queue
 import shutil
@@ -53,7 +58,8 @@ from ..sinks.base import Sink
 from .dlc_table import H5_KEY, pose_frame
 
 TIMING_COLUMNS = ("frame", "stream", "t_capture_ns", "t_dequeued_ns", "t_infer_start_ns", "t_infer_end_ns",
-                  "t_decoded_ns", "t_predicted_ns", "t_frame_ns", "t_target_ns")
+                  "t_decoded_ns", "t_predicted_ns", "t_frame_ns", "t_target_ns",
+                  "crop_x1", "crop_x2", "crop_y1", "crop_y2")
 EVENT_COLUMNS = ("t_ns", "frame", "stream", "kind", "name", "detail")
 
 
@@ -64,6 +70,7 @@ class RecordingPaths:
     predicted_csv: Path
     timing_csv: Path
     events_csv: Path
+    settings_json: Path
 
     @classmethod
     def for_output(cls, out: str | Path, suffix: str = "") -> "RecordingPaths":
@@ -73,10 +80,10 @@ class RecordingPaths:
         base = stem.parent / (stem.name + suffix)
         return cls(base.with_name(base.name + ".h5"), base.with_name(base.name + ".csv"),
                    base.with_name(base.name + "_predicted.csv"), base.with_name(base.name + "_timing.csv"),
-                   base.with_name(base.name + "_events.csv"))
+                   base.with_name(base.name + "_events.csv"), base.with_name(base.name + "_settings.json"))
 
     def all(self) -> tuple[Path, ...]:
-        return (self.h5, self.csv, self.predicted_csv, self.timing_csv, self.events_csv)
+        return (self.h5, self.csv, self.predicted_csv, self.timing_csv, self.events_csv, self.settings_json)
 
     @property
     def h5_tmp(self) -> Path:
@@ -162,8 +169,9 @@ class RecorderSink(Sink):
 
     def __init__(self, out: str | Path, *, scorer: str = "rtpose", chunk_frames: int = 256,
                  flush_interval_s: float = 1.0, index_labels: Sequence[str] | None = None,
-                 overwrite: bool = False, clock: Clock = monotonic_ns):
-        """``index_labels``: row labels instead of frame numbers (e.g. image paths), stream 0 only."""
+                 overwrite: bool = False, clock: Clock = monotonic_ns, settings: dict | None = None):
+        """``index_labels``: row labels instead of frame numbers (e.g. image paths), stream 0 only.
+        ``settings``: how the run was set up, written to ``<stem>_settings.json`` (JSON-able values)."""
         self.out = Path(out)
         self.scorer = scorer
         self.chunk_frames = chunk_frames
@@ -171,6 +179,7 @@ class RecorderSink(Sink):
         self.index_labels = index_labels
         self.overwrite = overwrite
         self.clock = clock
+        self.settings = settings
         self._files: list[_StreamFiles] = []
         self._current: list[_Chunk] = []
         self._free: "queue.SimpleQueue[_Chunk]" = queue.SimpleQueue()
@@ -234,6 +243,7 @@ class RecorderSink(Sink):
             t[7] = batch.t_predicted_ns[i]
             t[8] = batch.t_frame_ns[i]
             t[9] = batch.t_target_ns[i]
+            t[10:14] = batch.crop_box[i]
             chunk.n = r + 1
             if chunk.n == self.chunk_frames:
                 self._hand_over(s, now)
@@ -297,6 +307,8 @@ class RecorderSink(Sink):
             csv.writer(f).writerow(TIMING_COLUMNS)
         with open(paths.events_csv, "w", newline="") as f:
             csv.writer(f).writerow(EVENT_COLUMNS)
+        if self.settings is not None:
+            paths.settings_json.write_text(json.dumps(self.settings, indent=2, sort_keys=True) + "\n")
 
     def _writer(self) -> None:
         while True:

@@ -152,10 +152,11 @@ class ZmqPublisherSink(Sink):
         self._pose_rows: list[memoryview] = []
         self._pred_rows: list[memoryview] = []
         self._lat = [0] * len(LATENCY_NAMES)
+        self._crop = [0, 0, 0, 0]
         self._msg = {
             "v": SCHEMA_VERSION, "hdr": 0, "seq": 0, "stream": 0, "frame": 0,
             "t_capture_ns": 0, "t_send_ns": 0, "t_target_ns": 0,
-            "lat_ns": self._lat, "pose": b"", "pred": b"", "trig": [],
+            "lat_ns": self._lat, "pose": b"", "pred": b"", "trig": [], "crop": self._crop,
         }
 
     @staticmethod
@@ -195,7 +196,7 @@ class ZmqPublisherSink(Sink):
             np.copyto(self._pose32[:n], batch.pose[:n], casting="same_kind")
             np.copyto(self._pred32[:n], batch.predicted[:n], casting="same_kind")
             states = batch.trigger_states
-            msg, lat = self._msg, self._lat
+            msg, lat, crop = self._msg, self._lat, self._crop
             msg["hdr"] = self.header_id
             msg["trig"] = [bool(states[r]) for r in rules]
             stamps = [getattr(batch, s) for s in _STAMP_NAMES]
@@ -207,6 +208,8 @@ class ZmqPublisherSink(Sink):
                     lat[j] = cur - prev
                     prev = cur
                 t_cap = int(batch.t_capture_ns[i])
+                box = batch.crop_box[i]
+                crop[0], crop[1], crop[2], crop[3] = int(box[0]), int(box[1]), int(box[2]), int(box[3])
                 msg["seq"] = self._seq
                 msg["stream"] = int(batch.stream[i])
                 msg["frame"] = int(batch.frame_index[i])
