@@ -159,8 +159,6 @@ class OnnxPoseModel:
             raise ModelError(f"model file {self.path} does not exist; give an rtpose .onnx file or a DeepLabCut exported-model folder")
         self._providers_requested = list(providers) if providers else None
         options = ort.SessionOptions()
-        if threads is not None and threads < 1:
-            raise ModelError(f"--threads {threads}: give at least 1 (or leave it out: all usable cores)")
         self.threads = threads or default_threads()
         self.spinning = bool(spinning)
         options.intra_op_num_threads = self.threads

@@ -6,7 +6,7 @@ import pytest
 from analytic_model import (build_analytic_model, build_model_missing_scoremap, build_model_without_metadata,
                             build_model_wrong_channels)
 from drivers_helpers import synthetic_frames
-from rtpose.errors import ModelError, ModelInputError
+from rtpose.errors import ConfigError, ModelError, ModelInputError
 from rtpose.model import OnnxPoseModel, choose_providers, load_model
 
 
@@ -103,5 +103,5 @@ def test_thread_spinning_is_off_by_default_and_a_knob(analytic_model):
     on = OnnxPoseModel(analytic_model, threads=1, spinning=True)
     assert spinning(on) == "1" and on.session.get_session_options().intra_op_num_threads == 1
     assert on.settings == "1 CPU thread, spinning on"
-    with pytest.raises(ModelError, match="at least 1"):
+    with pytest.raises(ConfigError, match="whole number >= 1"):
         OnnxPoseModel(analytic_model, threads=0)

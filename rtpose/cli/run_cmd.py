@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from ..pipeline import Pipeline, PipelineConfig
+from ..errors import ConfigError
 from ..framing import Framing
 from .common import (add_framing_arguments, add_model_arguments, framing_from_args, model_from_args, non_negative_ms,
                      positive_int, run_settings, run_with_reporting)
