@@ -24,15 +24,21 @@ T0 = 1_000_000_000_000  # CLOCK_MONOTONIC ns of the example frame's capture
 
 
 def example_messages() -> dict[str, list[bytes]]:
-    """Publish one frame of a documented example; return the last message of each topic."""
-    ctx = zmq.Context.instance()
+    """Publish one frame of a documented example; return the last message of each topic.
+
+    Everything runs on a private ZeroMQ context that is terminated before returning:
+    ``term()`` waits until every socket is really closed, so the inproc address is
+    free again for the next call (on a shared context a closed socket can keep it
+    bound until libzmq's reaper gets to it)."""
+    ctx = zmq.Context()
     version, zmq_pub.__version__ = zmq_pub.__version__, "0.1.0"  # the header names the publisher's version; keep the example stable
     sends = iter([T0 + 9_000_000 + i * 10_000 for i in range(10)])
-    sink = ZmqPublisherSink("inproc://protocol-doc", context=ctx, clock=lambda: next(sends), header_id=0x5EED0000)
-    sub = ctx.socket(zmq.SUB)
-    sub.subscribe(b"")
-    sub.connect("inproc://protocol-doc")
+    sink = sub = None
     try:
+        sink = ZmqPublisherSink("inproc://protocol-doc", context=ctx, clock=lambda: next(sends), header_id=0x5EED0000)
+        sub = ctx.socket(zmq.SUB)
+        sub.subscribe(b"")
+        sub.connect("inproc://protocol-doc")
         sink.open([StreamInfo("camera:0", 640, 480, 30.0, BP)])
         b = PoseBatch(1, len(BP))
         b.n = 1
@@ -43,7 +49,7 @@ def example_messages() -> dict[str, list[bytes]]:
         b.t_infer_end_ns[0] = T0 + 7_450_000
         b.t_decoded_ns[0] = T0 + 7_480_000
         b.t_predicted_ns[0] = T0 + 7_500_000
-        b.t_target_ns[0] = T0 + 40_000_000
+        b.t_target_ns[0] = b.t_decoded_ns[0] + 30_000_000  # decode end + --output-delay-ms 30
         b.pose[0] = [[100.5, 200.25, 0.96875], [90, 180, 0.5], [110, 180, 0.75], [100, 300, 1.0]]
         b.predicted[0] = b.pose[0]
         b.predicted[0, :, 0] += 2.0
@@ -57,8 +63,11 @@ def example_messages() -> dict[str, list[bytes]]:
         return last
     finally:
         zmq_pub.__version__ = version
-        sub.close()
-        sink.close()
+        if sub is not None:
+            sub.close(linger=0)
+        if sink is not None:
+            sink.close()
+        ctx.term()
 
 
 def hexdump(data: bytes) -> str:
