@@ -60,6 +60,13 @@ class PipelineConfig:
     record_video: str | None = None  # .avi/.mp4 path: every captured frame (one file per stream)
 
 
+def _frame_bound(n_frames: int | None, max_frames: int | None) -> int | None:
+    """How many frames a run takes from a stream at most: the source's count capped by
+    ``max_frames``; None when neither bounds it (a camera, an endless synthetic source)."""
+    bounds = [n for n in (n_frames, max_frames) if n is not None]
+    return min(bounds) if bounds else None
+
+
 @dataclass
 class StreamCounts:
     stream_id: str
@@ -140,7 +147,8 @@ class Pipeline:
         if len(shapes) != 1:
             raise ConfigError(f"all sources of one run must share a frame size, got {sorted(shapes)}")
         height, width = shapes.pop()
-        self.streams = [StreamInfo(src.name, i.width, i.height, i.fps, meta.bodyparts, i.n_frames)
+        self.streams = [StreamInfo(src.name, i.width, i.height, i.fps, meta.bodyparts,
+                                   _frame_bound(i.n_frames, cfg.max_frames))
                         for src, i in zip(self.sources, infos)]
         wakeup = threading.Event()
         policy = "newest" if cfg.live else "lossless"

@@ -29,3 +29,25 @@ def openfield_dir() -> Path:
     if not (path / "m3v1mp4.mp4").exists():
         pytest.skip(f"real openfield data not found at {path} (set RTPOSE_OPENFIELD)")
     return path
+
+
+@pytest.fixture
+def zmq_ctx():
+    """A private ZeroMQ context. Afterwards every socket made from it is closed and the context
+    terminated (its inproc:// addresses are free again at once): nothing is left to the garbage collector."""
+    import zmq
+
+    ctx = zmq.Context()
+    yield ctx
+    ctx.destroy(linger=0)
+
+
+@pytest.fixture
+def ipc_dir():
+    """A short temporary folder for ipc:// socket files (their paths are limited to ~100 bytes)."""
+    import shutil
+    import tempfile
+
+    d = tempfile.mkdtemp(prefix="rtz", dir="/tmp")
+    yield d
+    shutil.rmtree(d, ignore_errors=True)

@@ -591,3 +591,16 @@ def test_open_source_missing_video_fails_at_open(tmp_path):
     src = open_source(f"video:{tmp_path / 'gone.mp4'}")
     with pytest.raises(SourceError, match="not found"):
         src.open()
+
+
+def test_stream_ids_have_the_documented_forms(tmp_path):
+    """The ``streams[i].id`` forms docs/protocol.md lists."""
+    video = tmp_path / "clip.mp4"
+    video.write_bytes(b"")  # a bare path must exist to be taken for a video file
+    assert open_source("camera:2").name == "camera:2"
+    assert open_source(f"video:{video}").name == f"video:{video}"
+    assert open_source(str(video)).name == f"video:{video}"
+    assert open_source("synthetic").name == "synthetic:640x480@30,seed=0"
+    assert open_source("synthetic:320x240@12.5,seed=3,frames=9").name == "synthetic:320x240@12.5,seed=3"
+    assert ImageFilesSource(["a.png"]).name == "images:a.png"
+    assert ImageFilesSource(["a.png", "b.png", "c.png"]).name == "images:a.png (+2 more)"

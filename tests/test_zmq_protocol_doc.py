@@ -12,6 +12,7 @@ import struct
 import sys
 from pathlib import Path
 
+import msgpack
 import zmq
 
 from rtpose.results import Action, PoseBatch, StreamInfo
@@ -183,6 +184,63 @@ def test_annotator_covers_every_byte():
     _, payload = example_messages()["pose"]
     listing = annotate(payload)
     assert "key fixstr (12 bytes) 't_capture_ns'" in listing and "float32 LE 100.5, 200.25, 0.96875" in listing
+
+
+# --- the document's tables name exactly what is sent -------------------------------------------
+def _section(title: str) -> str:
+    text = DOC.read_text()
+    start = text.index(title)
+    end = text.find("\n## ", start + len(title))
+    return text[start:end if end >= 0 else None]
+
+
+def _table_keys(text: str, after: str = "| key |") -> list[str]:
+    """First-column `names` of the first Markdown table at or after ``after``."""
+    keys = []
+    lines = text[text.index(after):].splitlines()
+    first = next(i for i, line in enumerate(lines) if line.startswith("|"))
+    for line in lines[first + 2:]:  # below the column names and the |---| line
+        if not line.startswith("|"):
+            break
+        cell = line.split("|")[1]
+        keys.extend(re.findall(r"`([^`]+)`", cell))  # `streams[i].width`, `.height`: two keys
+    return keys
+
+
+def test_doc_tables_list_exactly_the_keys_sent():
+    msgs = example_messages()
+    header = msgpack.unpackb(msgs["header"][1], raw=False)
+    documented = _table_keys(_section("## 3. Header message"))
+    stream_keys = [k.split(".")[-1] for k in documented if k.startswith(("streams[i].", "."))]
+    assert [k for k in documented if not k.startswith(("streams[i].", "."))] == list(header)
+    assert stream_keys == list(header["streams"][0])
+    pose = msgpack.unpackb(msgs["pose"][1], raw=False)
+    assert _table_keys(_section("## 4. Pose message")) == list(pose)
+    assert _table_keys(_section("## 4. Pose message"), "| name | from → to |") == list(header["latencies"])
+    event = msgpack.unpackb(msgs["event"][1], raw=False)
+    assert _table_keys(_section("## 5. Event message")) == list(event)
+
+
+def test_doc_lists_the_listen_json_keys_in_order():
+    from rtpose.client import PoseClient
+
+    msgs = example_messages()
+    ctx = zmq.Context()
+    try:
+        client = PoseClient("inproc://unused", context=ctx, events=True, clock=lambda: T0 + 20_000_000)
+        try:
+            assert client._handle(msgs["header"]) is None
+            pose, event = client._handle(msgs["pose"]), client._handle(msgs["event"])
+        finally:
+            client.close()
+    finally:
+        ctx.term()
+    shell = _section("### Shell")
+    assert _table_keys(shell, "<!-- listen-json pose -->") == list(pose.to_json())
+    assert _table_keys(shell, "<!-- listen-json event -->") == list(event.to_json())
+    as_json = pose.to_json()
+    assert as_json["pose"]["snout"] == [100.5, 200.25, 0.9688]  # 0.96875: ties to even at 4 decimals
+    assert as_json["latency_ms"] == 20.0 and as_json["latencies_ms"]["infer"] == 7.0
 
 
 if __name__ == "__main__":
