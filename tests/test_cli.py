@@ -113,3 +113,16 @@ def test_the_runtime_never_imports_tensorflow(analytic_model, tmp_path):
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_help_texts_are_plain_text():
+    """--help shows the modules' docstrings: without reStructuredText markup (``code``, :mod:`x`)."""
+    from rtpose.cli import COMMANDS, build_parser, plain_text
+
+    parser = build_parser()
+    texts = [parser.format_help()]
+    subcommands = parser._subparsers._group_actions[0].choices
+    texts += [subcommands[name].format_help() for name in COMMANDS]
+    for text in texts:
+        assert "`" not in text and ":mod:" not in text, text
+    assert plain_text("see ``rtpose run`` and :func:`~.x.open` or `y`") == "see rtpose run and .x.open or y"
