@@ -1,8 +1,8 @@
-"""Shared fixtures: hand-built ONNX models (no training, no TensorFlow) and real-data paths."""
+"""Shared fixtures: hand-built ONNX models (no training, no TensorFlow), the real openfield
+labels (in the repository: tests/data/openfield/), and ZeroMQ resources that are always released."""
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
@@ -11,7 +11,10 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))  # test helpers (analytic_model, dlc_graphs)
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared" / "data" / "openfield"
+#: Real DeepLabCut labels and 5 held-out frames (see README.md there for what and why).
+OPENFIELD = Path(__file__).resolve().parent / "data" / "openfield"
+OPENFIELD_FILES = ("labeled/CollectedData_Pranav.csv", "labeled/img0007.png", "labeled/img0013.png",
+                   "labeled/img0015.png", "labeled/img0019.png", "labeled/img0025.png")
 
 
 @pytest.fixture(scope="session")
@@ -24,11 +27,12 @@ def analytic_model(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def openfield_dir() -> Path:
-    """The real DeepLabCut openfield data (video + 100 labelled frames), if present."""
-    path = Path(os.environ.get("RTPOSE_OPENFIELD", SHARED))
-    if not (path / "m3v1mp4.mp4").exists():
-        pytest.skip(f"real openfield data not found at {path} (set RTPOSE_OPENFIELD)")
-    return path
+    """The real openfield labels shipped with the tests; a missing file is a broken checkout: fail, naming it."""
+    missing = [name for name in OPENFIELD_FILES if not (OPENFIELD / name).is_file()]
+    if missing:
+        pytest.fail(f"test data missing from the repository: {', '.join(str(OPENFIELD / m) for m in missing)} "
+                    "(git checkout tests/data)")
+    return OPENFIELD
 
 
 @pytest.fixture
