@@ -3,7 +3,11 @@ labels (in the repository: tests/data/openfield/), and ZeroMQ resources that are
 
 from __future__ import annotations
 
+import gc
+import os
 import sys
+import threading
+import warnings
 from pathlib import Path
 
 import pytest
@@ -47,6 +51,26 @@ def zmq_ctx():
 
 
 @pytest.fixture
+def popen():
+    """``popen(args, **kwargs)`` starts a subprocess (``subprocess.Popen``) that is always ended after the
+    test: killed if still running, its pipes read and closed, and waited for."""
+    import subprocess
+
+    started: list[subprocess.Popen] = []
+
+    def start(args, **kwargs) -> subprocess.Popen:
+        proc = subprocess.Popen(args, **kwargs)
+        started.append(proc)
+        return proc
+
+    yield start
+    for proc in started:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate()
+
+
+@pytest.fixture
 def ipc_dir():
     """A short temporary folder for ipc:// socket files (their paths are limited to ~100 bytes)."""
     import shutil
@@ -55,3 +79,36 @@ def ipc_dir():
     d = tempfile.mkdtemp(prefix="rtz", dir="/tmp")
     yield d
     shutil.rmtree(d, ignore_errors=True)
+
+
+def _child_processes() -> set[int]:
+    """Process ids of this process's children, running or not yet reaped (Linux /proc)."""
+    kids: set[int] = set()
+    for task in os.listdir(f"/proc/{os.getpid()}/task"):
+        try:
+            with open(f"/proc/{os.getpid()}/task/{task}/children") as fh:
+                kids.update(int(pid) for pid in fh.read().split())
+        except OSError:  # the thread ended meanwhile
+            pass
+    return kids
+
+
+@pytest.fixture(autouse=True)
+def _every_test_closes_what_it_opens():
+    """No thread or child process a test started may outlive it, and nothing it opened may be left
+    for the garbage collector to close (ZeroMQ sockets and contexts, files: they warn when it does)."""
+    threads = set(threading.enumerate())
+    children = _child_processes()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ResourceWarning)
+        yield
+        gc.collect()  # the finalisers of whatever the test dropped without closing run now, here
+    leaks = [w for w in caught if issubclass(w.category, ResourceWarning)]
+    for w in caught:  # hand every other warning on to pytest's report
+        if w not in leaks:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno, source=w.source)
+    problems = [f"thread {t.name!r} still running" for t in threading.enumerate() if t not in threads and t.is_alive()]
+    problems += [f"child process {pid} still running or never waited for" for pid in _child_processes() - children]
+    problems += [f"left to the garbage collector: {w.message}" for w in leaks]
+    if problems:
+        pytest.fail("the test left resources behind: " + "; ".join(problems), pytrace=False)

@@ -80,12 +80,12 @@ def test_info_shows_metadata_and_providers(analytic_model, capsys):
     assert "head, body, tail" in out and "stride: 8" in out and "CPUExecutionProvider" in out
 
 
-def test_sigterm_stops_a_live_run_cleanly_and_keeps_the_recording(analytic_model, tmp_path):
+def test_sigterm_stops_a_live_run_cleanly_and_keeps_the_recording(analytic_model, tmp_path, popen):
     """A real process on an endless synthetic camera; SIGTERM once it has recorded frames."""
     out = tmp_path / "live.h5"
-    proc = subprocess.Popen([sys.executable, "-m", "rtpose", "run", "--source", "synthetic:160x120@30",
+    proc = popen([sys.executable, "-m", "rtpose", "run", "--source", "synthetic:160x120@30",
                              "--model", str(analytic_model), "--record", str(out)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     # wait (by reading its status lines, not by sleeping) until it has processed some frames
     for line in proc.stderr:
         if "processed" in line and int(line.split("processed")[1].split()[0]) >= 5:

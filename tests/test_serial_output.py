@@ -207,13 +207,15 @@ def test_state_checks_and_invalid_actions(emu):
     with pytest.raises(OutputDeviceError, match="not open"):
         out.send(act())
     out.open()
-    with pytest.raises(ConfigError, match="not a trigger command"):
-        out.send(Action("event", "zone", 0, 0))
-    with pytest.raises(ConfigError, match="whole milliseconds"):
-        out.send(act(ms=0.2))
-    with pytest.raises(ConfigError, match="0..255"):
-        out.send(act(channel=300))
-    out.close()
+    try:
+        with pytest.raises(ConfigError, match="not a trigger command"):
+            out.send(Action("event", "zone", 0, 0))
+        with pytest.raises(ConfigError, match="whole milliseconds"):
+            out.send(act(ms=0.2))
+        with pytest.raises(ConfigError, match="0..255"):
+            out.send(act(channel=300))
+    finally:
+        out.close()
     out.close()
     with pytest.raises(OutputDeviceError, match="closed"):
         out.send(act())

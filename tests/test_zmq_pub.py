@@ -305,48 +305,59 @@ def test_a_subscription_is_answered_with_the_next_frame_and_to_every_header_subs
     """inproc: a subscription reaches the XPUB socket synchronously, so this is deterministic."""
     sink = ZmqPublisherSink("inproc://answer", context=zmq_ctx, clock=FakeClock())
     rng = np.random.default_rng(7)
-    sink.open([STREAM])
-    first = subscriber(zmq_ctx, "inproc://answer", (b"header", b"pose"))
-    sink.write(make_batch(rng, 1, first_frame=0))
-    assert [recv(first)[0] for _ in range(2)] == [b"header", b"pose"]  # its subscription was answered
-    late = subscriber(zmq_ctx, "inproc://answer", (b"header", b"pose"))
-    assert not first.poll(0) and not late.poll(0)  # no header while no frame is processed
-    sink.write(make_batch(rng, 1, first_frame=1))
-    for sub in (late, first):  # the answer to `late` reaches `first` too, ahead of the pose
-        (t1, h), (t2, p) = recv(sub), recv(sub)
-        assert (t1, t2) == (b"header", b"pose") and p["frame"] == 1 and p["hdr"] == h["hdr"]
-    sink.close()
+    first = late = None
+    try:
+        sink.open([STREAM])
+        first = subscriber(zmq_ctx, "inproc://answer", (b"header", b"pose"))
+        sink.write(make_batch(rng, 1, first_frame=0))
+        assert [recv(first)[0] for _ in range(2)] == [b"header", b"pose"]  # its subscription was answered
+        late = subscriber(zmq_ctx, "inproc://answer", (b"header", b"pose"))
+        assert not first.poll(0) and not late.poll(0)  # no header while no frame is processed
+        sink.write(make_batch(rng, 1, first_frame=1))
+        for sub in (late, first):  # the answer to `late` reaches `first` too, ahead of the pose
+            (t1, h), (t2, p) = recv(sub), recv(sub)
+            assert (t1, t2) == (b"header", b"pose") and p["frame"] == 1 and p["hdr"] == h["hdr"]
+    finally:
+        for sub in (first, late):
+            if sub is not None:
+                sub.close()
+        sink.close()
 
 
 def test_periodic_headers_are_at_least_the_interval_apart(zmq_ctx):
     clock = FakeClock()
     sink = ZmqPublisherSink("inproc://period", context=zmq_ctx, clock=clock, header_interval_ns=1_000_000_000)
     sub = subscriber(zmq_ctx, "inproc://period", (b"header",))
-    sink.poll_subscriptions(10_000)
-    sink.open([STREAM])
-    rng = np.random.default_rng(8)
-    for _ in range(200):  # 200 frames 70 ms apart: 14 s
-        clock.now += 70_000_000
-        sink.write(make_batch(rng, 1))
-    sent = []
-    while sub.poll(0):
-        sent.append(msgpack.unpackb(sub.recv_multipart()[1])["t_send_ns"])
+    try:
+        sink.poll_subscriptions(10_000)
+        sink.open([STREAM])
+        rng = np.random.default_rng(8)
+        for _ in range(200):  # 200 frames 70 ms apart: 14 s
+            clock.now += 70_000_000
+            sink.write(make_batch(rng, 1))
+        sent = []
+        while sub.poll(0):
+            sent.append(msgpack.unpackb(sub.recv_multipart()[1])["t_send_ns"])
+    finally:
+        sub.close()
+        sink.close()
     gaps = np.diff(sent[1:])  # from the header at open on
     assert len(gaps) >= 12 and gaps.min() >= 1_000_000_000 and gaps.max() < 1_000_000_000 + 70_000_000 + 10_000
-    sink.close()
 
 
 def test_one_seq_counter_for_all_streams(zmq_ctx):
     sink = ZmqPublisherSink("inproc://seq", context=zmq_ctx)
     sub = subscriber(zmq_ctx, "inproc://seq", (b"pose",))
-    cams = [StreamInfo(f"camera:{i}", 640, 480, 30.0, BP) for i in range(2)]
-    sink.open(cams)
-    batch = make_batch(np.random.default_rng(9), 4)
-    batch.stream[:4] = [0, 1, 0, 1]
-    sink.write(batch)
-    got = [recv(sub)[1] for _ in range(4)]
+    try:
+        sink.open([StreamInfo(f"camera:{i}", 640, 480, 30.0, BP) for i in range(2)])
+        batch = make_batch(np.random.default_rng(9), 4)
+        batch.stream[:4] = [0, 1, 0, 1]
+        sink.write(batch)
+        got = [recv(sub)[1] for _ in range(4)]
+    finally:
+        sub.close()
+        sink.close()
     assert [(m["stream"], m["seq"]) for m in got] == [(0, 0), (1, 1), (0, 2), (1, 3)]
-    sink.close()
 
 
 def test_the_ipc_socket_file_is_removed_on_close_and_a_stale_one_replaced(ipc_dir):
