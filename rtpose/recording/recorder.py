@@ -247,7 +247,11 @@ class RecorderSink(Sink):
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", pd.errors.PerformanceWarning)  # mixed-type index for image paths
                 with pd.HDFStore(files.paths.h5, mode="a") as store:
-                    store.append(H5_KEY, measured, format="table", min_itemsize={"index": 256} if files.index_labels else None)
+                    # index=False: no PyTables index on the row labels (only where-queries use it; DeepLabCut
+                    # and read_hdf read the table the same). Rebuilding it on every append made malloc keep
+                    # memory growing with the recording's length (docs/soak.md).
+                    store.append(H5_KEY, measured, format="table", index=False,
+                                 min_itemsize={"index": 256} if files.index_labels else None)
             measured.to_csv(files.paths.csv, mode="a", header=False)
             predicted.to_csv(files.paths.predicted_csv, mode="a", header=False)
             with open(files.paths.timing_csv, "a", newline="") as f:
