@@ -73,6 +73,7 @@ class StreamCounts:
     captured: int
     processed: int
     dropped: int
+    fps: float = 0.0  # the source's nominal frame rate (0: unknown)
 
 
 @dataclass
@@ -286,7 +287,7 @@ class Pipeline:
                     error = error or exc
                 sink_summaries[sink.name] = sink.summary()
             self.summary = RunSummary(
-                streams=[StreamCounts(info.stream_id, r.captured, r.processed, r.dropped)
+                streams=[StreamCounts(info.stream_id, r.captured, r.processed, r.dropped, float(info.fps or 0.0))
                          for info, r in zip(self.streams, rings)],
                 duration_s=(clock() - t_start) * 1e-9,
                 latency_ms=self.stats.summary(),

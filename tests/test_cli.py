@@ -132,7 +132,7 @@ def _live_summary(captured, processed, ms_per_frame, seconds=10.0, batch=1):
     from rtpose.pipeline import RunSummary, StreamCounts
 
     stages = {"preprocess": 0.0, "inference": ms_per_frame, "decode": 0.0, "predict": 0.0, "emit": 0.0}
-    return RunSummary(streams=[StreamCounts("video:x.mp4", captured, processed, captured - processed)],
+    return RunSummary(streams=[StreamCounts("video:x.mp4", captured, processed, captured - processed, 30.0)],
                       duration_s=seconds, latency_ms={k: {"mean": v} for k, v in stages.items()}, provider="cpu",
                       batch_size=batch, live=True)
 

@@ -46,13 +46,15 @@ def format_summary(summary: RunSummary, latency_table: str) -> str:
 def drop_note(summary: RunSummary) -> str | None:
     """One line on why a live run dropped frames, and what to do; None when it dropped none.
 
-    Compares the rate frames arrived at (captured / duration) with the rate the
-    pipeline can process them (batch size / mean time from taking a batch off the
-    ring to emitting it)."""
+    Compares the rate frames arrive at (the sources' frame rates, or captured /
+    duration when higher) with the rate the pipeline can process them (batch
+    size / mean time from taking a batch off the ring to emitting it)."""
     if not summary.live or summary.dropped == 0 or summary.captured == 0 or summary.duration_s <= 0:
         return None
     share = summary.dropped / summary.captured
-    arrival_fps = summary.captured / summary.duration_s
+    # The sources' frame rates, unless frames came faster (an unpaced file); captured / duration alone
+    # under-reads a paced source: the run's duration also covers start-up and the last frames in flight.
+    arrival_fps = max(sum(s.fps for s in summary.streams), summary.captured / summary.duration_s)
     busy_ms = sum(summary.latency_ms.get(stage, {}).get("mean", float("nan"))
                   for stage in ("preprocess", "inference", "decode", "predict", "emit"))
     if not busy_ms > 0:  # nothing processed, no timing to compare
