@@ -16,14 +16,21 @@ from test_zmq_pub import BP, STREAM, make_batch
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 
-def _pkg_config_flags() -> list[str] | None:
-    if not shutil.which("cc") or not shutil.which("pkg-config"):
-        return None
-    for msgpack in ("msgpack", "msgpack-c"):
-        r = subprocess.run(["pkg-config", "--cflags", "--libs", "libzmq", msgpack], capture_output=True, text=True)
-        if r.returncode == 0:
-            return r.stdout.split()
-    return None
+def _c_build_flags() -> tuple[list[str], list[str]]:
+    """(compiler flags for libzmq and msgpack-c, what is missing to build the C example)."""
+    missing = [f"{tool} (command not found)" for tool in ("cc", "pkg-config") if not shutil.which(tool)]
+    if "pkg-config (command not found)" in missing:
+        return [], missing + ["libzmq and msgpack-c cannot be looked up without pkg-config"]
+    flags = []
+    for package, names in (("libzmq3-dev", ("libzmq",)), ("libmsgpack-dev", ("msgpack", "msgpack-c"))):
+        for name in names:
+            r = subprocess.run(["pkg-config", "--cflags", "--libs", name], capture_output=True, text=True)
+            if r.returncode == 0:
+                flags += r.stdout.split()
+                break
+        else:
+            missing.append(f"pkg-config knows no {' or '.join(names)} (Debian/Ubuntu package {package})")
+    return flags, missing
 
 
 def _run_against_publisher(popen, cmd: list[str], n_frames: int) -> tuple[str, object]:
@@ -43,9 +50,9 @@ def _run_against_publisher(popen, cmd: list[str], n_frames: int) -> tuple[str, o
 
 
 def test_c_subscriber_example(tmp_path, popen):
-    flags = _pkg_config_flags()
-    if flags is None:
-        pytest.skip("needs cc, pkg-config, libzmq3-dev and libmsgpack-dev")
+    flags, missing = _c_build_flags()
+    if missing:
+        pytest.skip("cannot build examples/subscriber.c: " + "; ".join(missing))
     exe = tmp_path / "subscriber"
     subprocess.run(["cc", "-O2", "-Wall", "-Werror", "-o", str(exe), str(EXAMPLES / "subscriber.c"), *flags],
                    check=True, capture_output=True)
