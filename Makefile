@@ -11,16 +11,22 @@ STAMP_TEST := $(VENV)/.installed-test
 
 .PHONY: demo test clean-venv
 
+# Quiet installs. setuptools prints an "Editable installation" notice (be careful
+# with folders named like the package in the working directory) for every
+# editable install of a package with mapped folders, like rtpose.exporters ->
+# exporters/: informational, nothing to act on, so it alone is filtered out.
+PIP_INSTALL := PYTHONWARNINGS="ignore:Editable installation" $(PY) -m pip install --quiet
+
 $(PY):
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
+	$(PIP_INSTALL) --upgrade pip
 
 $(STAMP_RUN): pyproject.toml setup.py | $(PY)
-	$(PY) -m pip install --quiet -e '.[cpu,plot]'
+	$(PIP_INSTALL) -e '.[cpu,plot]'
 	touch $@
 
 $(STAMP_TEST): pyproject.toml setup.py | $(PY)
-	$(PY) -m pip install --quiet -e '.[cpu,plot,export,test]'
+	$(PIP_INSTALL) -e '.[cpu,plot,export,test]'
 	touch $@ $(STAMP_RUN)
 
 demo: $(STAMP_RUN)

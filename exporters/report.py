@@ -27,7 +27,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from rtpose.metadata import ModelMetadata
+from rtpose.metadata import ModelMetadata, count_repeats
 
 
 @dataclass(frozen=True)
@@ -82,7 +82,7 @@ class ParityFigures:
             f"{prefix}.locref_max_abs": "" if self.locref_max_abs is None else f"{self.locref_max_abs:.3g}",
             f"{prefix}.pose_max_px": f"{self.pose_max_px:.3g}",
             f"{prefix}.ambiguous_peaks": str(self.ambiguous_peaks),
-            f"{prefix}.frames": f"{self.frames} ({', '.join(self.frame_sizes)})",
+            f"{prefix}.frames": f"{self.frames} ({count_repeats(self.frame_sizes)})",
             f"{prefix}.ort_levels": ",".join(self.ort_levels),
             f"{prefix}.tolerance": (f"scoremap {self.tolerance.scoremap:g}, locref {self.tolerance.locref:g}, "
                                     f"pose {self.tolerance.pose_px:g} px"),

@@ -123,3 +123,23 @@ class ModelMetadata:
             )
         except (ValueError, TypeError) as exc:
             raise ModelError(f"{source} has malformed rtpose metadata ({exc}); re-export it with `rtpose export`") from exc
+
+
+def count_repeats(items) -> str:
+    """Equal items counted, in first-seen order: ``480x640, 480x640, 240x320`` -> ``2 × 480x640, 1 × 240x320``."""
+    counts: dict[str, int] = {}
+    for item in items:
+        counts[item] = counts.get(item, 0) + 1
+    return ", ".join(f"{n} × {item}" for item, n in counts.items())
+
+
+def compress_listing(value: str) -> str:
+    """A metadata value shown by ``rtpose info`` with runs of equal list items counted:
+    ``15 (480x640, 480x640, ...)`` -> ``15 (15 × 480x640)``; anything else unchanged."""
+    head, sep, rest = value.partition(" (")
+    if not sep or not rest.endswith(")"):
+        return value
+    items = [item.strip() for item in rest[:-1].split(",")]
+    if len(set(items)) == len(items):
+        return value
+    return f"{head} ({count_repeats(items)})"

@@ -78,12 +78,20 @@ class PipelineConfig:
                 raise ConfigError(f"{name} must be a finite number of milliseconds >= 0, got {value!r}")
 
 
+def _frame_bound(n_frames: int | None, max_frames: int | None) -> int | None:
+    """How many frames a run takes from a stream at most: the source's count capped by
+    ``max_frames``; None when neither bounds it (a camera, an endless synthetic source)."""
+    bounds = [n for n in (n_frames, max_frames) if n is not None]
+    return min(bounds) if bounds else None
+
+
 @dataclass
 class StreamCounts:
     stream_id: str
     captured: int
     processed: int
     dropped: int
+    fps: float = 0.0  # the source's nominal frame rate (0: unknown)
 
 
 @dataclass
@@ -160,7 +168,8 @@ class Pipeline:
             raise ConfigError(f"all sources of one run must share a frame size, got {sorted(shapes)}")
         height, width = shapes.pop()
         self._check_memory(height, width)
-        self.streams = [StreamInfo(src.name, i.width, i.height, i.fps, meta.bodyparts, i.n_frames)
+        self.streams = [StreamInfo(src.name, i.width, i.height, i.fps, meta.bodyparts,
+                                   _frame_bound(i.n_frames, cfg.max_frames))
                         for src, i in zip(self.sources, infos)]
         wakeup = threading.Event()
         policy = "newest" if cfg.live else "lossless"
@@ -335,7 +344,7 @@ class Pipeline:
                     error = error or exc
                 sink_summaries[sink.name] = sink.summary()
             self.summary = RunSummary(
-                streams=[StreamCounts(info.stream_id, r.captured, r.processed, r.dropped)
+                streams=[StreamCounts(info.stream_id, r.captured, r.processed, r.dropped, float(info.fps or 0.0))
                          for info, r in zip(self.streams, rings)],
                 duration_s=(clock() - t_start) * 1e-9,
                 latency_ms=self.stats.summary(),

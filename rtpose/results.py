@@ -31,7 +31,7 @@ class StreamInfo:
     height: int
     fps: float
     bodyparts: tuple[str, ...]
-    n_frames: int | None = None  # known for files, None for live cameras
+    n_frames: int | None = None  # the most frames the run takes from this stream; None: unbounded (camera)
 
 
 @dataclass(frozen=True)

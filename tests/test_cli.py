@@ -124,12 +124,12 @@ def test_info_shows_metadata_and_providers(analytic_model, capsys):
     assert "head, body, tail" in out and "stride: 8" in out and "CPUExecutionProvider" in out
 
 
-def test_sigterm_stops_a_live_run_cleanly_and_keeps_the_recording(analytic_model, tmp_path):
+def test_sigterm_stops_a_live_run_cleanly_and_keeps_the_recording(analytic_model, tmp_path, popen):
     """A real process on an endless synthetic camera; SIGTERM once it has recorded frames."""
     out = tmp_path / "live.h5"
-    proc = subprocess.Popen([sys.executable, "-m", "rtpose", "run", "--source", "synthetic:160x120@30",
+    proc = popen([sys.executable, "-m", "rtpose", "run", "--source", "synthetic:160x120@30",
                              "--model", str(analytic_model), "--record", str(out)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     # wait (by reading its status lines, not by sleeping) until it has processed some frames
     for line in proc.stderr:
         if "processed" in line and int(line.split("processed")[1].split()[0]) >= 5:
@@ -157,3 +157,68 @@ def test_the_runtime_never_imports_tensorflow(analytic_model, tmp_path):
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_help_texts_are_plain_text():
+    """--help shows the modules' docstrings: without reStructuredText markup (``code``, :mod:`x`)."""
+    from rtpose.cli import COMMANDS, build_parser, plain_text
+
+    parser = build_parser()
+    texts = [parser.format_help()]
+    subcommands = parser._subparsers._group_actions[0].choices
+    texts += [subcommands[name].format_help() for name in COMMANDS]
+    for text in texts:
+        assert "`" not in text and ":mod:" not in text, text
+    assert plain_text("see ``rtpose run`` and :func:`~.x.open` or `y`") == "see rtpose run and .x.open or y"
+
+
+def _live_summary(captured, processed, ms_per_frame, seconds=10.0, batch=1):
+    from rtpose.pipeline import RunSummary, StreamCounts
+
+    stages = {"preprocess": 0.0, "inference": ms_per_frame, "decode": 0.0, "predict": 0.0, "emit": 0.0}
+    return RunSummary(streams=[StreamCounts("video:x.mp4", captured, processed, captured - processed, 30.0)],
+                      duration_s=seconds, latency_ms={k: {"mean": v} for k, v in stages.items()}, provider="cpu",
+                      batch_size=batch, live=True)
+
+
+def test_the_summary_explains_dropped_frames_in_one_line():
+    from rtpose.cli.report import drop_note, format_summary
+
+    slow = _live_summary(captured=300, processed=168, ms_per_frame=59.5)  # 30 FPS in, ~17 FPS possible
+    note = drop_note(slow)
+    assert note.startswith("dropped 44% of frames: processing takes 59.5 ms per frame (at most 17 FPS)")
+    assert "30 FPS" in note and "smaller input" in note and "GPU" in note and "\n" not in note
+    assert note in format_summary(slow, "")
+    hiccup = drop_note(_live_summary(captured=300, processed=290, ms_per_frame=10.0))
+    assert "keeps up on average" in hiccup and "other programs" in hiccup
+    assert drop_note(_live_summary(captured=300, processed=300, ms_per_frame=59.5)) is None
+    offline = _live_summary(captured=300, processed=300, ms_per_frame=59.5)
+    offline.live = False
+    assert drop_note(offline) is None
+
+
+def test_the_trigger_summary_is_rounded():
+    from rtpose.drivers.outputs import open_output
+    from rtpose.results import Action
+    from rtpose.sinks.trigger import TriggerSink
+
+    sink = TriggerSink(open_output("emulator"))
+    try:
+        sink.output.send(Action("pulse", "r", 0, 0, channel=0, duration_ms=5))
+        assert sink.output.wait_for(lambda s: s["acked"] == 1, 30)
+    finally:
+        sink.close()
+    summary = sink.summary()
+    for key in ("rtt_ms_p50", "rtt_ms_p99", "rtt_ms_max"):
+        assert summary[key] == round(summary[key], 3)
+
+
+def test_info_counts_repeated_frame_sizes(capsys):
+    from rtpose.metadata import compress_listing
+
+    assert main(["info"]) == 0  # the bundled model: its parity check ran on 15 frames of one size
+    out = capsys.readouterr().out
+    assert "parity.frames: 15 (15 × 480x640)" in out and "480x640, 480x640" not in out
+    assert compress_listing("3 (480x640, 480x640, 240x320)") == "3 (2 × 480x640, 1 × 240x320)"
+    assert compress_listing("2 (480x640, 240x320)") == "2 (480x640, 240x320)"
+    assert compress_listing("scoremap 0.001, locref 0.01") == "scoremap 0.001, locref 0.01"

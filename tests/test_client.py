@@ -11,7 +11,7 @@ from rtpose.client import EventMessage, PoseClient, PoseMessage, ProtocolError, 
 from rtpose.errors import RtposeError
 from rtpose.results import Action, StreamInfo
 from rtpose.sinks.zmq_pub import ZmqPublisherSink
-from test_zmq_pub import BP, STREAM, FakeClock, ipc_dir, make_batch  # noqa: F401  (ipc_dir is a fixture)
+from test_zmq_pub import BP, STREAM, FakeClock, make_batch
 
 
 def wait_pose_subscription(sink: ZmqPublisherSink) -> None:
@@ -54,8 +54,8 @@ def test_client_yields_numpy_poses_exactly(transport, ipc_dir):
         sink.close()
 
 
-def test_events_come_through_when_asked():
-    ctx = zmq.Context.instance()
+def test_events_come_through_when_asked(zmq_ctx):
+    ctx = zmq_ctx
     sink = ZmqPublisherSink("inproc://events", context=ctx)
     try:
         with PoseClient("inproc://events", events=True, timeout_ms=0, context=ctx) as client:
@@ -73,9 +73,9 @@ def test_events_come_through_when_asked():
         sink.close()
 
 
-def test_newest_only_returns_the_latest_pose_and_keeps_events():
+def test_newest_only_returns_the_latest_pose_and_keeps_events(zmq_ctx):
     """inproc sends land in the client's queue synchronously, so 'newest' is deterministic."""
-    ctx = zmq.Context.instance()
+    ctx = zmq_ctx
     sink = ZmqPublisherSink("inproc://newest", context=ctx)
     rng = np.random.default_rng(12)
     try:
@@ -98,8 +98,8 @@ def test_newest_only_returns_the_latest_pose_and_keeps_events():
         sink.close()
 
 
-def test_iteration_stops_at_timeout():
-    ctx = zmq.Context.instance()
+def test_iteration_stops_at_timeout(zmq_ctx):
+    ctx = zmq_ctx
     sink = ZmqPublisherSink("inproc://iter", context=ctx)
     try:
         with PoseClient("inproc://iter", timeout_ms=0, context=ctx) as client:
@@ -110,8 +110,8 @@ def test_iteration_stops_at_timeout():
         sink.close()
 
 
-def test_poses_before_their_header_are_skipped_and_versions_checked():
-    ctx = zmq.Context.instance()
+def test_poses_before_their_header_are_skipped_and_versions_checked(zmq_ctx):
+    ctx = zmq_ctx
     pub = ctx.socket(zmq.PUB)
     pub.linger = 0
     pub.bind("inproc://raw")

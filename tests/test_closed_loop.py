@@ -124,9 +124,9 @@ def test_unplugging_the_device_mid_run_keeps_the_run_and_the_recording(analytic_
     assert len([c for c in _pulses(emulator, 0) if c.connection == 2]) == len([e for e in expected if e > replug_at])
 
 
-def test_cli_run_with_rules_serial_and_publish_while_listen_receives(analytic_model, tmp_path):
+def test_cli_run_with_rules_serial_and_publish_while_listen_receives(analytic_model, tmp_path, popen):
     address = f"ipc://{tmp_path}/poses"
-    listen = subprocess.Popen([sys.executable, "-m", "rtpose", "listen", address, "--count", "20", "--json",
+    listen = popen([sys.executable, "-m", "rtpose", "listen", address, "--count", "20", "--json",
                                "--timeout", "120"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     run = subprocess.run([sys.executable, "-m", "rtpose", "run", "--source", "synthetic:320x240@30,frames=400",
                           "--model", str(analytic_model), "--rules", str(_rules_file(tmp_path)),

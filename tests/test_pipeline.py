@@ -227,3 +227,16 @@ def test_raw_video_is_recorded_with_an_index_matching_the_poses(analytic_model, 
     expected = np.zeros((240, 320, 3), np.uint8)
     src.render(int(index["frame"][0]), expected)
     assert ok and np.abs(frame.astype(int) - expected).mean() < 3  # MJPG is lossy
+
+
+def test_live_target_is_decode_end_plus_output_delay_and_n_frames_is_the_bound(analytic_model):
+    """What docs/protocol.md says about ``t_target_ns``, ``n_frames`` and when ``pred`` is NaN."""
+    sink = CollectSink()
+    config = PipelineConfig(live=True, output_delay_ms=25, max_frames=40)
+    Pipeline([_synthetic(100)], OnnxPoseModel(analytic_model), sinks=[sink], config=config).run()
+    assert sink.streams[0].n_frames == 40  # frames=100 capped by max_frames (--frames)
+    assert sink.rows and all(t_target == t_decoded + 25_000_000 for *_, t_decoded, t_target in sink.rows)
+    sink = CollectSink()
+    Pipeline([_synthetic(None)], OnnxPoseModel(analytic_model), sinks=[sink], config=PipelineConfig(max_frames=3)).run()
+    assert sink.streams[0].n_frames == 3  # endless, bounded by --frames
+    assert PipelineConfig().kalman_min_likelihood == 0.5 and PipelineConfig().kalman_max_gap_s == 0.5  # the doc's numbers

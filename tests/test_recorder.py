@@ -55,6 +55,10 @@ def test_writes_deeplabcut_tables_and_sidecars(tmp_path):
     np.testing.assert_array_equal(df.to_numpy().reshape(6, 4, 3)[5], np.arange(12).reshape(4, 3) + 5)
     # DeepLabCut reads the h5 without naming the key: it must hold exactly one table
     pd.testing.assert_frame_equal(pd.read_hdf(tmp_path / "run.h5"), df)
+    # no PyTables index on the rows (rebuilding it per chunk grew memory with the recording); queries still work
+    with pd.HDFStore(tmp_path / "run.h5", mode="r") as store:
+        assert not store.get_storer(H5_KEY).table.colindexed["index"]
+        assert list(store.select(H5_KEY, where="index >= 4").index) == [4, 5]
     csv = read_dlc_table(tmp_path / "run.csv")
     np.testing.assert_allclose(csv.to_numpy(), df.to_numpy())
     pred = read_dlc_table(tmp_path / "run_predicted.csv")

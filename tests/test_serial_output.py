@@ -207,13 +207,15 @@ def test_state_checks_and_invalid_actions(emu):
     with pytest.raises(OutputDeviceError, match="not open"):
         out.send(act())
     out.open()
-    with pytest.raises(ConfigError, match="not a trigger command"):
-        out.send(Action("event", "zone", 0, 0))
-    with pytest.raises(ConfigError, match="whole milliseconds"):
-        out.send(act(ms=0.2))
-    with pytest.raises(ConfigError, match="0..255"):
-        out.send(act(channel=300))
-    out.close()
+    try:
+        with pytest.raises(ConfigError, match="not a trigger command"):
+            out.send(Action("event", "zone", 0, 0))
+        with pytest.raises(ConfigError, match="whole milliseconds"):
+            out.send(act(ms=0.2))
+        with pytest.raises(ConfigError, match="0..255"):
+            out.send(act(channel=300))
+    finally:
+        out.close()
     out.close()
     with pytest.raises(OutputDeviceError, match="closed"):
         out.send(act())
@@ -292,3 +294,51 @@ def test_full_queue_drops_and_never_blocks():
         out.close()
     assert [c.seq for c in port.received][:4] == [0, 1, 2, 3]
     assert port.received[-1].command == p.CMD_ALL_LOW and port.closed
+
+
+class RacingClock:
+    """A clock that jumps 1 s on every reading: each ack deadline has passed by the next look."""
+
+    def __init__(self, t_ns=10**12):
+        self.t_ns = t_ns
+        self.lock = threading.Lock()
+
+    def __call__(self):
+        with self.lock:
+            self.t_ns += 1_000_000_000
+            return self.t_ns
+
+
+def test_emulated_output_never_times_out_a_command_still_on_its_way():
+    """The ``--serial emulator`` hand-off: however late the reader thread runs (here every
+    deadline is long past whenever anyone looks), a command the emulated device executed and
+    answered is counted as acknowledged, never failed; the closing ALL_LOW too."""
+    from rtpose.drivers.outputs.emulated import EmulatedSerialOutput
+
+    out = EmulatedSerialOutput(clock=RacingClock(), ack_timeout_ms=1).open()
+    try:
+        for frame in range(20):
+            assert out.send(act(frame=frame, ms=2))
+        assert out.wait_for(lambda s: s["acked"] == 20, TIMEOUT)
+    finally:
+        out.close()
+    stats = out.stats()
+    assert stats["acked"] == 21 and stats["failed"] == stats["late_acks"] == 0  # 20 pulses + ALL_LOW
+    assert [c.name for c in out.emulator.commands].count("PULSE") == 20
+
+
+def test_emulated_output_still_times_out_what_the_device_withholds():
+    from rtpose.drivers.outputs.emulated import EmulatedSerialOutput
+
+    clock = FakeClock()
+    with DeviceEmulator(clock=clock) as emu:
+        out = EmulatedSerialOutput(emu, clock=clock, ack_timeout_ms=20).open()
+        try:
+            emu.set_ack_mode("none")
+            out.send(act(frame=4))
+            assert emu.wait_for_commands(2, TIMEOUT)
+            clock.t_ns += 20 * MS
+            assert out.wait_for(lambda s: s["failed"] == 1, TIMEOUT)
+            emu.set_ack_mode("ok")
+        finally:
+            out.close()

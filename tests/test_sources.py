@@ -25,10 +25,8 @@ from rtpose.drivers.sources.pacing import Pacer
 from rtpose.drivers.sources.synthetic import BODY_SPOT_GREY, BODYPARTS, HEAD_BGR, TAIL_BGR
 from rtpose.errors import ConfigError, SourceError
 
-from conftest import SHARED
-
-OPENFIELD = SHARED / "m3v1mp4.mp4"  # the shared original; the bundled copy must be identical
-LABELED = SHARED / "labeled"
+#: sha256 of DeepLabCut's examples/openfield-Pranav-2018-10-30/videos/m3v1mp4.mp4, which is bundled unchanged.
+DEMO_VIDEO_SHA256 = "e2394b4221821cdb7206910a6efcec9db338cb497d1f880bd5a0ef2fd087ce59"
 
 
 class FakeClock:
@@ -143,12 +141,13 @@ def test_pacer_schedules_from_start_and_catches_up_without_drift():
 # -- video files ----------------------------------------------------------------------------
 
 
-def test_demo_video_is_bundled_and_identical_to_the_shared_copy():
+def test_demo_video_is_bundled_and_identical_to_deeplabcuts():
+    import hashlib
+
     path = demo_video_path()
     assert path.name == "m3v1mp4.mp4" and path.is_file()
     assert (path.parent / "README.md").read_text().count("Mathis") == 1
-    if OPENFIELD.is_file():
-        assert path.read_bytes() == OPENFIELD.read_bytes()
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == DEMO_VIDEO_SHA256
 
 
 def test_openfield_video_info_and_first_frames_match_opencv():
@@ -353,10 +352,8 @@ def test_images_grey_file_is_read_as_bgr(tmp_path):
         assert src.read_into(buf) and (buf == 77).all()
 
 
-def test_images_real_labeled_frames():
-    pngs = sorted(LABELED.glob("*.png"))[:2]
-    if len(pngs) < 2:
-        pytest.skip("openfield labeled PNGs not available")
+def test_images_real_labeled_frames(openfield_dir):
+    pngs = sorted((openfield_dir / "labeled").glob("*.png"))[:2]
     with ImageFilesSource(pngs) as src:
         assert src.frame_shape == (480, 640, 3)
         buf = np.empty(src.frame_shape, np.uint8)
@@ -591,3 +588,16 @@ def test_open_source_missing_video_fails_at_open(tmp_path):
     src = open_source(f"video:{tmp_path / 'gone.mp4'}")
     with pytest.raises(SourceError, match="not found"):
         src.open()
+
+
+def test_stream_ids_have_the_documented_forms(tmp_path):
+    """The ``streams[i].id`` forms docs/protocol.md lists."""
+    video = tmp_path / "clip.mp4"
+    video.write_bytes(b"")  # a bare path must exist to be taken for a video file
+    assert open_source("camera:2").name == "camera:2"
+    assert open_source(f"video:{video}").name == f"video:{video}"
+    assert open_source(str(video)).name == f"video:{video}"
+    assert open_source("synthetic").name == "synthetic:640x480@30,seed=0"
+    assert open_source("synthetic:320x240@12.5,seed=3,frames=9").name == "synthetic:320x240@12.5,seed=3"
+    assert ImageFilesSource(["a.png"]).name == "images:a.png"
+    assert ImageFilesSource(["a.png", "b.png", "c.png"]).name == "images:a.png (+2 more)"

@@ -94,15 +94,17 @@ def test_sink_rejects_an_action_no_device_can_run():
 def test_sink_over_the_emulator_end_to_end():
     out = open_output("emulator", ack_timeout_ms=2000)
     sink = TriggerSink(out)
-    sink.open([])
-    first = batch_with([Action("pulse", "zone", 0, 0, channel=1, duration_ms=3)])
-    sink.write(first)
-    assert out.wait_for(lambda s: s["acked"] == 1, TIMEOUT)
-    later = batch_with([])
-    sink.write(later)  # the ack may land in either batch, depending on when it came back
-    assert [e.kind for e in first.events + later.events] == ["device", "ack"]  # connected, the pulse's ack
+    try:
+        sink.open([])
+        first = batch_with([Action("pulse", "zone", 0, 0, channel=1, duration_ms=3)])
+        sink.write(first)
+        assert out.wait_for(lambda s: s["acked"] == 1, TIMEOUT)
+        later = batch_with([])
+        sink.write(later)  # the ack may land in either batch, depending on when it came back
+        assert [e.kind for e in first.events + later.events] == ["device", "ack"]  # connected, the pulse's ack
+    finally:
+        sink.close()
     emu = out.emulator
-    sink.close()
     pulses = [c for c in emu.commands if c.name == "PULSE"]
     assert [(c.channel, c.payload) for c in pulses] == [(1, 3)]
     summary = sink.summary()

@@ -16,20 +16,27 @@ from test_zmq_pub import BP, STREAM, make_batch
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 
-def _pkg_config_flags() -> list[str] | None:
-    if not shutil.which("cc") or not shutil.which("pkg-config"):
-        return None
-    for msgpack in ("msgpack", "msgpack-c"):
-        r = subprocess.run(["pkg-config", "--cflags", "--libs", "libzmq", msgpack], capture_output=True, text=True)
-        if r.returncode == 0:
-            return r.stdout.split()
-    return None
+def _c_build_flags() -> tuple[list[str], list[str]]:
+    """(compiler flags for libzmq and msgpack-c, what is missing to build the C example)."""
+    missing = [f"{tool} (command not found)" for tool in ("cc", "pkg-config") if not shutil.which(tool)]
+    if "pkg-config (command not found)" in missing:
+        return [], missing + ["libzmq and msgpack-c cannot be looked up without pkg-config"]
+    flags = []
+    for package, names in (("libzmq3-dev", ("libzmq",)), ("libmsgpack-dev", ("msgpack", "msgpack-c"))):
+        for name in names:
+            r = subprocess.run(["pkg-config", "--cflags", "--libs", name], capture_output=True, text=True)
+            if r.returncode == 0:
+                flags += r.stdout.split()
+                break
+        else:
+            missing.append(f"pkg-config knows no {' or '.join(names)} (Debian/Ubuntu package {package})")
+    return flags, missing
 
 
-def _run_against_publisher(cmd: list[str], n_frames: int) -> tuple[str, object]:
+def _run_against_publisher(popen, cmd: list[str], n_frames: int) -> tuple[str, object]:
     sink = ZmqPublisherSink("tcp://127.0.0.1:*")
     cmd = [c.replace("ADDR", sink.endpoint) for c in cmd]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert sink.wait_for_subscriber(60_000), "the example never subscribed"
         sink.open([STREAM])
@@ -39,19 +46,17 @@ def _run_against_publisher(cmd: list[str], n_frames: int) -> tuple[str, object]:
         assert proc.returncode == 0, err
         return out, batch
     finally:
-        if proc.poll() is None:
-            proc.kill()
         sink.close()
 
 
-def test_c_subscriber_example(tmp_path):
-    flags = _pkg_config_flags()
-    if flags is None:
-        pytest.skip("needs cc, pkg-config, libzmq3-dev and libmsgpack-dev")
+def test_c_subscriber_example(tmp_path, popen):
+    flags, missing = _c_build_flags()
+    if missing:
+        pytest.skip("cannot build examples/subscriber.c: " + "; ".join(missing))
     exe = tmp_path / "subscriber"
     subprocess.run(["cc", "-O2", "-Wall", "-Werror", "-o", str(exe), str(EXAMPLES / "subscriber.c"), *flags],
                    check=True, capture_output=True)
-    out, batch = _run_against_publisher([str(exe), "ADDR", "3"], 3)
+    out, batch = _run_against_publisher(popen, [str(exe), "ADDR", "3"], 3)
     lines = out.splitlines()
     assert len(lines) == 3
     for i, line in enumerate(lines):
@@ -64,8 +69,8 @@ def test_c_subscriber_example(tmp_path):
         assert values[1::4] == expected
 
 
-def test_python_subscriber_example():
-    out, batch = _run_against_publisher([sys.executable, str(EXAMPLES / "subscriber.py"), "ADDR", "--timeout", "1"], 3)
+def test_python_subscriber_example(popen):
+    out, batch = _run_against_publisher(popen, [sys.executable, str(EXAMPLES / "subscriber.py"), "ADDR", "--timeout", "1"], 3)
     lines = out.splitlines()
     # Newest-only: the example may skip frames, but it ends with the last one and its summary.
     frames = [int(line.split()[1]) for line in lines if line.startswith("frame")]

@@ -20,25 +20,23 @@ from rtpose.sinks.zmq_pub import ZmqPublisherSink
 from test_zmq_pub import BP, STREAM, make_batch
 
 
-def start_listen(*args: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "rtpose", "listen", *args],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+def start_listen(popen, *args: str) -> subprocess.Popen:
+    return popen([sys.executable, "-m", "rtpose", "listen", *args],
+                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
 def finish(proc: subprocess.Popen) -> tuple[str, str]:
     try:
         out, err = proc.communicate(timeout=60)
     except subprocess.TimeoutExpired:
-        proc.kill()
-        out, err = proc.communicate()
-        pytest.fail(f"rtpose listen did not finish; stderr: {err}")
+        pytest.fail("rtpose listen did not finish within 60 s")  # the popen fixture kills it
     assert proc.returncode == 0, err
     return out, err
 
 
-def test_listen_json_receives_n_lines():
+def test_listen_json_receives_n_lines(popen):
     sink = ZmqPublisherSink("tcp://127.0.0.1:*")
-    proc = start_listen(sink.endpoint, "--count", "5", "--json", "--timeout", "60")
+    proc = start_listen(popen, sink.endpoint, "--count", "5", "--json", "--timeout", "60")
     try:
         assert sink.wait_for_subscriber(60_000), "rtpose listen never subscribed"
         sink.open([STREAM])
@@ -46,8 +44,6 @@ def test_listen_json_receives_n_lines():
         sink.write(batch)  # 7 frames; listen prints 5 and exits
         out, _ = finish(proc)
     finally:
-        if proc.poll() is None:
-            proc.kill()
         sink.close()
     lines = out.splitlines()
     assert len(lines) == 5
@@ -61,10 +57,10 @@ def test_listen_json_receives_n_lines():
         assert set(o["latencies_ms"]) == {"queue", "preprocess", "infer", "decode", "predict"}
 
 
-def test_listen_human_lines_with_events(tmp_path):
+def test_listen_human_lines_with_events(tmp_path, popen):
     address = f"ipc://{tmp_path}/l" if len(str(tmp_path)) < 90 else "tcp://127.0.0.1:*"
     sink = ZmqPublisherSink(address)
-    proc = start_listen(sink.endpoint, "--count", "3", "--events", "--timeout", "60")
+    proc = start_listen(popen, sink.endpoint, "--count", "3", "--events", "--timeout", "60")
     try:
         assert sink.wait_for_subscriber(60_000)
         sink.open([STREAM])
@@ -73,8 +69,6 @@ def test_listen_human_lines_with_events(tmp_path):
         sink.write(batch)
         out, _ = finish(proc)
     finally:
-        if proc.poll() is None:
-            proc.kill()
         sink.close()
     lines = out.splitlines()
     assert len(lines) == 3

@@ -12,6 +12,7 @@ import struct
 import sys
 from pathlib import Path
 
+import msgpack
 import zmq
 
 from rtpose.results import Action, PoseBatch, StreamInfo
@@ -24,15 +25,21 @@ T0 = 1_000_000_000_000  # CLOCK_MONOTONIC ns of the example frame's capture
 
 
 def example_messages() -> dict[str, list[bytes]]:
-    """Publish one frame of a documented example; return the last message of each topic."""
-    ctx = zmq.Context.instance()
+    """Publish one frame of a documented example; return the last message of each topic.
+
+    Everything runs on a private ZeroMQ context that is terminated before returning:
+    ``term()`` waits until every socket is really closed, so the inproc address is
+    free again for the next call (on a shared context a closed socket can keep it
+    bound until libzmq's reaper gets to it)."""
+    ctx = zmq.Context()
     version, zmq_pub.__version__ = zmq_pub.__version__, "0.1.0"  # the header names the publisher's version; keep the example stable
     sends = iter([T0 + 9_000_000 + i * 10_000 for i in range(10)])
-    sink = ZmqPublisherSink("inproc://protocol-doc", context=ctx, clock=lambda: next(sends), header_id=0x5EED0000)
-    sub = ctx.socket(zmq.SUB)
-    sub.subscribe(b"")
-    sub.connect("inproc://protocol-doc")
+    sink = sub = None
     try:
+        sink = ZmqPublisherSink("inproc://protocol-doc", context=ctx, clock=lambda: next(sends), header_id=0x5EED0000)
+        sub = ctx.socket(zmq.SUB)
+        sub.subscribe(b"")
+        sub.connect("inproc://protocol-doc")
         sink.open([StreamInfo("camera:0", 640, 480, 30.0, BP)])
         b = PoseBatch(1, len(BP))
         b.n = 1
@@ -43,7 +50,7 @@ def example_messages() -> dict[str, list[bytes]]:
         b.t_infer_end_ns[0] = T0 + 7_450_000
         b.t_decoded_ns[0] = T0 + 7_480_000
         b.t_predicted_ns[0] = T0 + 7_500_000
-        b.t_target_ns[0] = T0 + 40_000_000
+        b.t_target_ns[0] = b.t_decoded_ns[0] + 30_000_000  # decode end + --output-delay-ms 30
         b.pose[0] = [[100.5, 200.25, 0.96875], [90, 180, 0.5], [110, 180, 0.75], [100, 300, 1.0]]
         b.predicted[0] = b.pose[0]
         b.predicted[0, :, 0] += 2.0
@@ -58,8 +65,11 @@ def example_messages() -> dict[str, list[bytes]]:
         return last
     finally:
         zmq_pub.__version__ = version
-        sub.close()
-        sink.close()
+        if sub is not None:
+            sub.close(linger=0)
+        if sink is not None:
+            sink.close()
+        ctx.term()
 
 
 def hexdump(data: bytes) -> str:
@@ -175,6 +185,63 @@ def test_annotator_covers_every_byte():
     _, payload = example_messages()["pose"]
     listing = annotate(payload)
     assert "key fixstr (12 bytes) 't_capture_ns'" in listing and "float32 LE 100.5, 200.25, 0.96875" in listing
+
+
+# --- the document's tables name exactly what is sent -------------------------------------------
+def _section(title: str) -> str:
+    text = DOC.read_text()
+    start = text.index(title)
+    end = text.find("\n## ", start + len(title))
+    return text[start:end if end >= 0 else None]
+
+
+def _table_keys(text: str, after: str = "| key |") -> list[str]:
+    """First-column `names` of the first Markdown table at or after ``after``."""
+    keys = []
+    lines = text[text.index(after):].splitlines()
+    first = next(i for i, line in enumerate(lines) if line.startswith("|"))
+    for line in lines[first + 2:]:  # below the column names and the |---| line
+        if not line.startswith("|"):
+            break
+        cell = line.split("|")[1]
+        keys.extend(re.findall(r"`([^`]+)`", cell))  # `streams[i].width`, `.height`: two keys
+    return keys
+
+
+def test_doc_tables_list_exactly_the_keys_sent():
+    msgs = example_messages()
+    header = msgpack.unpackb(msgs["header"][1], raw=False)
+    documented = _table_keys(_section("## 3. Header message"))
+    stream_keys = [k.split(".")[-1] for k in documented if k.startswith(("streams[i].", "."))]
+    assert [k for k in documented if not k.startswith(("streams[i].", "."))] == list(header)
+    assert stream_keys == list(header["streams"][0])
+    pose = msgpack.unpackb(msgs["pose"][1], raw=False)
+    assert _table_keys(_section("## 4. Pose message")) == list(pose)
+    assert _table_keys(_section("## 4. Pose message"), "| name | from → to |") == list(header["latencies"])
+    event = msgpack.unpackb(msgs["event"][1], raw=False)
+    assert _table_keys(_section("## 5. Event message")) == list(event)
+
+
+def test_doc_lists_the_listen_json_keys_in_order():
+    from rtpose.client import PoseClient
+
+    msgs = example_messages()
+    ctx = zmq.Context()
+    try:
+        client = PoseClient("inproc://unused", context=ctx, events=True, clock=lambda: T0 + 20_000_000)
+        try:
+            assert client._handle(msgs["header"]) is None
+            pose, event = client._handle(msgs["pose"]), client._handle(msgs["event"])
+        finally:
+            client.close()
+    finally:
+        ctx.term()
+    shell = _section("### Shell")
+    assert _table_keys(shell, "<!-- listen-json pose -->") == list(pose.to_json())
+    assert _table_keys(shell, "<!-- listen-json event -->") == list(event.to_json())
+    as_json = pose.to_json()
+    assert as_json["pose"]["snout"] == [100.5, 200.25, 0.9688]  # 0.96875: ties to even at 4 decimals
+    assert as_json["latency_ms"] == 20.0 and as_json["latencies_ms"]["infer"] == 7.0
 
 
 if __name__ == "__main__":

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import logging
-import shutil
-import tempfile
+import os
 
 import msgpack
 import numpy as np
@@ -50,13 +49,6 @@ def make_batch(rng, n, k=len(BP), capacity=None, first_frame=0, rules=None) -> P
     for name, on in (rules or {}).items():
         b.trigger_states[name] = on
     return b
-
-
-@pytest.fixture
-def ipc_dir():
-    d = tempfile.mkdtemp(prefix="rtz", dir="/tmp")  # short: ipc paths are limited to ~100 bytes
-    yield d
-    shutil.rmtree(d, ignore_errors=True)
 
 
 def subscriber(ctx, endpoint, topics=(b"",), rcvhwm=1000):
@@ -123,10 +115,10 @@ def test_address_in_use_says_what_to_do():
 
 # --- content -----------------------------------------------------------------------------------
 @pytest.mark.parametrize("transport", ["ipc", "tcp"])
-def test_messages_decode_to_exactly_what_was_sent(transport, ipc_dir):
+def test_messages_decode_to_exactly_what_was_sent(transport, ipc_dir, zmq_ctx):
     address = f"ipc://{ipc_dir}/pub" if transport == "ipc" else "tcp://127.0.0.1:*"
     clock = FakeClock()
-    ctx = zmq.Context()
+    ctx = zmq_ctx
     sink = ZmqPublisherSink(address, clock=clock, header_id=41)
     sub = subscriber(ctx, sink.endpoint)
     try:
@@ -179,12 +171,11 @@ def test_messages_decode_to_exactly_what_was_sent(transport, ipc_dir):
                                   "dropped": 0, "subscriptions": 1}
     finally:
         sub.close()
-        ctx.term()
         sink.close()
 
 
-def test_pose_message_is_compact():
-    ctx = zmq.Context.instance()
+def test_pose_message_is_compact(zmq_ctx):
+    ctx = zmq_ctx
     sink = ZmqPublisherSink("inproc://compact", context=ctx)
     sub = subscriber(ctx, "inproc://compact", (b"pose",))
     try:
@@ -197,8 +188,8 @@ def test_pose_message_is_compact():
 
 
 # --- headers for late joiners ----------------------------------------------------------------------
-def test_late_joiner_gets_a_header_before_its_first_pose(ipc_dir):
-    ctx = zmq.Context()
+def test_late_joiner_gets_a_header_before_its_first_pose(ipc_dir, zmq_ctx):
+    ctx = zmq_ctx
     sink = ZmqPublisherSink(f"ipc://{ipc_dir}/late", clock=FakeClock())
     rng = np.random.default_rng(2)
     try:
@@ -216,12 +207,11 @@ def test_late_joiner_gets_a_header_before_its_first_pose(ipc_dir):
         late.close()
     finally:
         sink.close()
-        ctx.term()
 
 
-def test_header_repeats_every_interval_and_on_change():
+def test_header_repeats_every_interval_and_on_change(zmq_ctx):
     clock = FakeClock()
-    ctx = zmq.Context.instance()
+    ctx = zmq_ctx
     sink = ZmqPublisherSink("inproc://periodic", context=ctx, clock=clock, header_interval_ns=1_000_000_000)
     sub = subscriber(ctx, "inproc://periodic", (b"header",))
     rng = np.random.default_rng(3)
@@ -250,9 +240,9 @@ def test_header_repeats_every_interval_and_on_change():
 
 
 # --- never blocking -------------------------------------------------------------------------------
-def test_subscriber_that_never_reads_costs_only_its_own_messages():
+def test_subscriber_that_never_reads_costs_only_its_own_messages(zmq_ctx):
     """inproc: ZeroMQ's queues are exactly sndhwm + rcvhwm long, so this is deterministic."""
-    ctx = zmq.Context.instance()
+    ctx = zmq_ctx
     sink = ZmqPublisherSink("inproc://stuck", context=ctx, sndhwm=2)
     stuck = subscriber(ctx, "inproc://stuck", (b"pose",), rcvhwm=2)
     healthy = subscriber(ctx, "inproc://stuck", (b"pose",), rcvhwm=2)
@@ -311,3 +301,76 @@ def test_write_after_close_is_an_error_and_close_is_idempotent():
     sink.close()
     with pytest.raises(ConfigError, match="after close"):
         sink.write(make_batch(np.random.default_rng(6), 1))
+
+
+# --- what docs/protocol.md promises ------------------------------------------------------------------
+def test_a_subscription_is_answered_with_the_next_frame_and_to_every_header_subscriber(zmq_ctx):
+    """inproc: a subscription reaches the XPUB socket synchronously, so this is deterministic."""
+    sink = ZmqPublisherSink("inproc://answer", context=zmq_ctx, clock=FakeClock())
+    rng = np.random.default_rng(7)
+    first = late = None
+    try:
+        sink.open([STREAM])
+        first = subscriber(zmq_ctx, "inproc://answer", (b"header", b"pose"))
+        sink.write(make_batch(rng, 1, first_frame=0))
+        assert [recv(first)[0] for _ in range(2)] == [b"header", b"pose"]  # its subscription was answered
+        late = subscriber(zmq_ctx, "inproc://answer", (b"header", b"pose"))
+        assert not first.poll(0) and not late.poll(0)  # no header while no frame is processed
+        sink.write(make_batch(rng, 1, first_frame=1))
+        for sub in (late, first):  # the answer to `late` reaches `first` too, ahead of the pose
+            (t1, h), (t2, p) = recv(sub), recv(sub)
+            assert (t1, t2) == (b"header", b"pose") and p["frame"] == 1 and p["hdr"] == h["hdr"]
+    finally:
+        for sub in (first, late):
+            if sub is not None:
+                sub.close()
+        sink.close()
+
+
+def test_periodic_headers_are_at_least_the_interval_apart(zmq_ctx):
+    clock = FakeClock()
+    sink = ZmqPublisherSink("inproc://period", context=zmq_ctx, clock=clock, header_interval_ns=1_000_000_000)
+    sub = subscriber(zmq_ctx, "inproc://period", (b"header",))
+    try:
+        sink.poll_subscriptions(10_000)
+        sink.open([STREAM])
+        rng = np.random.default_rng(8)
+        for _ in range(200):  # 200 frames 70 ms apart: 14 s
+            clock.now += 70_000_000
+            sink.write(make_batch(rng, 1))
+        sent = []
+        while sub.poll(0):
+            sent.append(msgpack.unpackb(sub.recv_multipart()[1])["t_send_ns"])
+    finally:
+        sub.close()
+        sink.close()
+    gaps = np.diff(sent[1:])  # from the header at open on
+    assert len(gaps) >= 12 and gaps.min() >= 1_000_000_000 and gaps.max() < 1_000_000_000 + 70_000_000 + 10_000
+
+
+def test_one_seq_counter_for_all_streams(zmq_ctx):
+    sink = ZmqPublisherSink("inproc://seq", context=zmq_ctx)
+    sub = subscriber(zmq_ctx, "inproc://seq", (b"pose",))
+    try:
+        sink.open([StreamInfo(f"camera:{i}", 640, 480, 30.0, BP) for i in range(2)])
+        batch = make_batch(np.random.default_rng(9), 4)
+        batch.stream[:4] = [0, 1, 0, 1]
+        sink.write(batch)
+        got = [recv(sub)[1] for _ in range(4)]
+    finally:
+        sub.close()
+        sink.close()
+    assert [(m["stream"], m["seq"]) for m in got] == [(0, 0), (1, 1), (0, 2), (1, 3)]
+
+
+def test_the_ipc_socket_file_is_removed_on_close_and_a_stale_one_replaced(ipc_dir):
+    path = os.path.join(ipc_dir, "poses")
+    sink = ZmqPublisherSink(f"ipc://{path}")
+    assert os.path.exists(path)
+    sink.close()
+    assert not os.path.exists(path)
+    with open(path, "w"):  # what a killed publisher leaves behind
+        pass
+    sink = ZmqPublisherSink(f"ipc://{path}")
+    sink.close()
+    assert not os.path.exists(path)

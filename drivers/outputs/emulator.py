@@ -94,6 +94,8 @@ class DeviceEmulator:
         self.slave_name: str | None = None
         self.bytes_received = 0
         self.acks_sent = 0
+        self._link_rx = 0  # bytes read from / written to the host on the current connection
+        self._link_tx = 0
         self._parser = p.CommandParser()
 
     # ---- lifecycle ----------------------------------------------------------
@@ -169,6 +171,7 @@ class DeviceEmulator:
         self._wake_r, self._wake_w = os.pipe()
         with self._cond:
             self._connection += 1
+            self._link_rx = self._link_tx = 0
             self._stop_conn = False
             self._parser.reset()
             if self.reset_on_reconnect and self._connection > 1:
@@ -201,6 +204,8 @@ class DeviceEmulator:
         """Write raw bytes to the host, e.g. garbage to exercise resynchronisation."""
         if self._master is None:
             raise ConfigError("the emulator is disconnected; call reconnect() first")
+        with self._cond:
+            self._link_tx += len(data)
         os.write(self._master, data)
 
     def _wake(self) -> None:
@@ -208,6 +213,14 @@ class DeviceEmulator:
             os.write(self._wake_w, b"x")
 
     # ---- observation --------------------------------------------------------
+    def link_counts(self) -> tuple[int, int, int]:
+        """(connection, bytes consumed from the host, bytes sent to the host) on the current
+        connection. A byte counts as consumed once the command it belongs to was executed
+        (or found corrupt) and its acknowledgement, if any, counted as sent: what a host
+        compares with its own counts to know that nothing is still on its way."""
+        with self._cond:
+            return self._connection, self._link_rx, self._link_tx
+
     @property
     def commands(self) -> list[ReceivedCommand]:
         """Every command received so far (all connections), in arrival order."""
@@ -271,6 +284,8 @@ class DeviceEmulator:
                 elif self._ack_mode == "slow":
                     heapq.heappush(self._delayed, (now + self._ack_delay_ns, next(self._tiebreak), frame))
             self.acks_sent += len(out)  # counted before writing: once the host has it, the count is there
+            self._link_rx += len(data)
+            self._link_tx += sum(len(f) for f in out)
             self._cond.notify_all()
         if out:
             os.write(master, b"".join(out))
@@ -284,6 +299,7 @@ class DeviceEmulator:
             while self._delayed and self._delayed[0][0] <= now:
                 out.append(heapq.heappop(self._delayed)[2])
             self.acks_sent += len(out)
+            self._link_tx += sum(len(f) for f in out)
             if out or len(self.model.edges) != before:
                 self._cond.notify_all()
         if out:

@@ -19,6 +19,12 @@ Time: round trips, ack deadlines, handshake deadlines and reconnect intervals
 use ``clock`` (nanoseconds). The threads wake at least every ``tick_s`` of real
 time to check them, so a test with a fake clock advances the clock and waits
 on :meth:`wait_for`.
+
+Deadlines are only judged while the link is settled (:meth:`_in_transit` is
+False). With hardware the host cannot see inside the cable, so it always is;
+the emulated output (``--serial emulator``) knows exactly which bytes each side
+has consumed, and a command whose bytes or acknowledgement are still on their
+way is never timed out, however slowly the threads are scheduled.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -120,6 +127,8 @@ class SerialTriggerOutput(TriggerOutput):
         self._hs_deadline_ns = 0
         self._hs_next_ping_ns = 0
         self._pending: dict[int, _Pending] = {}
+        self._port_written = 0  # bytes written to / read from the current port
+        self._port_read = 0
         self._seq = 0
         self._device_us: int | None = None
         self._device_channels: int | None = None
@@ -197,6 +206,8 @@ class SerialTriggerOutput(TriggerOutput):
     def _attach(self, port: Any, now: int) -> None:
         """Use ``port`` from now on (holds _cond)."""
         self._port = port
+        self._port_written = self._port_read = 0
+        self._on_attach()
         if self.handshake:
             self._state = "handshake"
             self._hs_deadline_ns = now + int(self.ready_timeout_s * 1e9)
@@ -217,6 +228,15 @@ class SerialTriggerOutput(TriggerOutput):
             self._emit("device", f"connected on {self.port}")
         self._ever_connected = True
         self._cond.notify_all()
+
+    def _on_attach(self) -> None:
+        """Hook: a new port was attached (holds _cond; byte counters are zero)."""
+
+    def _in_transit(self) -> bool:
+        """Hook (holds _cond): True while bytes written to the current port have not
+        reached the device yet or its answers have not been read and handled yet.
+        Hardware gives no such view: False, deadlines alone decide."""
+        return False
 
     def _lose(self, port: Any, reason: str, *, unplugged: bool = True) -> None:
         """Stop using ``port`` after a failure; the writer will retry. No-op if already replaced."""
@@ -291,7 +311,9 @@ class SerialTriggerOutput(TriggerOutput):
         now = self.clock()
         expired: list[str] = []
         with self._cond:
-            for seq in [s for s, e in self._pending.items() if now - e.t_write_ns >= self.ack_timeout_ns]:
+            settled = not self._in_transit()
+            overdue = [s for s, e in self._pending.items() if now - e.t_write_ns >= self.ack_timeout_ns] if settled else []
+            for seq in overdue:
                 e = self._pending.pop(seq)
                 if not e.handshake:
                     detail = f"{describe(e.command, e.channel, e.payload, e.action)}: no ack within {self.ack_timeout_ns / 1e6:g} ms"
@@ -305,7 +327,7 @@ class SerialTriggerOutput(TriggerOutput):
             log.warning("%s: %d trigger(s) dropped, queue full", self.name, dropped - self._dropped_logged)
             self._dropped_logged = dropped
         if state == "handshake":
-            if now >= self._hs_deadline_ns:
+            if now >= self._hs_deadline_ns and settled:
                 self._lose(port, f"no answer to PING within {self.ready_timeout_s:g} s", unplugged=False)
             elif now >= self._hs_next_ping_ns:
                 self._hs_next_ping_ns = now + self.ack_timeout_ns
@@ -333,6 +355,9 @@ class SerialTriggerOutput(TriggerOutput):
                 self._counts["sent"] += 1
         try:
             port.write(frame)
+            with self._cond:
+                if port is self._port:
+                    self._port_written += len(frame)
         except _CLOSED_PORT_ERRORS as exc:
             with self._cond:
                 if not isinstance(exc, _PORT_ERRORS) and port is self._port:
@@ -360,7 +385,14 @@ class SerialTriggerOutput(TriggerOutput):
         if state == "connected" and self.all_low_on_close:
             self._write(port, p.CMD_ALL_LOW, 0, 0, None)
         with self._cond:
-            self._cond.wait_for(lambda: not self._pending or self._port is None, self.ack_timeout_ns / 1e9)
+            # The last acks: until none is pending, or (once the link is settled) the
+            # ack deadline has passed on the clock or in real time (a frozen test clock).
+            deadline_ns = self.clock() + self.ack_timeout_ns
+            give_up = time.monotonic() + self.ack_timeout_ns / 1e9
+            while self._pending and self._port is not None:
+                if not self._in_transit() and (self.clock() >= deadline_ns or time.monotonic() >= give_up):
+                    break
+                self._cond.wait(self._tick_s)
             self._state = "closed"
             port = self._port
             self._port = None
@@ -413,6 +445,10 @@ class SerialTriggerOutput(TriggerOutput):
             t_ns = self.clock()
             for ack in self._parser.feed(data):
                 self._on_ack(port, ack, t_ns)
+            with self._cond:  # counted once handled: until then these bytes are in transit
+                if port is self._port:
+                    self._port_read += len(data)
+                    self._cond.notify_all()
 
     def _on_ack(self, port: Any, ack: p.AckFrame, t_ns: int) -> None:
         with self._cond:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import re
 import sys
 
 from ..errors import RtposeError
@@ -29,7 +30,25 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMANDS:
         importlib.import_module(f"{__name__}.{name}_cmd").register(sub)
+    for p in (parser, *sub.choices.values()):  # the modules' docstrings double as --help text
+        p.description = plain_text(p.description)
+        for action in p._actions:
+            action.help = plain_text(action.help)
+    for action in sub._choices_actions:
+        action.help = plain_text(action.help)
     return parser
+
+
+_ROLE = re.compile(r":[a-z]+:`~?([^`]*)`")  # :mod:`rtpose.client`, :func:`~.x`
+_LITERAL = re.compile(r"``([^`]*)``|`([^`]*)`")
+
+
+def plain_text(text: str | None) -> str | None:
+    """Help text without reStructuredText markup: ``code``, `code` and :role:`name` become plain words."""
+    if not text:
+        return text
+    text = _ROLE.sub(r"\1", text)
+    return _LITERAL.sub(lambda m: m.group(1) if m.group(1) is not None else m.group(2), text)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from ..metadata import compress_listing
 from ..model import available_providers, load_model
 
 
@@ -31,7 +32,7 @@ def main(args: argparse.Namespace) -> int:
     if meta.extra:
         print("  export information:")
         for k, v in sorted(meta.extra.items()):
-            print(f"    {k}: {v}")
+            print(f"    {k}: {compress_listing(str(v))}")
     print(f"onnxruntime {onnxruntime.__version__}, device {onnxruntime.get_device()}")
     print(f"  available providers: {', '.join(available_providers())}")
     return 0

@@ -48,4 +48,35 @@ def format_summary(summary: RunSummary, latency_table: str) -> str:
     for name, info in summary.sinks.items():
         if info:
             lines.append(f"   {name}: " + ", ".join(f"{k}={v}" for k, v in info.items()))
+    note = drop_note(summary)
+    if note:
+        lines.append(f"   {note}")
     return "\n".join(lines)
+
+
+def drop_note(summary: RunSummary) -> str | None:
+    """One line on why a live run dropped frames, and what to do; None when it dropped none.
+
+    Compares the rate frames arrive at (the sources' frame rates, or captured /
+    duration when higher) with the rate the pipeline can process them (batch
+    size / mean time from taking a batch off the ring to emitting it)."""
+    if not summary.live or summary.dropped == 0 or summary.captured == 0 or summary.duration_s <= 0:
+        return None
+    share = summary.dropped / summary.captured
+    # The sources' frame rates, unless frames came faster (an unpaced file); captured / duration alone
+    # under-reads a paced source: the run's duration also covers start-up and the last frames in flight.
+    arrival_fps = max(sum(s.fps for s in summary.streams), summary.captured / summary.duration_s)
+    busy_ms = sum(summary.latency_ms.get(stage, {}).get("mean", float("nan"))
+                  for stage in ("preprocess", "inference", "decode", "predict", "emit"))
+    if not busy_ms > 0:  # nothing processed, no timing to compare
+        return f"dropped {share:.0%} of frames (live runs skip to the newest frame); none was processed to time it."
+    capacity_fps = 1000.0 * summary.batch_size / busy_ms
+    per = "per frame" if summary.batch_size == 1 else f"per batch of {summary.batch_size}"
+    if capacity_fps < arrival_fps:
+        return (f"dropped {share:.0%} of frames: processing takes {busy_ms:.1f} ms {per} (at most "
+                f"{capacity_fps:.0f} FPS) and frames arrive at {arrival_fps:.0f} FPS, so live runs skip to the newest "
+                "frame. To keep up: a smaller input (lower camera resolution), a GPU (--providers cuda), or "
+                "rtpose analyze for a lossless pass over a video file.")
+    return (f"dropped {share:.0%} of frames although processing keeps up on average ({busy_ms:.1f} ms {per}, "
+            f"at most {capacity_fps:.0f} FPS, for {arrival_fps:.0f} FPS arriving): it fell behind at times, "
+            "typically while other programs kept the CPU busy.")

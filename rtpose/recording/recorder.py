@@ -375,7 +375,10 @@ class RecorderSink(Sink):
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", pd.errors.PerformanceWarning)  # mixed-type index for image paths
                 store = pd.HDFStore(target, mode="a")
-                store.append(H5_KEY, measured, format="table",
+                # index=False: no PyTables index on the row labels (only where-queries use it; DeepLabCut
+                # and read_hdf read the table the same). Rebuilding it on every append made malloc keep
+                # memory growing with the recording's length (docs/soak.md).
+                store.append(H5_KEY, measured, format="table", index=False,
                              min_itemsize={"index": 256} if files.index_labels else None)
                 store.close()
             if on_copy:

@@ -71,6 +71,7 @@ class TriggerSink(Sink):
         for key in ("sent", "acked", "failed", "dropped", "missed", "reconnects", "disconnects", "late_acks", "device_resets"):
             out[key] = stats.get(key, 0)
         for key in ("rtt_ms_p50", "rtt_ms_p99", "rtt_ms_max"):
-            out[key] = stats.get(key)
+            value = stats.get(key)
+            out[key] = None if value is None else round(value, 3)  # µs resolution: the summary stays readable
         out["events"] = dict(self.event_counts)
         return out

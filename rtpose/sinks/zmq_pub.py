@@ -84,6 +84,19 @@ def endpoint_scope(address: str) -> str:
         return "remote"  # '*', an interface name or a host name: not provably loopback
 
 
+def _ipc_file(endpoint: str) -> tuple[str, tuple[int, int]] | None:
+    """(path, (device, inode)) of the socket file an ``ipc://`` bind created, else None
+    (tcp, inproc, Linux abstract ``ipc://@name`` sockets have no file)."""
+    if not endpoint.startswith("ipc://") or endpoint.startswith("ipc://@"):
+        return None
+    path = endpoint[len("ipc://"):]
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return path, (st.st_dev, st.st_ino)
+
+
 class ZmqPublisherSink(Sink):
     """Publish every processed frame on ``address`` (bound at construction).
 
@@ -128,6 +141,7 @@ class ZmqPublisherSink(Sink):
             self._release()
             raise self._bind_error(address, exc) from exc
         self.endpoint: str = self._sock.getsockopt_string(zmq.LAST_ENDPOINT) or address
+        self._ipc_file = _ipc_file(self.endpoint)  # libzmq leaves it behind: removed on close
         if scope == "remote":
             log.warning("publishing poses on %s: reachable from the network, without authentication or encryption",
                         self.endpoint)
@@ -334,3 +348,12 @@ class ZmqPublisherSink(Sink):
         self._sock.close(linger=0)
         if self._own_context:
             self._ctx.term()
+        ipc_file = getattr(self, "_ipc_file", None)
+        if ipc_file is not None:
+            path, identity = ipc_file
+            try:
+                st = os.stat(path)
+                if (st.st_dev, st.st_ino) == identity:  # still ours, not another publisher's since
+                    os.unlink(path)
+            except OSError:
+                pass  # already gone
