@@ -20,7 +20,7 @@ $(STAMP_RUN): pyproject.toml setup.py | $(PY)
 	touch $@
 
 $(STAMP_TEST): pyproject.toml setup.py | $(PY)
-	$(PY) -m pip install --quiet -e '.[cpu,plot,export,test]'
+	$(PY) -m pip install --quiet -e '.[cpu,plot,export,export-torch,test]'
 	touch $@ $(STAMP_RUN)
 
 demo: $(STAMP_RUN)
