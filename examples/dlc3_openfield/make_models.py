@@ -6,7 +6,7 @@ Runs in a side environment with DeepLabCut 3 (never rtpose's own)::
     /work/side/dlc3-torch/bin/pip install torch==2.14.1 torchvision==0.29.1 deeplabcut==3.0.2 \\
         'deeplabcut-live[pytorch]==1.1.0'
     HF_HUB_OFFLINE=1 OMP_NUM_THREADS=1 /work/side/dlc3-torch/bin/python \\
-        examples/dlc3_openfield/make_models.py OUT_DIR [--nets resnet_50 hrnet_w32] [--epochs 1]
+        examples/dlc3_openfield/make_models.py OUT_DIR [--nets resnet_50 hrnet_w32] [--epochs 1] [--crop 448]
 
 It creates a single-animal DeepLabCut project in ``OUT_DIR`` from the 100
 labelled openfield frames (``../shared/data/openfield/labeled``, 4 bodyparts),
@@ -20,8 +20,9 @@ one shuffle per network, and for each:
    (``torch.manual_seed(SEED)``), its state dict is saved as a snapshot
    (``{"model": state_dict}``) and the shuffle is recreated with
    ``weight_init=WeightInitialization(snapshot_path=..., with_decoder=False)``;
-3. ``deeplabcut.train_network`` trains it briefly (``--epochs``, default 1) so a
-   real snapshot exists;
+3. ``deeplabcut.train_network`` trains it briefly (``--epochs``, default 1;
+   ``--crop N`` sets the training crop, DeepLabCut's default is 448) so a real
+   snapshot exists;
 4. ``deeplabcut.export_model`` writes
    ``exported-models-pytorch/DLC_<task>_<net>_iteration-0_shuffle-<s>/*.pt``.
 
@@ -77,7 +78,7 @@ def make_project(out: Path) -> Path:
     return config
 
 
-def make_shuffle(config: Path, shuffle: int, net: str, epochs: int) -> Path:
+def make_shuffle(config: Path, shuffle: int, net: str, epochs: int, crop: int | None = None) -> Path:
     import deeplabcut
     import torch
     import yaml
@@ -97,10 +98,11 @@ def make_shuffle(config: Path, shuffle: int, net: str, epochs: int) -> Path:
     # the same split (trainIndices/testIndices), now with the random-init weights
     deeplabcut.create_training_dataset(
         str(config), **kwargs, weight_init=WeightInitialization(snapshot_path=init, with_decoder=False))
+    updates = {"data.train.crop_sampling.width": crop, "data.train.crop_sampling.height": crop} if crop else None
     deeplabcut.train_network(str(config), shuffle=shuffle, epochs=epochs, save_epochs=epochs, device="cpu",
-                             batch_size=8, display_iters=4)
-    deeplabcut.export_model(str(config), shuffle=shuffle, overwrite=True, wipe_paths=True)
-    folders = sorted(project.glob(f"exported-models-pytorch/*_{net}_*shuffle-{shuffle}"))
+                             batch_size=8, display_iters=4, pytorch_cfg_updates=updates)
+    deeplabcut.export_model(str(config), shuffle=shuffle, overwrite=True, wipepaths=True)
+    folders = sorted(project.glob(f"exported-models-pytorch/*_shuffle-{shuffle}"))  # 3.0.2 writes NetType.X in the name
     if not folders:
         raise SystemExit(f"export_model wrote no folder for shuffle {shuffle} ({net})")
     return folders[-1]
@@ -111,10 +113,14 @@ def main() -> None:
     p.add_argument("out", type=Path)
     p.add_argument("--nets", nargs="+", default=["resnet_50", "hrnet_w32"])
     p.add_argument("--epochs", type=int, default=1)
+    p.add_argument("--crop", type=int, default=None, help="training crop size (default: DeepLabCut's, 448)")
+    p.add_argument("--shuffle", type=int, default=1, help="number of the first shuffle")
+    p.add_argument("--existing", action="store_true", help="add shuffles to the project made by an earlier run")
     args = p.parse_args()
-    config = make_project(args.out.resolve())
-    for shuffle, net in enumerate(args.nets, start=1):
-        folder = make_shuffle(config, shuffle, net, args.epochs)
+    out = args.out.resolve()
+    config = out / "openfield-Pranav-dlc3" / "config.yaml" if args.existing else make_project(out)
+    for shuffle, net in enumerate(args.nets, start=args.shuffle):
+        folder = make_shuffle(config, shuffle, net, args.epochs, args.crop)
         print(f"{net}: {folder} ({', '.join(f.name for f in folder.iterdir())})", flush=True)
 
 
