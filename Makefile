@@ -26,7 +26,7 @@ $(STAMP_RUN): pyproject.toml setup.py | $(PY)
 	touch $@
 
 $(STAMP_TEST): pyproject.toml setup.py | $(PY)
-	$(PIP_INSTALL) -e '.[cpu,plot,export,test]'
+	$(PIP_INSTALL) -e '.[cpu,plot,export,export-torch,test]'
 	touch $@ $(STAMP_RUN)
 
 demo: $(STAMP_RUN)

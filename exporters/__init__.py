@@ -1,6 +1,6 @@
-"""TensorFlow/DeepLabCut to ONNX exporters (installed as ``rtpose.exporters``).
+"""TensorFlow/DeepLabCut (and DeepLabCut 3 PyTorch) to ONNX exporters (installed as ``rtpose.exporters``).
 
-Public API (importing this package does not import TensorFlow; the functions do)::
+Public API (importing this package does not import TensorFlow or torch; the functions do)::
 
     from rtpose.exporters import export_model, export_keras_model, ensure_onnx
     report = export_model("dlc-models/exported/DLC_x", "mouse.onnx")      # -> ExportReport

@@ -1,7 +1,8 @@
 """Export entry points: a source on disk (:func:`export_model`) or an in-memory Keras model
 (:func:`export_keras_model`) -> one self-describing, self-checked ONNX file.
 
-Every export: converts with tf2onnx, names the input ``image`` and the outputs
+Every export: converts with tf2onnx (DeepLabCut 3 ``.pt`` files: torch.onnx,
+:mod:`.torch_dlc3`), names the input ``image`` and the outputs
 ``scoremap`` (B, h, w, K) and ``locref`` (B, h, w, 2K) with dynamic batch and
 size, rewrites paddings onnxruntime mishandles (:mod:`.onnx_graph`), compares
 ONNX with TensorFlow on check frames at every onnxruntime optimisation level
@@ -37,12 +38,12 @@ MIN_OPSET, MAX_OPSET = 13, 18  # tf2onnx 1.17 converts up to 18; Slice/Split inp
 def export_model(src, out=None, *, fp16: bool = False, opset: int = DEFAULT_OPSET, check_images=None,
                  bodyparts=None, stride=None, locref_stdev=None, description=None,
                  extra: dict | None = None, uint8_bgr: bool = False) -> ExportReport:
-    """Export a DeepLabCut exported-model folder, a TF SavedModel or a Keras file to ONNX.
+    """Export a DeepLabCut exported-model folder (TF or DeepLabCut 3), a TF SavedModel or a Keras file to ONNX.
 
     Args:
-        src: DeepLabCut folder (``pose_cfg.yaml`` + ``snapshot-*.pb``) or its ``.pb``, a SavedModel
-            folder, or a ``.keras``/``.h5`` file; or an ``.onnx`` file an earlier rtpose wrote
-            (:func:`recheck_onnx`).
+        src: DeepLabCut folder (``pose_cfg.yaml`` + ``snapshot-*.pb``) or its ``.pb``, a DeepLabCut 3
+            exported-model folder (one ``.pt``) or its ``.pt``, a SavedModel folder, or a ``.keras``/``.h5``
+            file; or an ``.onnx`` file an earlier rtpose wrote (:func:`recheck_onnx`).
         out: the ``.onnx`` file to write; default: beside ``src``, named after it (``-fp16`` added).
         fp16: store weights as float16 (input and outputs stay float32); checked against FP32.
         opset: ONNX opset, 13-18.
@@ -59,11 +60,20 @@ def export_model(src, out=None, *, fp16: bool = False, opset: int = DEFAULT_OPSE
             raise ExportError("a uint8 BGR input is added when exporting from the source model; export the "
                               "DeepLabCut folder, SavedModel or Keras file again with it")
         return recheck_onnx(src, out, check_images=check_images)
-    deps.require_export()
     source = sources.locate(src, description)
+    deps.require_export(source.kind)
+    check_frames = frames_mod.load_images(check_images) if check_images else None
+    if source.kind == "dlc3":
+        if uint8_bgr:
+            raise ExportError(f"{source.model_file}: --input uint8-bgr is not available for DeepLabCut 3 models yet; "
+                              "export without it")
+        if bodyparts is not None or stride is not None or locref_stdev is not None or description is not None:
+            raise ExportError(f"{source.model_file}: a DeepLabCut 3 model describes itself (its config is inside "
+                              "the .pt); drop --bodyparts/--stride/--locref-stdev/--meta")
+        return _export_dlc3(source, Path(out) if out else default_out(source, fp16), fp16=fp16, opset=opset,
+                            check_frames=check_frames, user_extra=extra)
     desc = sources.describe(source, bodyparts=bodyparts, stride=stride, locref_stdev=locref_stdev)
     out = Path(out) if out else default_out(source, fp16, uint8_bgr)
-    check_frames = frames_mod.load_images(check_images) if check_images else None
     if source.kind == "dlc":
         return _export_dlc(source, desc, out, fp16=fp16, opset=opset, check_frames=check_frames, user_extra=extra,
                            uint8_bgr=uint8_bgr)
@@ -192,6 +202,22 @@ def _export_dlc(source, desc, out, *, fp16, opset, check_frames, user_extra, uin
                    per_frame_rewrites=rewritten, uint8_bgr=uint8_bgr)
 
 
+def _export_dlc3(source, out, *, fp16, opset, check_frames, user_extra) -> ExportReport:
+    """A DeepLabCut 3 ``.pt``: DeepLabCut's own network, references one frame at a time (as DeepLabCut-Live)."""
+    from . import torch_dlc3
+
+    model = torch_dlc3.load(source.model_file)
+    net, desc = torch_dlc3.build(model)
+    frames = check_frames if check_frames is not None else frames_mod.synthetic_frames(torch_dlc3.CHECK_SIZES)
+    batches, ref = _reference(lambda b: torch_dlc3.reference(model, net, desc, b), desc, frames, (None, None),
+                              source_name=str(source.path), described_by=desc.described_by)
+    onnx_model = torch_dlc3.convert(model, net, desc, opset=opset, example=batches[0])
+    return _finish(onnx_model, batches, ref, desc, out, source_name=str(source.path), source_kind="dlc3",
+                   source_sha256=source.sha256(), variant=f"dlc3-{model.net_type}", note=model.note(), fp16=fp16,
+                   opset=opset, input_hw=(None, None), has_locref=bool(desc.location_refinement),
+                   user_extra=user_extra, check_frames=check_frames)
+
+
 def _export_wrapped(wrapped, desc, out, *, source_name, source_kind, source_sha256, fp16, opset,
                     check_frames, user_extra, uint8_bgr=False) -> ExportReport:
     from . import tf_keras
@@ -218,7 +244,7 @@ def _export_wrapped(wrapped, desc, out, *, source_name, source_kind, source_sha2
 
 
 def _reference(reference, desc, check_frames, input_hw, *, source_name, described_by, whole_pixels=False):
-    """Check frames in batches, and TensorFlow's (scoremap, locref) for each batch.
+    """Check frames in batches, and the source framework's (scoremap, locref) for each batch.
 
     The reference runs one frame at a time, as DeepLabCut-Live and DeepLabCut at batch size 1 do:
     a graph whose nodes mix the frames of a batch (training-mode batch norm) then still gives the
@@ -256,15 +282,17 @@ def _finish(model, batches, ref, desc, out: Path, *, source_name, source_kind, s
         raise ExportError(f"{source_name}: the converted ONNX model is invalid ({exc}); please report this") from exc
     stride, stdev = desc.stride, desc.locref_stdev
     outputs = ("scoremap", "locref" if has_locref else None)
+    framework = "pytorch" if source_kind == "dlc3" else "tensorflow"
     batch_figures = _check_batch_invariance(
         model, check_frames, input_hw, outputs, stride, stdev, source_name,
         f"Some node mixes the frames of a batch ({len(per_frame_rewrites)} training-mode batch norm(s) were "
         "rewritten per frame; something else remains); please report this with the model attached.")
     figures, fp32_out = parity.check(model.SerializeToString(), batches, ref, outputs=outputs, stride=stride,
-                                     locref_stdev=stdev, reference_name="tensorflow", tolerance=FP32_TOLERANCE,
+                                     locref_stdev=stdev, reference_name=framework, tolerance=FP32_TOLERANCE,
                                      source=source_name)
     if not figures.ok:
-        raise ExportError(f"{source_name}: the ONNX model does not reproduce TensorFlow: "
+        raise ExportError(f"{source_name}: the ONNX model does not reproduce "
+                          f"{'PyTorch' if framework == 'pytorch' else 'TensorFlow'}: "
                           f"{'; '.join(figures.failures())} ({figures.summary()}). Nothing was written. Try another "
                           "--opset; if it persists please report it with the model (tolerances: docs/export.md).")
     figures16 = None
@@ -306,7 +334,7 @@ def _finish(model, batches, ref, desc, out: Path, *, source_name, source_kind, s
         "batch_invariant": "true",
         "per_frame_rewrites": str(len(per_frame_rewrites)),
     }
-    extra.update(deps.versions())
+    extra.update(deps.versions(source_kind))
     extra.update(figures.as_extra("parity"))
     extra.update(batch_figures.as_extra("batch_invariance"))
     if figures16 is not None:
@@ -322,7 +350,7 @@ def _finish(model, batches, ref, desc, out: Path, *, source_name, source_kind, s
         bodyparts=desc.bodyparts, stride=stride, locref_stdev=stdev, location_refinement=has_locref,
         scoremap_output="scoremap", locref_output="locref" if has_locref else None, input_name="image",
         input_color=input_color, input_range=input_range,
-        preprocessing_in_graph=desc.preprocessing_in_graph, extra=extra)
+        preprocessing_in_graph=desc.preprocessing_in_graph, clip_scores=desc.clip_scores, extra=extra)
     _write(final, metadata, out, source_name)
     return ExportReport(out=out, source=source_name, source_kind=source_kind, variant=variant, variant_note=note,
                         metadata=metadata, parity=figures, parity_fp16=figures16, fp16=fp16, opset=opset,

@@ -4,14 +4,15 @@
 folder (or a SavedModel / Keras file with its description) is exported once into
 the cache folder and the cached file is returned from then on. The cache key is
 the sha256 of the source files (for DeepLabCut ``pose_cfg.yaml`` then the
-``snapshot-*.pb``), plus the rtpose version and the exporter revision
-(:data:`rtpose.exporters.api.EXPORTER_REVISION`) in the file name, so an
-upgrade, or a fix that makes earlier exports wrong, re-exports. Cache folder: ``$RTPOSE_CACHE_DIR`` or ``~/.cache/rtpose/models/``.
+``snapshot-*.pb``; for DeepLabCut 3 the ``.pt``), plus the rtpose version and the exporter
+revision (:data:`rtpose.exporters.api.EXPORTER_REVISION`) in the file name, so an upgrade, or a
+fix that makes earlier exports wrong, re-exports. Cache folder: ``$RTPOSE_CACHE_DIR`` or
+``~/.cache/rtpose/models/``.
 
 This module imports without TensorFlow; a cache hit needs no TensorFlow at all.
 A miss without the export extra raises
 :class:`~rtpose.errors.MissingDependencyError`: install with
-``pip install 'rtpose[export]'``.
+``pip install 'rtpose[export]'`` (DeepLabCut 3 models: ``'rtpose[export-torch]'``).
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ def ensure_onnx(path, *, directory: Path | None = None) -> Path:
     target = cached_path(p, directory=directory)  # ExportError naming what a model folder needs
     if target.is_file():
         return target
-    deps.require_export()
+    deps.require_export(sources.locate(p).kind)
     from .api import export_model
 
     log.info("exporting %s to %s (first use; reused until the source changes)", p, target)

@@ -1,4 +1,5 @@
-"""Lazy imports of the export-only dependencies (TensorFlow, tf2onnx, onnx, onnxruntime).
+"""Lazy imports of the export-only dependencies (TensorFlow, tf2onnx, onnx, onnxruntime; for
+DeepLabCut 3 models torch and DeepLabCut 3's model code).
 
 Nothing here imports them at module import time: ``rtpose.exporters`` and its
 cache must import on a runtime-only install. Each accessor raises
@@ -17,6 +18,10 @@ from rtpose.errors import MissingDependencyError
 EXPORT_HINT = "install with `pip install 'rtpose[export]'`"
 RUNTIME_HINT = "install with `pip install 'rtpose[cpu]'` (or 'rtpose[gpu]')"
 EXPORT_MODULES = ("tensorflow", "tf2onnx", "onnx")
+TORCH_HINT = "install with `pip install 'rtpose[export-torch]'`"
+#: what exporting a DeepLabCut 3 ``.pt`` needs (DeepLabCut 3 defines the architectures)
+TORCH_MODULES = ("torch", "torchvision", "deeplabcut", "onnx")
+_TORCH_WHY = "Exporting a DeepLabCut 3 (PyTorch) model"
 
 
 def _import(name: str, hint: str, why: str):
@@ -49,18 +54,41 @@ def onnxruntime():
     return _import("onnxruntime", RUNTIME_HINT, "Checking an exported model")
 
 
-def require_export() -> None:
-    """Fail early, before any work, when the export extra is not installed."""
-    missing = [name for name in EXPORT_MODULES if importlib.util.find_spec(name) is None]
+def torch():
+    return _import("torch", TORCH_HINT, _TORCH_WHY)
+
+
+def dlc3_pose_model():
+    """DeepLabCut 3's ``PoseModel`` (the code that defines its architectures)."""
+    _import("deeplabcut", TORCH_HINT, _TORCH_WHY)
+    return _import("deeplabcut.pose_estimation_pytorch.models.model", TORCH_HINT, _TORCH_WHY).PoseModel
+
+
+def require_export(kind: str = "dlc") -> None:
+    """Fail early, before any work, when the export extra for this source kind is not installed.
+
+    ``kind`` is :attr:`.sources.Source.kind`: ``dlc3`` (a DeepLabCut 3 ``.pt``) needs the
+    ``export-torch`` extra, every other kind the ``export`` extra.
+    """
+    modules, hint, what = ((TORCH_MODULES, TORCH_HINT, "a DeepLabCut 3 (PyTorch) model") if kind == "dlc3" else
+                           (EXPORT_MODULES, EXPORT_HINT, "a TensorFlow/DeepLabCut model"))
+    missing = [name for name in modules if importlib.util.find_spec(name) is None]
     if missing:
-        raise MissingDependencyError(
-            f"Exporting a TensorFlow/DeepLabCut model to ONNX needs {', '.join(missing)}, not installed; {EXPORT_HINT}"
-        )
+        raise MissingDependencyError(f"Exporting {what} to ONNX needs {', '.join(missing)}, not installed; {hint}")
     onnxruntime()
 
 
-def versions() -> dict[str, str]:
-    """Versions of the export stack (imports it)."""
+def versions(kind: str = "dlc") -> dict[str, str]:
+    """Versions of the export stack used for this source kind (imports it)."""
+    if kind == "dlc3":
+        import deeplabcut
+
+        return {
+            "torch_version": torch().__version__,
+            "deeplabcut_version": getattr(deeplabcut, "__version__", "?"),
+            "onnx_version": onnx().__version__,
+            "onnxruntime_version": onnxruntime().__version__,
+        }
     tf = tensorflow()
     return {
         "tensorflow_version": tf.__version__,

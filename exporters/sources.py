@@ -1,16 +1,20 @@
 """What an export source is and what it says about itself; no TensorFlow here.
 
-Three kinds of source:
+Four kinds of source:
 
 * ``dlc``: a DeepLabCut exported-model folder (``pose_cfg.yaml`` + ``snapshot-*.pb``),
   or the ``.pb`` file inside one;
+* ``dlc3``: a DeepLabCut 3 (PyTorch) exported-model folder
+  (``exported-models-pytorch/DLC_.../`` holding one ``.pt``), or that ``.pt``;
+  it describes itself (the config is inside the ``.pt``, read by :mod:`.torch_dlc3`);
 * ``savedmodel``: a TensorFlow SavedModel folder (``saved_model.pb`` + ``variables/``);
 * ``keras``: a Keras model file (``.keras`` or ``.h5``).
 
 The last two need a small YAML/JSON *model description* (bodypart names, stride,
 ...) beside them or given explicitly. The source hash (``source_sha256``) is the
 sha256 of the source files' bytes concatenated in a fixed order; for a
-DeepLabCut folder that is ``cat pose_cfg.yaml snapshot-*.pb | sha256sum``.
+DeepLabCut folder that is ``cat pose_cfg.yaml snapshot-*.pb | sha256sum``, for a
+DeepLabCut 3 one the ``.pt``'s.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from rtpose.errors import ExportError
 DLC_CFG = "pose_cfg.yaml"
 DEFAULT_LOCREF_STDEV = 7.2801
 KERAS_SUFFIXES = (".keras", ".h5", ".hdf5")
+TORCH_SUFFIXES = (".pt", ".pth")
 DESCRIPTION_SUFFIXES = (".yaml", ".yml", ".json")
 
 #: Keys a model description may hold (DeepLabCut's names are accepted too).
@@ -51,6 +56,7 @@ class ModelDescription:
     input_color: str = "RGB"
     input_range: str = "0-255"
     preprocessing_in_graph: bool = True
+    clip_scores: bool = False  # likelihood = score at the maximum clipped to [0, 1] (DeepLabCut 3)
     described_by: str = ""  # file the description came from, for messages
 
 
@@ -58,7 +64,7 @@ class ModelDescription:
 class Source:
     """One export source, located and hashed (contents not parsed beyond the YAML)."""
 
-    kind: str  # "dlc" | "savedmodel" | "keras"
+    kind: str  # "dlc" | "dlc3" | "savedmodel" | "keras"
     path: Path  # the model folder (DeepLabCut, SavedModel) or file (Keras)
     files: tuple[Path, ...]  # the files hashed, in hash order
     model_file: Path  # the .pb / saved_model dir / .keras file
@@ -88,7 +94,17 @@ def locate(src, description=None) -> Source:
     path = Path(src).expanduser()
     if not path.exists():
         raise ExportError(f"{path}: no such file or folder. Give a DeepLabCut exported-model folder "
-                          "(pose_cfg.yaml + snapshot-*.pb), a TF SavedModel folder or a .keras/.h5 file.")
+                          "(pose_cfg.yaml + snapshot-*.pb, or DeepLabCut 3's .pt), a TF SavedModel folder or a "
+                          ".keras/.h5 file.")
+    if path.is_file() and path.suffix.lower() in TORCH_SUFFIXES:
+        return Source("dlc3", path.parent, (path,), path)
+    if path.is_dir() and not (path / DLC_CFG).is_file() and not (path / "saved_model.pb").is_file():
+        pts = sorted(p for p in path.iterdir() if p.suffix.lower() in TORCH_SUFFIXES)
+        if len(pts) == 1:
+            return Source("dlc3", path, (pts[0],), pts[0])
+        if len(pts) > 1:
+            raise ExportError(f"{path}: holds {len(pts)} .pt files ({', '.join(p.name for p in pts)}); a DeepLabCut 3 "
+                              "exported-model folder holds one. Give the .pt file to export.")
     if path.is_file() and path.suffix == ".pb" and path.name != "saved_model.pb":
         return _dlc(path.parent, pb=path)
     if path.is_dir() and (path / "saved_model.pb").is_file():

@@ -16,6 +16,14 @@ place (``locref *= cfg["locref_stdev"]``), which NumPy computes as
 that bit for bit, including NumPy's tie rule (the first maximum wins) and its
 NaN rule (a NaN counts as the maximum; the first NaN wins).
 
+DeepLabCut 3's PyTorch ``HeatmapPredictor``
+(``deeplabcut/pose_estimation_pytorch/models/predictors/single_predictor.py``)
+applies the same formula to the raw (not sigmoid) heatmap and, with
+``clip_scores=True`` (its default head config), clips only the likelihood to
+[0, 1]: ``clip_scores=True`` here does that. It computes ``x``/``y`` in float32;
+the float64 result here rounds to exactly its value (``col * stride +
+stride / 2`` and ``dx`` are float32 numbers whose exact sum float64 holds).
+
 Two implementations:
 
 * :func:`decode_reference` - plain NumPy, a direct re-expression of DeepLabCut's
@@ -65,7 +73,8 @@ class DecodeInputError(ModelError, ValueError):
 # NumPy reference
 # --------------------------------------------------------------------------
 
-def decode_reference(scmap, locref, stride: float, locref_stdev: float, n: int | None = None) -> np.ndarray:
+def decode_reference(scmap, locref, stride: float, locref_stdev: float, n: int | None = None, *,
+                     clip_scores: bool = False) -> np.ndarray:
     """DeepLabCut's argmax + location-refinement decode in plain NumPy.
 
     Args:
@@ -75,6 +84,7 @@ def decode_reference(scmap, locref, stride: float, locref_stdev: float, n: int |
         stride: input pixels per score-map cell.
         locref_stdev: DeepLabCut's ``locref_stdev``.
         n: decode only the first ``n`` images (default all).
+        clip_scores: clip the likelihood (not the map) to [0, 1], as DeepLabCut 3 does.
 
     Returns a new ``(n, K, 3)`` float64 array of x, y, likelihood in input pixels.
     """
@@ -88,6 +98,8 @@ def decode_reference(scmap, locref, stride: float, locref_stdev: float, n: int |
     batch = np.arange(n)[:, None]
     parts = np.arange(k)[None, :]
     likelihood = flat[batch, maxloc, parts].astype(np.float64)
+    if clip_scores:
+        likelihood = np.clip(likelihood, 0.0, 1.0)  # NaN stays NaN, like torch.clip
     x = cols.astype(np.float64) * stride + 0.5 * stride
     y = rows.astype(np.float64) * stride + 0.5 * stride
     if locref is not None:
@@ -121,7 +133,7 @@ def _first_argmax_exact(f, base, ncells, K, k):
 
 
 @numba.njit(cache=True, nogil=True)
-def _decode_kernel(scmap, locref, has_locref, n, stride, locref_stdev, acc, out):
+def _decode_kernel(scmap, locref, has_locref, n, stride, locref_stdev, clip_scores, acc, out):
     B, h, w, K = scmap.shape
     stdev32 = np.float32(locref_stdev)
     ncells = h * w
@@ -208,7 +220,13 @@ def _decode_kernel(scmap, locref, has_locref, n, stride, locref_stdev, acc, out)
                 y = y + np.float64(dy)
             out[b, k, 0] = x
             out[b, k, 1] = y
-            out[b, k, 2] = np.float64(f[img + cell * K + k])
+            score = np.float64(f[img + cell * K + k])
+            if clip_scores:  # NaN stays NaN
+                if score < 0.0:
+                    score = 0.0
+                elif score > 1.0:
+                    score = 1.0
+            out[b, k, 2] = score
 
 
 # --------------------------------------------------------------------------
@@ -224,6 +242,8 @@ class Decoder:
             it in float32, as DeepLabCut does).
         num_bodyparts: K, the number of score-map channels.
         max_batch: the largest batch ``decode`` will be given.
+        clip_scores: clip each likelihood to [0, 1] (DeepLabCut 3's ``clip_scores``;
+            the maximum is still found on the raw map).
 
     ``decode(scmap, locref, out, n=None)`` decodes images ``[:n]`` (default all)
     into ``out[:n]``; ``out`` must be a C-contiguous float64 ``(>= n, K, 3)``
@@ -232,7 +252,8 @@ class Decoder:
     thread.
     """
 
-    def __init__(self, stride: float, locref_stdev: float, num_bodyparts: int, max_batch: int):
+    def __init__(self, stride: float, locref_stdev: float, num_bodyparts: int, max_batch: int, *,
+                 clip_scores: bool = False):
         if not stride > 0:
             raise DecodeInputError(f"stride must be positive, got {stride!r}")
         if num_bodyparts < 1:
@@ -243,6 +264,7 @@ class Decoder:
         self.locref_stdev = float(locref_stdev)
         self.num_bodyparts = int(num_bodyparts)
         self.max_batch = int(max_batch)
+        self.clip_scores = bool(clip_scores)
         self._acc = np.empty(BLOCK_CELLS * self.num_bodyparts, np.float32)
         self._no_locref = np.zeros((1, 1, 1, 2), np.float32)
 
@@ -279,7 +301,8 @@ class Decoder:
                 raise DecodeInputError(
                     f"offsets have shape {locref.shape}; expected ({B}, {h}, {w}, {2 * K}) or "
                     f"({B}, {h}, {w}, {K}, 2) to match score maps {scmap.shape}")
-        _decode_kernel(scmap, locref, has_locref, n, self.stride, self.locref_stdev, self._acc, out)
+        _decode_kernel(scmap, locref, has_locref, n, self.stride, self.locref_stdev, self.clip_scores, self._acc,
+                       out)
         return out
 
 

@@ -29,12 +29,15 @@ class ModelMetadata:
         stride: input pixels per score-map cell (DeepLabCut's ``stride``).
         locref_stdev: scale of the location-refinement offsets (``locref_stdev``).
         location_refinement: whether the model has an offset output.
-        scoremap_output: ONNX output name of the (B, h, w, K) score maps (already sigmoid).
+        scoremap_output: ONNX output name of the (B, h, w, K) score maps (already sigmoid for
+            DeepLabCut 2.x/TF models; DeepLabCut 3 PyTorch heads output raw maps, see ``clip_scores``).
         locref_output: ONNX output name of the (B, h, w, 2K) offsets, or None.
         input_name: ONNX input name; input is NHWC.
         input_color: colour order the model expects, "RGB" or "BGR".
         input_range: value range of the input pixels, e.g. "0-255".
         preprocessing_in_graph: True when mean subtraction/scaling is inside the graph.
+        clip_scores: the likelihood is the score at the maximum clipped to [0, 1] (DeepLabCut 3's
+            ``HeatmapPredictor(clip_scores=True)``); the maximum itself is found on the raw map.
         extra: everything else (source hash, versions, parity figures), shown by ``rtpose info``.
     """
 
@@ -48,6 +51,7 @@ class ModelMetadata:
     input_color: str = "RGB"
     input_range: str = "0-255"
     preprocessing_in_graph: bool = True
+    clip_scores: bool = False
     extra: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -85,6 +89,7 @@ class ModelMetadata:
             "input_color": self.input_color,
             "input_range": self.input_range,
             "preprocessing_in_graph": json.dumps(bool(self.preprocessing_in_graph)),
+            "clip_scores": json.dumps(bool(self.clip_scores)),
         }
         out = {PREFIX + k: v for k, v in props.items()}
         for k, v in self.extra.items():
@@ -119,6 +124,7 @@ class ModelMetadata:
                 input_color=ours.get("input_color", "RGB"),
                 input_range=ours.get("input_range", "0-255"),
                 preprocessing_in_graph=json.loads(ours.get("preprocessing_in_graph", "true")),
+                clip_scores=json.loads(ours.get("clip_scores", "false")),
                 extra={k[len("extra."):]: v for k, v in ours.items() if k.startswith("extra.")},
             )
         except (ValueError, TypeError) as exc:

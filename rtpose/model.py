@@ -399,15 +399,16 @@ class OnnxPoseModel:
 
 def load_model(spec: str | os.PathLike | None = None, *, providers: Sequence[str] | None = None,
                threads: int | None = None, spinning: bool = DEFAULT_SPINNING) -> OnnxPoseModel:
-    """Load a model from an .onnx file, a DeepLabCut exported-model folder (exported
-    once into a cache, needs the ``export`` extra) or, with ``None``, the bundled model."""
+    """Load a model from an .onnx file, a DeepLabCut exported-model folder or a DeepLabCut 3
+    ``.pt`` (exported once into a cache, needs the ``export`` or ``export-torch`` extra) or,
+    with ``None``, the bundled model."""
     if spec is None:
         from .models import default_model_path
 
         path = default_model_path()
     else:
         path = Path(spec)
-        if path.is_dir():
+        if path.is_dir() or path.suffix.lower() in (".pt", ".pth"):
             from .exporters.cache import ensure_onnx
 
             path = ensure_onnx(path)

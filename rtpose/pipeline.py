@@ -245,7 +245,8 @@ class Pipeline:
             raise
         warmup_decode()  # compile (or load cached) Numba kernels before the first frame, not on it
         warmup_kalman()
-        decoder = Decoder(meta.stride, meta.locref_stdev, meta.num_bodyparts, batch.capacity)
+        decoder = Decoder(meta.stride, meta.locref_stdev, meta.num_bodyparts, batch.capacity,
+                          clip_scores=meta.clip_scores)
         predictors = [KalmanPredictor(meta.num_bodyparts, model=cfg.kalman_model,
                                       process_noise=cfg.kalman_process_noise,
                                       measurement_noise_px=cfg.kalman_measurement_noise_px,

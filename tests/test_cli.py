@@ -145,14 +145,14 @@ def test_sigterm_stops_a_live_run_cleanly_and_keeps_the_recording(analytic_model
 
 
 def test_the_runtime_never_imports_tensorflow(analytic_model, tmp_path):
-    """A whole `rtpose run` (all subcommands registered) in a fresh interpreter leaves TensorFlow unimported."""
+    """A whole `rtpose run` (all subcommands registered) in a fresh interpreter leaves TensorFlow and torch unimported."""
     code = (
         "import sys\n"
         "from rtpose.cli import main\n"
         f"status = main(['run', '--source', 'synthetic:160x120@30', '--frames', '10', '--no-pace', '--quiet',"
         f" '--model', {str(analytic_model)!r}, '--record', {str(tmp_path / 'r.h5')!r}])\n"
         "assert status == 0, status\n"
-        "loaded = [m for m in ('tensorflow', 'tf2onnx', 'keras') if m in sys.modules]\n"
+        "loaded = [m for m in ('tensorflow', 'tf2onnx', 'keras', 'torch', 'deeplabcut') if m in sys.modules]\n"
         "assert not loaded, loaded\n"
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)

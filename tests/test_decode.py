@@ -102,6 +102,46 @@ def test_offsets_scaled_in_float32_like_deeplabcut():
     assert out[0, 0, 2] == 1.0
 
 
+def _dlc3_literal(heatmap_nhwc, locref_nhwc, stride, locref_std):
+    """DeepLabCut 3's HeatmapPredictor (apply_sigmoid=False, clip_scores=True) in NumPy float32.
+
+    Transcribed from deeplabcut/pose_estimation_pytorch/models/predictors/single_predictor.py
+    (the same in DeepLabCut-Live 1.1.0): locref reshaped to (B, h, w, K, 2) and scaled in float32,
+    first argmax of the flat (B, h*w, K) map, ``x * stride + 0.5 * stride + dx`` in float32 (an
+    int64 tensor times a Python float is a float32 tensor), likelihood clipped to [0, 1].
+    """
+    B, h, w, K = heatmap_nhwc.shape
+    top = np.argmax(heatmap_nhwc.reshape(B, h * w, K), axis=1)
+    y, x = top // w, top % w
+    bi, ki = np.arange(B)[:, None], np.arange(K)[None, :]
+    scores = heatmap_nhwc[bi, y, x, ki]
+    off = (locref_nhwc.reshape(B, h, w, K, 2) * np.float32(locref_std))[bi, y, x, ki]
+    xs = x.astype(np.float32) * np.float32(stride) + np.float32(0.5 * stride) + off[..., 0]
+    ys = y.astype(np.float32) * np.float32(stride) + np.float32(0.5 * stride) + off[..., 1]
+    return np.stack([xs, ys, np.clip(scores, 0, 1)], axis=-1)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_clip_scores_matches_deeplabcut3_predictor(seed):
+    rng = np.random.default_rng(seed)
+    B, h, w, K = 3, 30, 40, 4
+    # raw heatmaps (no sigmoid): values below 0 and above 1, several cells above 1
+    scmap = (rng.standard_normal((B, h, w, K)) * 0.6 + 0.3).astype(np.float32)
+    scmap[0, 3, 5, 1] = scmap[0, 7, 2, 1] = 5.0  # the raw maximum decides (first of a tie), not the clipped one
+    scmap[1, :, :, 2] = -0.25  # all negative: likelihood 0
+    locref = rng.standard_normal((B, h, w, 2 * K)).astype(np.float32)
+    out = np.full((B, K, 3), -1.0)
+    Decoder(STRIDE, LOCREF_STDEV, K, B, clip_scores=True).decode(scmap, locref, out)
+    assert np.array_equal(out, decode_reference(scmap, locref, STRIDE, LOCREF_STDEV, clip_scores=True))
+    assert np.array_equal(out[..., :2], _decode(scmap, locref)[..., :2])  # only the likelihood changes
+    assert out[0, 1, 2] == 1.0 and out[0, 1, 0] == 5 * STRIDE + 4 + float(locref[0, 3, 5, 2] * np.float32(LOCREF_STDEV))
+    assert np.all(out[1, 2, 2] == 0.0)
+    dlc3 = _dlc3_literal(scmap, locref, STRIDE, LOCREF_STDEV)
+    # DeepLabCut 3 computes x, y in float32: rtpose's float64 value rounds to exactly it
+    assert np.array_equal(out.astype(np.float32), dlc3)
+    assert np.max(np.abs(out[..., :2] - dlc3[..., :2])) < 1e-5
+
+
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_ties_and_plateaus_first_maximum_wins(seed):
     rng = np.random.default_rng(seed)

@@ -1,13 +1,15 @@
-"""Runs inside the DeepLabCut-Live virtual environment (numpy < 2, TensorFlow 2.15),
-never in rtpose's. Imports nothing from rtpose.
+"""Runs inside a DeepLabCut-Live virtual environment (numpy < 2; TensorFlow 2.15 for
+TF models, torch for DeepLabCut 3 models), never in rtpose's. Imports nothing from rtpose.
 
-    python dlclive_worker.py MODEL_DIR FRAMES.npy OUT.npz [--warmup N] [--resize F] [--dynamic T,M]
+    python dlclive_worker.py MODEL FRAMES.npy OUT.npz [--warmup N] [--model-type base|pytorch] [--resize F] [--dynamic T,M]
 
-Loads the BGR uint8 frames ``(N, H, W, 3)``, builds ``DLCLive(MODEL_DIR,
-model_type="base")``, calls ``init_inference`` on the first frame, warms up on
+Loads the BGR uint8 frames ``(N, H, W, 3)``, builds ``DLCLive(MODEL,
+model_type="base")`` (a TF exported-model folder) or ``DLCLive(MODEL,
+model_type="pytorch", device="cpu")`` (a DeepLabCut 3 ``.pt``; DLC-Live's
+``PyTorchRunner``), calls ``init_inference`` on the first frame, warms up on
 a few frames, then times ``get_pose`` on every frame with ``perf_counter_ns``
 (one call = DLC-Live's whole per-frame path: colour conversion, TensorFlow
-session run, argmax decode). Writes poses ``(N, K, 3)``, per-frame times (ns)
+session run or PyTorch forward, argmax decode). Writes poses ``(N, K, 3)``, per-frame times (ns)
 and versions to OUT.npz. ``--resize F`` and ``--dynamic T,M`` pass DLC-Live's own
 ``resize=F`` and ``dynamic=(True, T, M)``.
 """
@@ -28,21 +30,26 @@ def main() -> int:
     p.add_argument("--warmup", type=int, default=10)
     p.add_argument("--resize", type=float, default=None)
     p.add_argument("--dynamic", default=None, help="THRESHOLD,MARGIN")
+    p.add_argument("--model-type", choices=("base", "pytorch"), default="base")
     args = p.parse_args()
 
     import numpy as np
-    import tensorflow as tf
+    if args.model_type == "pytorch":
+        import torch as framework
+        kwargs = {"device": "cpu"}
+    else:
+        import tensorflow as framework
+        kwargs = {}
     import dlclive
     from dlclive import DLCLive
 
     frames = np.load(args.frames)
-    options = {}
     if args.resize is not None:
-        options["resize"] = args.resize
+        kwargs["resize"] = args.resize
     if args.dynamic:
         threshold, margin = (float(v) for v in args.dynamic.split(","))
-        options["dynamic"] = (True, threshold, int(margin) if margin.is_integer() else margin)
-    live = DLCLive(args.model_dir, model_type="base", **options)
+        kwargs["dynamic"] = (True, threshold, int(margin) if margin.is_integer() else margin)
+    live = DLCLive(args.model_dir, model_type=args.model_type, **kwargs)
     live.init_inference(frames[0])
     for i in range(args.warmup):
         live.get_pose(frames[i % len(frames)])
@@ -60,7 +67,7 @@ def main() -> int:
     total = time.perf_counter_ns() - t_all
     version = getattr(dlclive, "__version__", None) or getattr(getattr(dlclive, "version", None), "__version__", "?")
     np.savez(args.out, poses=poses, times_ns=times, total_ns=np.int64(total),
-             versions=np.array([f"deeplabcut-live {version}", f"tensorflow {tf.__version__}",
+             versions=np.array([f"deeplabcut-live {version}", f"{framework.__name__} {framework.__version__}",
                                 f"numpy {np.__version__}", f"python {sys.version.split()[0]}"]))
     return 0
 

@@ -20,10 +20,18 @@ For each DeepLabCut exported-model folder (``pose_cfg.yaml`` + frozen ``.pb``;
 * any DeepLabCut-format export of the bundled model found under
   ``examples/train_openfield/`` (a folder holding ``pose_cfg.yaml``);
 
+and DeepLabCut 3 (PyTorch) exports given with ``--dlc3 PATH...`` (or
+``RTPOSE_DLC3_EXPORTS``, paths separated by ``:``; an ``exported-models-pytorch/DLC_...``
+folder or its ``.pt``; ``examples/dlc3_openfield/make_models.py`` makes real ones),
+compared with DLC-Live's PyTorch runner (``DLCLive(pt, model_type="pytorch",
+device="cpu")``) in a second environment (deeplabcut-live[pytorch] 1.1.0, torch
+2.14.1, torchvision 0.29.1; ``RTPOSE_DLCLIVE_TORCH_VENV``, default
+~/.cache/rtpose/dlclive-torch-venv); ``--only-dlc3`` leaves the TF models out;
+
 it exports the folder to ONNX with rtpose (``rtpose.exporters.export_model``),
 then times, on the same real openfield frames (640x480 BGR, as OpenCV reads them):
 
-* DLC-Live: ``get_pose(frame)`` per frame (colour conversion, TF session, decode);
+* DLC-Live: ``get_pose(frame)`` per frame (colour conversion, TF session or PyTorch forward, decode);
 * rtpose: ``load_frame`` + ``run`` + ``Decoder.decode`` per frame (colour
   conversion, ONNX Runtime, decode) - the pipeline's own calls - and, for
   throughput, the same at batch 8.
@@ -47,7 +55,7 @@ one frame at a time and at batch 8 (which must give the same poses).
 Goal: rtpose <= 0.5x DLC-Live's per-frame latency on CPU, agreement < 0.05 px.
 
     .venv/bin/python latency_tests/dlc_live_side_by_side/run.py [--quick] [--frames N] [--loads idle,one,all]
-        [--settings full,resize,dynamic]
+        [--settings full,resize,dynamic] [--dlc3 PATH...] [--only-dlc3]
 
 Environment: RTPOSE_DLCLIVE_VENV (default ~/.cache/rtpose/dlclive-venv),
 RTPOSE_DLCLIVE_PYTHON (default: python3.11 on PATH).
@@ -77,6 +85,8 @@ TITLE = "Side by side with DeepLabCut-Live (CPU, same model folder, same frames)
 GOAL_RATIO, GOAL_PX = 0.5, 0.05
 DLCLIVE_PINS = ("deeplabcut-live==1.1.0", "tensorflow==2.15.1", "numpy==1.26.4")
 TORCH_PIN = "torch==2.13.0"
+#: DLC-Live's PyTorch runner for DeepLabCut 3 models (torch 2.13 does not import with DeepLabCut 3.0.2's code)
+DLCLIVE_TORCH_PINS = ("deeplabcut-live[pytorch]==1.1.0", "torch==2.14.1", "torchvision==0.29.1")
 WORKER = HERE / "dlclive_worker.py"
 BATCH = 8
 #: A keypoint's maximum is "ambiguous" when another cell's score is within this of it: far above the
@@ -117,10 +127,14 @@ def _run(cmd, what: str, timeout: float = 1800) -> None:
         raise Skip(f"{what} failed (exit {proc.returncode}):\n{tail}")
 
 
-def _works(python: Path) -> bool:
+def torch_venv_dir() -> Path:
+    return Path(os.environ.get("RTPOSE_DLCLIVE_TORCH_VENV", Path.home() / ".cache" / "rtpose" / "dlclive-torch-venv"))
+
+
+def _works(python: Path, probe: str = "import dlclive, numpy; assert numpy.__version__ < '2'") -> bool:
     if not python.is_file():
         return False
-    proc = subprocess.run([str(python), "-c", "import dlclive, numpy; assert numpy.__version__ < '2'"],
+    proc = subprocess.run([str(python), "-c", probe],
                           capture_output=True, text=True, timeout=600,
                           env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
     return proc.returncode == 0
@@ -148,6 +162,37 @@ def ensure_venv(venv: Path | None = None) -> Path:
     if not _works(python):
         raise Skip(f"the environment in {venv} was created but `import dlclive` fails in it")
     return python
+
+
+def ensure_torch_venv(venv: Path | None = None) -> Path:
+    """The python of DLC-Live's PyTorch environment, creating it if needed; raises Skip."""
+    venv = venv or torch_venv_dir()
+    python = venv / "bin" / "python"
+    probe = "import dlclive, torch; from dlclive.pose_estimation_pytorch.runner import PyTorchRunner"
+    if _works(python, probe):
+        return python
+    base = os.environ.get("RTPOSE_DLCLIVE_PYTHON") or shutil.which("python3.11") or sys.executable
+    print(f"creating DLC-Live's PyTorch environment in {venv} (once; a few minutes) ...", flush=True)
+    if venv.exists():
+        shutil.rmtree(venv)
+    venv.parent.mkdir(parents=True, exist_ok=True)
+    _run([base, "-m", "venv", venv], "creating the virtual environment")
+    _run([python, "-m", "pip", "install", "-q", "--disable-pip-version-check", *DLCLIVE_TORCH_PINS],
+         "pip install " + " ".join(DLCLIVE_TORCH_PINS))
+    if not _works(python, probe):
+        raise Skip(f"the environment in {venv} was created but importing DLC-Live's PyTorch runner fails in it")
+    return python
+
+
+def dlc3_exports(paths) -> list[tuple[str, Path]]:
+    """(label, .pt) for DeepLabCut 3 exports given as folders or .pt files."""
+    out = []
+    for p in map(Path, paths):
+        pts = sorted(p.glob("*.pt")) if p.is_dir() else [p]
+        if len(pts) != 1 or not pts[0].is_file():
+            raise Skip(f"{p}: not a DeepLabCut 3 exported-model folder with one .pt, nor a .pt file")
+        out.append((f"DeepLabCut 3 {p.name if p.is_dir() else p.stem} (PyTorch)", pts[0]))
+    return out
 
 
 # ----------------------------------------------------------------------------- inputs
@@ -200,11 +245,12 @@ def model_folders(tmp: Path, only=None) -> list[tuple[str, Path]]:
 
 # ----------------------------------------------------------------------------- the two sides
 
-def run_dlclive(python: Path, folder: Path, frames_file: Path, out: Path, warmup: int, extra_args=()) -> dict:
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "CUDA_VISIBLE_DEVICES": ""}
+def run_dlclive(python: Path, folder: Path, frames_file: Path, out: Path, warmup: int, extra_args=(),
+                model_type: str = "base") -> dict:
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "CUDA_VISIBLE_DEVICES": "", "HF_HUB_OFFLINE": "1"}
     env.pop("PYTHONPATH", None)
     proc = subprocess.run([str(python), str(WORKER), str(folder), str(frames_file), str(out), "--warmup", str(warmup),
-                           *extra_args],
+                           "--model-type", model_type, *extra_args],
                           capture_output=True, text=True, env=env, timeout=3600)
     if proc.returncode != 0:
         tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-15:])
@@ -224,7 +270,7 @@ def run_rtpose(onnx_path: Path, frames: np.ndarray, warmup: int, framing_args: d
     if framing_args:
         return _run_rtpose_framed(model, frames, warmup, framing_args)
     model.prepare(BATCH, h, w)
-    dec = Decoder(meta.stride, meta.locref_stdev, meta.num_bodyparts, BATCH)
+    dec = Decoder(meta.stride, meta.locref_stdev, meta.num_bodyparts, BATCH, clip_scores=meta.clip_scores)
     out = np.zeros((BATCH, meta.num_bodyparts, 3), np.float64)
     poses = np.zeros((n, meta.num_bodyparts, 3), np.float64)
     ambiguous = np.zeros((n, meta.num_bodyparts), bool)  # another cell's score is within AMBIGUOUS of the maximum
@@ -360,11 +406,14 @@ def compare(label: str, dlc: dict, rt: dict, size: str) -> dict:
 
 
 def run(quick: bool = False, model=None, frames: int | None = None, loads: str | None = None,
-        setting_names: str | None = None) -> dict:
+        setting_names: str | None = None, dlc3=(), only_dlc3: bool = False) -> dict:
     n = frames or (40 if quick else 300)
     warmup = 5 if quick else 20
+    dlc3 = list(dlc3) or [p for p in os.environ.get("RTPOSE_DLC3_EXPORTS", "").split(":") if p]
     try:
-        python = ensure_venv()
+        python = None if only_dlc3 else ensure_venv()
+        torch_models = dlc3_exports(dlc3)
+        torch_python = ensure_torch_venv() if torch_models else None
         images = openfield_frames(n)
     except Skip as exc:
         print(f"skipped: {exc}")
@@ -377,24 +426,27 @@ def run(quick: bool = False, model=None, frames: int | None = None, loads: str |
         frames_file = tmp / "frames.npy"
         np.save(frames_file, images)
         try:
-            folders = model_folders(tmp, only=model)
+            folders = [] if only_dlc3 else [(label, f, python, "base") for label, f in model_folders(tmp, only=model)]
         except Skip as exc:
             print(f"skipped: {exc}")
             return {"title": TITLE, "status": "skipped", "reason": str(exc)}
+        folders += [(label, pt, torch_python, "pytorch") for label, pt in torch_models]
         size = f"{images.shape[2]}x{images.shape[1]}"
         conditions = load_conditions(loads)
         chosen = settings(setting_names)
-        for i, (label, folder) in enumerate(folders):
+        for i, (label, folder, live_python, model_type) in enumerate(folders):
             print(f"== {label}: {folder}", flush=True)
             onnx_path = tmp / f"model{i}.onnx"
             export_model(folder, onnx_path)
             for (setting, dlc_args, rt_args), (load_label, busy) in itertools.product(chosen, conditions):
                 # A-B-B-A order, so that a change of machine load during the run hits both sides alike
                 with busy_cores(busy), OtherLoad() as other:
-                    dlc_a = run_dlclive(python, folder, frames_file, tmp / f"dlclive{i}a.npz", warmup, dlc_args)
+                    dlc_a = run_dlclive(live_python, folder, frames_file, tmp / f"dlclive{i}a.npz", warmup, dlc_args,
+                                        model_type)
                     rt_a = run_rtpose(onnx_path, images, warmup, rt_args)
                     rt_b = run_rtpose(onnx_path, images, warmup, rt_args)
-                    dlc_b = run_dlclive(python, folder, frames_file, tmp / f"dlclive{i}b.npz", warmup, dlc_args)
+                    dlc_b = run_dlclive(live_python, folder, frames_file, tmp / f"dlclive{i}b.npz", warmup, dlc_args,
+                                        model_type)
                 r = compare(label, _pool(dlc_a, dlc_b), _pool(rt_a, rt_b), size)
                 r["setting"], r["load"], r["busy_cores"] = setting, load_label, busy
                 # the DLC-Live worker's CPU counts as this script's own once it has been waited for
@@ -473,11 +525,14 @@ def main(argv=None) -> dict:
         p.add_argument("--loads", default=None, help="load conditions: idle,one,all (default: all three)")
         p.add_argument("--settings", default=None,
                        help="matching settings: full,resize,dynamic (default: full)")
+        p.add_argument("--dlc3", nargs="+", default=[], metavar="PATH",
+                       help="DeepLabCut 3 exports (exported-models-pytorch/DLC_... folders or .pt files)")
+        p.add_argument("--only-dlc3", action="store_true", help="compare only the --dlc3 models")
 
     args = cli(__doc__.splitlines()[0], argv, extra=extra)
     folders = args.model.split(",") if args.model else None
     return finish(run(quick=args.quick, model=folders, frames=args.frames, loads=args.loads,
-                      setting_names=args.settings), args)
+                      setting_names=args.settings, dlc3=args.dlc3, only_dlc3=args.only_dlc3), args)
 
 
 if __name__ == "__main__":

@@ -21,7 +21,8 @@ def main(args: argparse.Namespace) -> int:
     meta = model.metadata
     print(f"model: {model.path}")
     print(f"  bodyparts ({meta.num_bodyparts}): {', '.join(meta.bodyparts)}")
-    print(f"  stride: {meta.stride:g}   locref_stdev: {meta.locref_stdev:g}   location_refinement: {meta.location_refinement}")
+    print(f"  stride: {meta.stride:g}   locref_stdev: {meta.locref_stdev:g}   location_refinement: {meta.location_refinement}"
+          f"   likelihood clipped to [0, 1]: {meta.clip_scores}")
     print(f"  input colour: {meta.input_color}, range {meta.input_range}, preprocessing in graph: {meta.preprocessing_in_graph}")
     print("  inputs:")
     for i in model.session.get_inputs():
