@@ -9,7 +9,12 @@ PY     := $(VENV)/bin/python
 STAMP_RUN  := $(VENV)/.installed-run
 STAMP_TEST := $(VENV)/.installed-test
 
-.PHONY: demo test clean-venv
+.PHONY: demo test clean-venv c-example-deps
+
+# System libraries the C subscriber example's test builds against (tests/test_zmq_examples.py).
+# Installed with apt-get when make runs as root on Debian/Ubuntu (CI, a fresh rig PC set up as
+# root); otherwise make says which packages to install and that one test skips, naming them.
+C_EXAMPLE_PKGS := pkg-config libzmq3-dev libmsgpack-dev
 
 # Quiet installs. setuptools prints an "Editable installation" notice (be careful
 # with folders named like the package in the working directory) for every
@@ -32,8 +37,16 @@ $(STAMP_TEST): pyproject.toml setup.py | $(PY)
 demo: $(STAMP_RUN)
 	$(VENV)/bin/rtpose demo
 
+c-example-deps:
+	@if command -v cc >/dev/null && pkg-config --exists libzmq 2>/dev/null && \
+	   (pkg-config --exists msgpack 2>/dev/null || pkg-config --exists msgpack-c 2>/dev/null); then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "installing the C example's build dependencies: $(C_EXAMPLE_PKGS)"; \
+	  apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(C_EXAMPLE_PKGS) >/dev/null; \
+	else echo "note: tests/test_zmq_examples.py::test_c_subscriber_example needs a C compiler and $(C_EXAMPLE_PKGS) (sudo apt-get install $(C_EXAMPLE_PKGS)); without them it skips" >&2; fi
+
 # pytest exits 5 when it collects no tests: that is a failure here, with a message.
-test: $(STAMP_TEST)
+test: $(STAMP_TEST) c-example-deps
 	@$(PY) -m pytest -q $(PYTEST_ARGS); status=$$?; \
 	if [ $$status -eq 5 ]; then echo "pytest collected no tests: the suite must never be empty" >&2; exit 1; fi; \
 	exit $$status

@@ -51,8 +51,10 @@ def folder_name(cfg: dict) -> str:
 
 def build_export(net: str, out_dir: Path, cfg: dict | None = None) -> tuple[Path, str]:
     """(export folder, weights sha256): DeepLabCut's network for ``net``'s real config, seeded random init."""
-    import torch
-    from deeplabcut.pose_estimation_pytorch.models import PoseModel
+    from rtpose.exporters import deps
+
+    torch = deps.torch()  # as the exporter imports it (without triton, which crashes beside TensorFlow)
+    PoseModel = deps.dlc3_pose_model()
 
     cfg = copy.deepcopy(cfg or config(net))
     torch.manual_seed(SEED)
