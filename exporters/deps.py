@@ -55,7 +55,7 @@ def onnxruntime():
     return _import("onnxruntime", RUNTIME_HINT, "Checking an exported model")
 
 
-def _block_triton() -> None:
+def block_triton() -> None:
     """Keep torch from importing triton: exporting traces on the CPU and never needs it, and triton's
     bundled LLVM crashes the process (segmentation fault in ``import triton``) when TensorFlow is
     already loaded, as it is in a process that also exports TF models (the test suite). Must run
@@ -64,13 +64,13 @@ def _block_triton() -> None:
 
 
 def torch():
-    _block_triton()
+    block_triton()
     return _import("torch", TORCH_HINT, _TORCH_WHY)
 
 
 def dlc3_pose_model():
     """DeepLabCut 3's ``PoseModel`` (the code that defines its architectures)."""
-    _block_triton()
+    block_triton()
     _import("deeplabcut", TORCH_HINT, _TORCH_WHY)
     return _import("deeplabcut.pose_estimation_pytorch.models.model", TORCH_HINT, _TORCH_WHY).PoseModel
 
@@ -92,7 +92,7 @@ def require_export(kind: str = "dlc") -> None:
 def versions(kind: str = "dlc") -> dict[str, str]:
     """Versions of the export stack used for this source kind (imports it)."""
     if kind == "dlc3":
-        _block_triton()
+        block_triton()
         import deeplabcut
 
         return {

@@ -14,6 +14,14 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))  # test helpers (analytic_model, dlc_graphs)
 
+# TensorFlow (the TF exporter tests) and torch (the DeepLabCut 3 exporter tests) share this process;
+# torch must then never import triton, whose LLVM segfaults beside TensorFlow. The exporter does the
+# same before it imports torch (rtpose.exporters.deps.block_triton); here it also covers test modules
+# that import torch or deeplabcut themselves, at collection.
+from rtpose.exporters.deps import block_triton  # noqa: E402
+
+block_triton()
+
 REPO = Path(__file__).resolve().parents[1]
 #: Real DeepLabCut labels and 5 held-out frames (see README.md there for what and why).
 OPENFIELD = Path(__file__).resolve().parent / "data" / "openfield"
