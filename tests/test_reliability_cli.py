@@ -197,3 +197,36 @@ def test_listen_without_timeout_says_it_waits_and_ends_on_a_stop_signal(signum):
     assert note == (f"rtpose listen: still waiting: no publisher at {address} (nothing accepted the connection); "
                     f"start one with `rtpose run --publish {address} ...` or check the address\n")
     assert proc.returncode == 130 and out == "" and "Traceback" not in err
+
+
+@pytest.fixture
+def read_only_folder(tmp_path):
+    """A real read-only filesystem (a tmpfs mounted ro; needs root, as in the project's CI container):
+    root ignores permission bits, so chmod cannot make a folder read-only for these tests."""
+    mount = tmp_path / "ro"
+    mount.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(mount)],
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a read-only tmpfs (needs root and CAP_SYS_ADMIN): {done.stderr.strip()}")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", str(mount)], check=True)
+
+
+@pytest.mark.parametrize("command", ["run", "analyze"])
+def test_an_output_in_a_read_only_location_is_a_clear_error(read_only_folder, command, tmp_path):
+    from rtpose.data import demo_video_path
+
+    if command == "run":
+        args = ["run", "--source", "synthetic:64x64", "--frames", "3", "--record", str(read_only_folder / "s.h5")]
+    else:
+        args = ["analyze", str(demo_video_path()), "--out-dir", str(read_only_folder / "out")]
+    done = subprocess.run([sys.executable, "-m", "rtpose", *args, "--quiet"], capture_output=True, text=True,
+                          timeout=600, cwd=tmp_path)
+    assert done.returncode == 2, done.stderr
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"rtpose {command}: error: cannot create recording {read_only_folder}")
+    assert "(Read-only file system); check that the folder can be created and is writable, or record elsewhere" in last
+    assert "Traceback" not in done.stderr and "cannot join thread" not in done.stderr
