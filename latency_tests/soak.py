@@ -229,6 +229,13 @@ def run_soak(minutes: float, *, warmup_minutes: float | None = None, sample_s: f
     onnx = OnnxPoseModel(model_path, providers=["cpu"])
     rules_file = folder / "rules.yaml"
     rules_file.write_text(RULES)
+    # The pipeline's one-time JIT warm-up (Numba's LLVM keeps a native thread once it has compiled or
+    # loaded a kernel) happens before the baseline: it belongs to the process, not to a run.
+    from rtpose.decode import warmup as warmup_decode
+    from rtpose.kalman import warmup as warmup_kalman
+
+    warmup_decode()
+    warmup_kalman()
     baseline = sample(0.0, tracing)  # before the run opens anything
     output = EmulatedSerialOutput()
     publisher = ZmqPublisherSink(address)

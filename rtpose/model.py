@@ -279,7 +279,11 @@ class OnnxPoseModel:
             raise ModelError(f"{self.path}: score maps have shape {sc.shape}, expected (batch, h, w, {k}) for bodyparts {self.metadata.bodyparts}")
         h, w = sc.shape[1:3]
         check_map_geometry(self.path, self.metadata.stride, height, width, h, w)
-        check_score_range(self.path, sc)
+        if not self.metadata.clip_scores:  # DeepLabCut 3 heatmaps are raw; the decode clips the likelihood
+            check_score_range(self.path, sc)
+        elif not np.all(np.isfinite(sc)):
+            raise ModelError(f"{self.path}: the score maps of a test frame are not all finite; the model is broken: "
+                             "re-export it with `rtpose export`")
         if self.metadata.location_refinement:
             lr = probe[1]
             if lr.shape[1:] != (h, w, 2 * k):
