@@ -19,6 +19,7 @@ import pytest
 
 from rtpose.errors import RecordingError
 from rtpose.recording import RecorderSink, RecordingPaths, read_dlc_table
+from drivers_helpers import tmpfs
 from test_recorder import _batch, _info
 
 # -- helpers -------------------------------------------------------------------------------------
@@ -69,17 +70,9 @@ def record_until_error(rec: RecorderSink, max_batches: int = 100_000) -> Recordi
 
 @pytest.fixture
 def small_disk(tmp_path):
-    """A real 1 MiB tmpfs (needs root, as in the project's CI container)."""
-    mount = tmp_path / "small"
-    mount.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)],
-                          capture_output=True, text=True)
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a small tmpfs to fill up (needs root and CAP_SYS_ADMIN): {done.stderr.strip()}")
-    try:
+    """A real 1 MiB tmpfs."""
+    with tmpfs(tmp_path / "small", "size=1m", "to fill up") as mount:
         yield mount
-    finally:
-        subprocess.run(["umount", str(mount)], check=True)
 
 
 def test_full_disk_stops_with_every_file_at_the_same_rows(small_disk):

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from drivers_helpers import tmpfs
 from rtpose.cli.report import format_summary, progress
 from rtpose.errors import ModelError
 from rtpose.model import check_map_geometry, check_score_range
@@ -201,18 +202,9 @@ def test_listen_without_timeout_says_it_waits_and_ends_on_a_stop_signal(signum):
 
 @pytest.fixture
 def read_only_folder(tmp_path):
-    """A real read-only filesystem (a tmpfs mounted ro; needs root, as in the project's CI container):
-    root ignores permission bits, so chmod cannot make a folder read-only for these tests."""
-    mount = tmp_path / "ro"
-    mount.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(mount)],
-                          capture_output=True, text=True)
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a read-only tmpfs (needs root and CAP_SYS_ADMIN): {done.stderr.strip()}")
-    try:
+    """A real read-only filesystem: root ignores permission bits, so chmod cannot make a folder read-only."""
+    with tmpfs(tmp_path / "ro", "ro,size=1m", "mounted read-only") as mount:
         yield mount
-    finally:
-        subprocess.run(["umount", str(mount)], check=True)
 
 
 @pytest.mark.parametrize("command", ["run", "analyze"])
