@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import REPO, cli, finish, md_table, time_calls  # noqa: E402
+from _common import REPO, cli, finish, md_table, time_calls, video_frames  # noqa: E402
 
 from rtpose.benchmark.summary import summarize  # noqa: E402
 
@@ -99,23 +99,6 @@ def tf2onnx_twin(folder: Path):
     return model
 
 
-def real_frames(n: int) -> np.ndarray:
-    """``n`` RGB float32 640x480 frames of the bundled openfield video."""
-    import cv2
-
-    from rtpose.data import demo_video_path
-
-    cap = cv2.VideoCapture(str(demo_video_path()))
-    frames = []
-    while len(frames) < n:
-        ok, bgr = cap.read()
-        if not ok:
-            break
-        frames.append(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB).astype(np.float32))
-    cap.release()
-    return np.stack(frames)
-
-
 def main(argv=None) -> dict:
     args = cli(__doc__.splitlines()[0], argv)
     import onnx
@@ -134,7 +117,10 @@ def main(argv=None) -> dict:
     opts.intra_op_num_threads = default_threads()
     sessions = {k: ort.InferenceSession(m.SerializeToString(), opts, providers=["CPUExecutionProvider"])
                 for k, m in models.items()}
-    frames = real_frames(8 if args.quick else 50)
+    import cv2
+
+    frames = np.stack([cv2.cvtColor(f, cv2.COLOR_BGR2RGB) for f in video_frames(8 if args.quick else 50)])
+    frames = frames.astype(np.float32)  # the model's input: RGB float 0-255
     rounds = 10 if args.quick else 60
     samples = {k: [] for k in sessions}
     for r in range(rounds):  # alternating, so load changes hit all three alike

@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import busy_cores, cli, finish, load_conditions, md_table, resolve_model, usable_cores  # noqa: E402
+from _common import busy_cores, cli, finish, load_conditions, md_table, resolve_model, usable_cores, video_frames  # noqa: E402
 
 from rtpose.benchmark.summary import summarize  # noqa: E402
 from rtpose.benchmark.sysinfo import OtherLoad  # noqa: E402
@@ -67,22 +67,6 @@ def label(threads: int, spinning: bool) -> str:
     return f"{threads} thread{'s' if threads != 1 else ''}, spinning {'on' if spinning else 'off'}"
 
 
-def frames_640x480(n: int) -> np.ndarray:
-    import cv2
-
-    from rtpose.data import demo_video_path
-
-    cap = cv2.VideoCapture(str(demo_video_path()))
-    frames = []
-    while len(frames) < n:
-        ok, frame = cap.read()
-        if not ok:
-            break
-        frames.append(frame)
-    cap.release()
-    return np.ascontiguousarray(np.stack(frames))
-
-
 def run(quick: bool = False, model=None, settings=None, loads=None, frames: int | None = None) -> dict:
     from rtpose.decode import Decoder
     from rtpose.model import OnnxPoseModel
@@ -90,7 +74,7 @@ def run(quick: bool = False, model=None, settings=None, loads=None, frames: int 
     path, model_label = resolve_model(model)
     per_block = frames or (10 if quick else 150)
     warmup = 3 if quick else 15
-    images = frames_640x480(min(per_block, 100))
+    images = video_frames(min(per_block, 100))
     h, w = images.shape[1:3]
     chosen = parse_settings(settings)
     models = []
