@@ -16,6 +16,8 @@ import sys
 import time
 from datetime import datetime, timezone
 
+from ..cpu_load import busy_cpu_s, other_load_cores, own_cpu_s
+
 #: Packages whose versions a result depends on.
 PACKAGES = ("rtpose", "numpy", "numba", "onnxruntime", "onnxruntime-gpu", "opencv-python-headless",
             "opencv-python", "pyzmq", "msgpack", "pyserial", "tensorflow", "tensorflow-cpu", "tf2onnx", "onnx")
@@ -151,25 +153,6 @@ def describe(info: dict) -> str:
             f"load {info['load_average']}; {contention}")
 
 
-def _busy_cpu_s() -> float | None:
-    """CPU seconds all processes have used (``/proc/stat``, busy = total - idle - iowait)."""
-    try:
-        with open("/proc/stat", encoding="utf-8") as f:
-            fields = f.readline().split()[1:]
-    except OSError:
-        return None
-    ticks = [int(x) for x in fields[:8]]
-    hz = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
-    return (sum(ticks) - ticks[3] - ticks[4]) / hz
-
-
-def _own_cpu_s() -> float:
-    import resource
-
-    children = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return time.process_time() + children.ru_utime + children.ru_stime
-
-
 class OtherLoad:
     """How many cores *other* processes kept busy while a measurement ran.
 
@@ -180,12 +163,10 @@ class OtherLoad:
     """
 
     def __enter__(self) -> "OtherLoad":
-        self._busy, self._own, self._t = _busy_cpu_s(), _own_cpu_s(), time.perf_counter()
+        self._busy, self._own, self._t = busy_cpu_s(), own_cpu_s(), time.perf_counter()
         self.cores = float("nan")
         return self
 
     def __exit__(self, *exc) -> None:
-        busy = _busy_cpu_s()
-        wall = time.perf_counter() - self._t
-        if busy is not None and self._busy is not None and wall > 0:
-            self.cores = max(0.0, ((busy - self._busy) - (_own_cpu_s() - self._own)) / wall)
+        self.cores = other_load_cores(self._busy, self._own, busy_cpu_s(), own_cpu_s(),
+                                      time.perf_counter() - self._t)

@@ -9,7 +9,8 @@ import sys
 from typing import Callable
 
 from ..framing import CropBox, DynamicCrop, Framing
-from ..model import DEFAULT_SPINNING, OnnxPoseModel, load_model
+from ..adaptive_threads import AdaptiveThreadsModel, ThreadRule
+from ..model import DEFAULT_SPINNING, OnnxPoseModel, default_threads, load_model
 from ..pipeline import Pipeline, RunSummary
 from .report import format_summary, status_line
 
@@ -23,6 +24,11 @@ def positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"{value} is not allowed; give a whole number of at least 1")
     return value
+
+
+def thread_count(text: str) -> int | str:
+    """argparse type for ``--threads``: a whole number >= 1, or ``auto``."""
+    return "auto" if text.strip().lower() == "auto" else positive_int(text)
 
 
 def non_negative_ms(text: str) -> float:
@@ -41,7 +47,9 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
                         help="rtpose .onnx file or DeepLabCut exported-model folder (default: the bundled openfield model)")
     parser.add_argument("--providers", default="auto",
                         help="comma-separated execution providers, best first: tensorrt,cuda,cpu (default: auto)")
-    parser.add_argument("--threads", type=positive_int, default=None, help="CPU inference threads (default: all usable cores)")
+    parser.add_argument("--threads", type=thread_count, default=None,
+                        help="CPU inference threads: a number, or auto (as many as the cores other programs leave "
+                             "free, re-measured every 0.5 s: docs/performance.md). Default: all usable cores")
     parser.add_argument("--spinning", choices=("on", "off"), default="on" if DEFAULT_SPINNING else "off",
                         help="let idle inference threads busy-wait for work (ONNX Runtime's allow_spinning). "
                              "Default off: slightly slower on an idle machine, much steadier when other "
@@ -71,10 +79,20 @@ def framing_from_args(args: argparse.Namespace) -> Framing | None:
 
 
 def model_from_args(args: argparse.Namespace, *, threads: int | None = None) -> OnnxPoseModel:
-    """The model the options name; ``threads`` overrides ``--threads``."""
+    """The model the options name; ``threads`` overrides ``--threads``. With ``--threads auto`` on the CPU
+    provider: an :class:`~rtpose.adaptive_threads.AdaptiveThreadsModel` (one session per thread count)."""
     providers = None if args.providers == "auto" else [p.strip() for p in args.providers.split(",") if p.strip()]
-    return load_model(args.model, providers=providers, threads=threads or args.threads,
-                      spinning=args.spinning == "on")
+    spinning = args.spinning == "on"
+    wanted = threads or args.threads
+    if wanted != "auto":
+        return load_model(args.model, providers=providers, threads=wanted, spinning=spinning)
+    cores = default_threads()
+    first = load_model(args.model, providers=providers, threads=cores, spinning=spinning)
+    if first.provider != "CPUExecutionProvider" or cores == 1:
+        return first  # nothing to adapt: the GPU runs the network, or there is one core
+    return AdaptiveThreadsModel(
+        lambda n: first if n == cores else load_model(first.path, providers=providers, threads=n, spinning=spinning),
+        ThreadRule(cores))
 
 
 #: Exit statuses shared by the subcommands (README and docs/reliability.md list them).
@@ -147,7 +165,8 @@ def run_settings(model: OnnxPoseModel, framing: Framing | None, **more) -> dict:
     """How a run is set up, for the recording (``<stem>_settings.json``)."""
     framing = framing or Framing()
     return {
-        "model": str(model.path), "provider": model.provider, "threads": model.threads, "spinning": model.spinning,
+        "model": str(model.path), "provider": model.provider,
+        "threads": "auto" if isinstance(model, AdaptiveThreadsModel) else model.threads, "spinning": model.spinning,
         "resize": framing.resize, "crop": list(framing.crop.as_tuple()) if framing.crop else None,
         "dynamic_crop": ({"threshold": framing.dynamic.threshold, "margin_px": framing.dynamic.margin_px}
                          if framing.dynamic else None),
