@@ -267,12 +267,14 @@ class _Frames:
 
 def quantize_int8(fp32_path, out, *, calibrate, labels, calibration_frames: int = DEFAULT_CALIBRATION_FRAMES,
                   max_mean_shift_px: float = MAX_MEAN_SHIFT_PX, float_heads: bool = True,
-                  calibration_method: str = "MinMax") -> Int8Report:
+                  calibration_method: str = "MinMax", refuse: bool = True) -> Int8Report:
     """Write the INT8 (QDQ) twin of the rtpose FP32 model ``fp32_path`` to ``out`` if it passes the gate.
 
     ``calibrate``: a video or image files/folders (real frames); ``labels``: a DeepLabCut
     ``CollectedData_*.csv`` (or its folder) with its images beside it. ``float_heads``: keep the
-    layers that compute the outputs in float (:func:`output_heads`).
+    layers that compute the outputs in float (:func:`output_heads`). ``refuse=False`` (benchmarks
+    only, never the CLI: they time INT8 whatever its accuracy) writes a model that failed the gate
+    too, its metadata saying so (``gate.passed: false``).
     """
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
@@ -304,7 +306,7 @@ def quantize_int8(fp32_path, out, *, calibrate, labels, calibration_frames: int 
                               f"{exc}); please report this with the model") from exc
         figures = gate(predict(fp32_path, frames), predict(q_path, frames), truth,
                        max_mean_shift_px=max_mean_shift_px)
-        if not figures.passed:
+        if refuse and not figures.passed:
             raise ExportError(f"{fp32_path}: the INT8 model is refused by the accuracy gate: {figures.summary()}. "
                               "Nothing was written. Calibrate on more (or more typical) frames, or keep FP32.")
         quantized = onnx.load(str(q_path))

@@ -81,6 +81,10 @@ def test_int8_model_failing_the_gate_is_refused_with_the_figures(analytic_model,
         quantize_int8(analytic_model, out, calibrate=[calib], labels=labelled)
     assert "FAILED" in str(e.value) and "Nothing was written" in str(e.value)
     assert not out.exists()
+    # benchmarks time INT8 whatever its accuracy: refuse=False writes it, and its metadata says it failed
+    report = quantize_int8(analytic_model, out, calibrate=[calib], labels=labelled, refuse=False)
+    assert not report.gate.passed and out.exists()
+    assert OnnxPoseModel(out, providers=["cpu"]).metadata.extra["gate.passed"] == "false"
 
 
 def test_gate_arithmetic():

@@ -46,8 +46,11 @@ be ~0 for the figures to mean anything (run on a quiet machine).
 ``--settings`` (default ``full``) adds DeepLabCut-Live's matching settings on
 both sides: ``resize`` (``resize=0.5`` / ``--resize 0.5``) and ``dynamic``
 (``dynamic=(True, 0.5, 10)`` / ``--dynamic-crop 0.5,10``; rtpose grows its box
-to the stride, so poses agree only approximately there). Batch-8 throughput is
-measured on the full frame only.
+to the stride, so poses agree only approximately there); and ``int8``: rtpose's
+INT8 twin of the export (``rtpose export --int8``, calibrated on 32 frames of
+the openfield video, gated on its 100 labelled frames; timed even when the gate
+refuses it, and the row says so) against DLC-Live's FP32 at full frame.
+Batch-8 throughput is measured on the full frame only.
 
 It prints per-frame latency p50/p99 for each and their ratio, throughput, and
 pose agreement (mean/max pixel distance, max likelihood difference), for rtpose
@@ -55,7 +58,7 @@ one frame at a time and at batch 8 (which must give the same poses).
 Goal: rtpose <= 0.5x DLC-Live's per-frame latency on CPU, agreement < 0.05 px.
 
     .venv/bin/python latency_tests/dlc_live_side_by_side/run.py [--quick] [--frames N] [--loads idle,one,all]
-        [--settings full,resize,dynamic] [--dlc3 PATH...] [--only-dlc3]
+        [--settings full,resize,dynamic,int8] [--dlc3 PATH...] [--only-dlc3]
 
 Environment: RTPOSE_DLCLIVE_VENV (default ~/.cache/rtpose/dlclive-venv),
 RTPOSE_DLCLIVE_PYTHON (default: python3.11 on PATH).
@@ -99,7 +102,22 @@ SETTINGS = {
     "full": ("full frame", [], {}),
     "resize": ("resize 0.5", ["--resize", "0.5"], {"resize": 0.5}),
     "dynamic": ("dynamic crop (0.5, 10 px)", ["--dynamic", "0.5,10"], {"dynamic": (0.5, 10.0)}),
+    # rtpose's INT8 twin of the export against DLC-Live's FP32, full frame (the gate's verdict is in the label)
+    "int8": ("rtpose INT8 vs DLC-Live FP32, full frame", [], {"int8": True}),
 }
+
+
+def int8_twin(onnx_path: Path, out: Path) -> tuple[Path, str]:
+    """rtpose's INT8 (QDQ) twin of ``onnx_path``, calibrated on 32 frames of the openfield video and gated on
+    its 100 labelled frames (``rtpose export --int8``); written even when the gate fails (to time it), the
+    returned note says which."""
+    from rtpose.exporters.int8 import quantize_int8
+
+    data = Path(os.environ.get("RTPOSE_OPENFIELD", REPO.parent / "shared" / "data" / "openfield"))
+    labels = data / "labeled" if (data / "labeled").is_dir() else REPO / "tests" / "data" / "openfield" / "labeled"
+    video = data / "m3v1mp4.mp4" if (data / "m3v1mp4.mp4").is_file() else REPO / "rtpose" / "data" / "m3v1mp4.mp4"
+    report = quantize_int8(onnx_path, out, calibrate=video, labels=labels, calibration_frames=32, refuse=False)
+    return out, f"INT8 gate {'passed' if report.gate.passed else 'FAILED'}: {report.gate.summary()}"
 
 
 def settings(names: str | None = None) -> list[tuple[str, list[str], dict]]:
@@ -438,17 +456,26 @@ def run(quick: bool = False, model=None, frames: int | None = None, loads: str |
             print(f"== {label}: {folder}", flush=True)
             onnx_path = tmp / f"model{i}.onnx"
             export_model(folder, onnx_path)
+            twins: dict[str, tuple[Path, str]] = {}
             for (setting, dlc_args, rt_args), (load_label, busy) in itertools.product(chosen, conditions):
+                rt_args, path = dict(rt_args), onnx_path
+                if rt_args.pop("int8", False):
+                    if "int8" not in twins:
+                        twins["int8"] = int8_twin(onnx_path, tmp / f"model{i}-int8.onnx")
+                        print(f"   {twins['int8'][1]}", flush=True)
+                    path = twins["int8"][0]
                 # A-B-B-A order, so that a change of machine load during the run hits both sides alike
                 with busy_cores(busy), OtherLoad() as other:
                     dlc_a = run_dlclive(live_python, folder, frames_file, tmp / f"dlclive{i}a.npz", warmup, dlc_args,
                                         model_type)
-                    rt_a = run_rtpose(onnx_path, images, warmup, rt_args)
-                    rt_b = run_rtpose(onnx_path, images, warmup, rt_args)
+                    rt_a = run_rtpose(path, images, warmup, rt_args)
+                    rt_b = run_rtpose(path, images, warmup, rt_args)
                     dlc_b = run_dlclive(live_python, folder, frames_file, tmp / f"dlclive{i}b.npz", warmup, dlc_args,
                                         model_type)
                 r = compare(label, _pool(dlc_a, dlc_b), _pool(rt_a, rt_b), size)
                 r["setting"], r["load"], r["busy_cores"] = setting, load_label, busy
+                if path != onnx_path:
+                    r["int8_gate"] = twins["int8"][1]
                 # the DLC-Live worker's CPU counts as this script's own once it has been waited for
                 r["unplanned_load_cores"] = other.cores - busy
                 rows.append(r)
@@ -474,6 +501,10 @@ def run(quick: bool = False, model=None, frames: int | None = None, loads: str |
     if other_settings:
         verdict += ("; idle at matching settings (p50 ratio rtpose/DLC-Live): " + "; ".join(
             f"{r['model'].split(' (')[0]}, {r['setting']}: {r['ratio_p50']:.2f}" for r in other_settings))
+    gated = [r for r in rows if "int8_gate" in r and r["busy_cores"] == 0]
+    if gated:
+        verdict += ("; INT8 (goal <= 0.25x DLC-Live FP32 with the gate passed): " + "; ".join(
+            f"{r['model'].split(' (')[0]}: ratio {r['ratio_p50']:.2f}, {r['int8_gate'].split(':')[0]}" for r in gated))
     print(verdict)
     table = md_table(
         ["model", "setting", "load", "DLC-Live p50 (ms)", "p99", "rtpose p50 (ms)", "p99", "ratio p50", "ratio p99",
@@ -524,7 +555,7 @@ def main(argv=None) -> dict:
         p.add_argument("--frames", type=int, default=None, help="frames to compare on")
         p.add_argument("--loads", default=None, help="load conditions: idle,one,all (default: all three)")
         p.add_argument("--settings", default=None,
-                       help="matching settings: full,resize,dynamic (default: full)")
+                       help="matching settings: full,resize,dynamic,int8 (default: full)")
         p.add_argument("--dlc3", nargs="+", default=[], metavar="PATH",
                        help="DeepLabCut 3 exports (exported-models-pytorch/DLC_... folders or .pt files)")
         p.add_argument("--only-dlc3", action="store_true", help="compare only the --dlc3 models")
