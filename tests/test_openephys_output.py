@@ -8,6 +8,8 @@ output's own reply deadlines, in the tests that are about a reply that never com
 
 from __future__ import annotations
 
+import argparse
+
 import pytest
 import zmq
 
@@ -270,3 +272,32 @@ def test_trigger_sink_drives_the_emulator_spec():
         sink.close()
     assert out.emulator.ttl_events == [(1, 1), (1, 0)]
     assert sink.summary()["acked"] == 2 and sink.name == "trigger:openephys"
+
+
+def _output_args(**overrides) -> argparse.Namespace:
+    from rtpose.cli.outputs import add_output_arguments
+
+    parser = argparse.ArgumentParser()
+    add_output_arguments(parser)
+    args = parser.parse_args([])
+    vars(args).update(overrides)
+    return args
+
+
+def test_cli_output_option_builds_a_named_trigger_sink():
+    from rtpose.cli.outputs import build_outputs
+
+    stages, sinks = build_outputs(_output_args(output=["openephys:emulator"]), None, scorer="s", n_streams=1)
+    try:
+        assert stages == [] and [s.name for s in sinks] == ["trigger:openephys:emulator"]
+        assert sinks[0].output.is_open
+    finally:
+        for s in sinks:
+            s.close()
+
+
+def test_cli_output_option_refuses_serial_devices():
+    from rtpose.cli.outputs import build_outputs
+
+    with pytest.raises(ConfigError, match="given with --serial"):
+        build_outputs(_output_args(output=["emulator"]), None, scorer="s", n_streams=1)
