@@ -276,3 +276,16 @@ def test_rtpose_run_lsl_reaches_an_inlet_with_the_recorded_capture_times(analyti
     frames = timing["frame"].to_numpy()[rows]
     expected = poses.loc[frames].to_numpy(np.float64).astype(np.float32)
     np.testing.assert_array_equal(got["values"], expected)
+
+
+@pytest.mark.slow
+def test_demo_takes_lsl(tmp_path, capsys):
+    """`rtpose demo --lsl NAME`: the bundled model and video, every processed frame pushed."""
+    pytest.importorskip("pylsl", reason="pylsl not installed: pip install 'rtpose[lsl]'")
+    from rtpose.cli import main
+
+    assert main(["demo", "--frames", "5", "--out-dir", str(tmp_path), "--lsl", "rtpose-demo-test"]) == 0
+    text = capsys.readouterr().out
+    line = next(line for line in text.splitlines() if line.strip().startswith("lsl:"))
+    processed = int(text.split("processed ")[1].split()[0])
+    assert "streams=['rtpose-demo-test']" in line and f"sent={processed}," in line and "dropped=0" in line

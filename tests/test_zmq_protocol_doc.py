@@ -238,6 +238,27 @@ def test_json_payload_is_compact_ascii_with_null_for_nan():
     assert msg["pred"] == [None, None, None, None, None, None]
 
 
+def test_publish_format_option_reaches_the_publisher():
+    import argparse
+
+    import pytest
+
+    from rtpose.cli.outputs import add_output_arguments, build_outputs
+    from rtpose.errors import ConfigError
+
+    parser = argparse.ArgumentParser()
+    add_output_arguments(parser)
+    args = parser.parse_args(["--publish", "tcp://127.0.0.1:*", "--publish-format", "json"])
+    _, sinks = build_outputs(args, None, scorer="s", n_streams=1)
+    try:
+        assert [(s.name, s.payload_format) for s in sinks] == [("zmq", "json")]
+    finally:
+        for s in sinks:
+            s.close()
+    with pytest.raises(ConfigError, match="add --publish ADDR"):
+        build_outputs(parser.parse_args(["--publish-format", "json"]), None, scorer="s", n_streams=1)
+
+
 def test_bad_payload_format_is_a_config_error():
     import pytest
 
