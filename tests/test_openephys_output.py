@@ -301,3 +301,32 @@ def test_cli_output_option_refuses_serial_devices():
 
     with pytest.raises(ConfigError, match="given with --serial"):
         build_outputs(_output_args(output=["emulator"]), None, scorer="s", n_streams=1)
+
+
+def test_closed_loop_marks_each_zone_entry_in_the_recording(analytic_model, tmp_path):
+    """Synthetic mouse -> analytic model -> rules -> Open Ephys output -> emulated plugin: one TTL on
+    and one off per zone entry, on line channel + 1, acknowledged for exactly the entry frames."""
+    from test_closed_loop import FPS, N_FRAMES, _expected_entries, _rules_file
+
+    from rtpose.drivers.sources.synthetic import SyntheticSource
+    from rtpose.model import OnnxPoseModel
+    from rtpose.pipeline import Pipeline, PipelineConfig
+    from rtpose.rules import load_rules
+
+    source = SyntheticSource(width=320, height=240, fps=FPS, n_frames=N_FRAMES, seed=0)
+    expected = _expected_entries(source)
+    model = OnnxPoseModel(analytic_model)
+    output = open_output("openephys:emulator")
+    sink = TriggerSink(output, name="trigger:openephys")
+    pipeline = Pipeline([source], model, stages=[load_rules(_rules_file(tmp_path), model.metadata.bodyparts)],
+                        sinks=[sink], config=PipelineConfig(live=False, batch_size=1))
+    summary = pipeline.run()  # closes the sink: queued commands sent, pulses ended
+    assert summary.processed == N_FRAMES
+    ttl = output.emulator.ttl_events
+    # rule "left": channel 0 = line 1, every entry; rule "left_once": channel 1 = line 2, once (refractory)
+    assert [s for line, s in ttl if line == 1].count(1) == len(expected)
+    assert [s for line, s in ttl if line == 1].count(0) == len(expected)
+    assert [s for line, s in ttl if line == 2] == [1, 0]
+    acks = [e for e in sink.recent_events if e.kind == "ack" and "State=1" in e.detail]
+    assert sorted(e.frame_index for e in acks if "Line=1 " in e.detail) == expected
+    assert summary.sinks["trigger:openephys"]["acked"] == 2 * len(expected) + 2
