@@ -9,12 +9,14 @@ Each ``pose`` message becomes a :class:`PoseMessage`; with ``events=True``
 rule events arrive as :class:`EventMessage` in the same iteration. Pose
 messages that arrive before the header describing them are skipped (counted in
 ``skipped``); ZeroMQ's drops for a slow reader show as ``dropped`` (gaps in the
-publisher's sequence numbers). Protocol: docs/protocol.md.
+publisher's sequence numbers). Both payload formats (MessagePack, and JSON from
+``--publish-format json``) are read, message by message. Protocol: docs/protocol.md.
 """
 
 from __future__ import annotations
 
 import collections
+import json
 from dataclasses import dataclass
 from typing import Iterator
 
@@ -257,10 +259,11 @@ class PoseClient:
             raise ProtocolError(f"{self.address} sent a {len(frames)}-part message; rtpose messages are [topic, payload]")
         topic, payload = frames
         try:
-            data = msgpack.unpackb(payload, raw=False)
-        except Exception as exc:  # msgpack raises several types (ExtraData, FormatError, ValueError, ...)
+            data = decode_payload(payload)
+        except Exception as exc:  # msgpack/json raise several types (ExtraData, FormatError, ValueError, ...)
+            encoding = "JSON" if payload[:1] == b"{" else "MessagePack"
             raise ProtocolError(
-                f"{self.address} sent a {topic[:32]!r} message that is not MessagePack ({type(exc).__name__}: {exc}); "
+                f"{self.address} sent a {topic[:32]!r} message that is not {encoding} ({type(exc).__name__}: {exc}); "
                 "is the address an rtpose publisher (rtpose run --publish)?"
             ) from None
         try:
@@ -315,8 +318,8 @@ class PoseClient:
         except (IndexError, KeyError, TypeError):
             raise ProtocolError(f"pose message names stream {stream}, which header {data['hdr']} does not list") from None
         k = len(bodyparts)
-        pose = np.frombuffer(data["pose"], POSE_DTYPE)
-        pred = np.frombuffer(data["pred"], POSE_DTYPE)
+        pose = _pose_values(data["pose"])
+        pred = _pose_values(data["pred"])
         if pose.size != 3 * k or pred.size != 3 * k:
             raise ProtocolError(f"pose message has {pose.size // 3} bodyparts, its header lists {k}")
         rules = header.get("rules", [])
@@ -350,6 +353,24 @@ class PoseClient:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def decode_payload(payload: bytes):
+    """A message payload as Python objects: JSON (``--publish-format json``) when it starts with
+    ``{`` (a byte that never starts a MessagePack map), MessagePack otherwise."""
+    if payload[:1] == b"{":
+        return json.loads(payload)
+    return msgpack.unpackb(payload, raw=False)
+
+
+def _pose_values(value) -> np.ndarray:
+    """A pose array from its wire form: MessagePack bytes (float32 little-endian), or the JSON
+    array of numbers with null for NaN. Read-only float32 either way."""
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return np.frombuffer(value, POSE_DTYPE)
+    arr = np.array([np.nan if v is None else v for v in value], POSE_DTYPE)
+    arr.flags.writeable = False
+    return arr
 
 
 def _stream_id(header: dict | None, stream: int) -> str:

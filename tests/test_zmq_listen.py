@@ -34,8 +34,9 @@ def finish(proc: subprocess.Popen) -> tuple[str, str]:
     return out, err
 
 
-def test_listen_json_receives_n_lines(popen):
-    sink = ZmqPublisherSink("tcp://127.0.0.1:*")
+@pytest.mark.parametrize("payload_format", ["msgpack", "json"])  # listen reads either publisher
+def test_listen_json_receives_n_lines(popen, payload_format):
+    sink = ZmqPublisherSink("tcp://127.0.0.1:*", payload_format=payload_format)
     proc = start_listen(popen, sink.endpoint, "--count", "5", "--json", "--timeout", "60")
     try:
         assert sink.wait_for_subscriber(60_000), "rtpose listen never subscribed"

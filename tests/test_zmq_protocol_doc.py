@@ -7,12 +7,14 @@ a deliberate protocol change.
 
 from __future__ import annotations
 
+import json
 import re
 import struct
 import sys
 from pathlib import Path
 
 import msgpack
+import numpy as np
 import zmq
 
 from rtpose.results import Action, PoseBatch, StreamInfo
@@ -24,7 +26,7 @@ BP = ("snout", "leftear", "rightear", "tailbase")
 T0 = 1_000_000_000_000  # CLOCK_MONOTONIC ns of the example frame's capture
 
 
-def example_messages() -> dict[str, list[bytes]]:
+def example_messages(payload_format: str = "msgpack") -> dict[str, list[bytes]]:
     """Publish one frame of a documented example; return the last message of each topic.
 
     Everything runs on a private ZeroMQ context that is terminated before returning:
@@ -36,7 +38,8 @@ def example_messages() -> dict[str, list[bytes]]:
     sends = iter([T0 + 9_000_000 + i * 10_000 for i in range(10)])
     sink = sub = None
     try:
-        sink = ZmqPublisherSink("inproc://protocol-doc", context=ctx, clock=lambda: next(sends), header_id=0x5EED0000)
+        sink = ZmqPublisherSink("inproc://protocol-doc", context=ctx, clock=lambda: next(sends), header_id=0x5EED0000,
+                                payload_format=payload_format)
         sub = ctx.socket(zmq.SUB)
         sub.subscribe(b"")
         sub.connect("inproc://protocol-doc")
@@ -166,7 +169,103 @@ def render() -> dict[str, str]:
         if topic != "header":
             parts += ["", "the same payload, item by item:", "offset bytes", annotate(payload)]
         blocks[topic] = "```\n" + "\n".join(parts) + "\n```"
+    for topic, (t, payload) in example_messages("json").items():
+        blocks[f"json-{topic}"] = (f"```\nframe 1 (topic, {len(t)} bytes): {t.decode()}\n\n"
+                                   f"frame 2 (JSON payload, {len(payload)} bytes of ASCII, no line break):\n"
+                                   f"{payload.decode('ascii')}\n```")
     return blocks
+
+
+def test_json_payloads_carry_the_msgpack_keys_and_values():
+    """--publish-format json: the same topics, keys in the same order, the same values; pose arrays
+    as numbers whose float32 conversion gives back the published float32 bits exactly."""
+    packed, text = example_messages(), example_messages("json")
+    assert list(packed) == list(text)
+    for topic in packed:
+        a = msgpack.unpackb(packed[topic][1], raw=False)
+        b = json.loads(text[topic][1])
+        assert text[topic][0] == packed[topic][0] and list(a) == list(b)
+        for key in a:
+            if key in ("pose", "pred"):
+                floats = np.frombuffer(a[key], "<f4")
+                assert np.array(b[key], np.float32).tobytes() == floats.tobytes()
+            else:
+                assert a[key] == b[key], key
+
+
+def test_the_python_client_reads_json_exactly_like_msgpack():
+    from rtpose.client import PoseClient
+
+    decoded = []
+    for fmt in ("msgpack", "json"):
+        msgs = example_messages(fmt)
+        ctx = zmq.Context()
+        try:
+            client = PoseClient("inproc://unused", context=ctx, events=True, clock=lambda: T0 + 20_000_000)
+            try:
+                assert client._handle(msgs["header"]) is None
+                decoded.append((client._handle(msgs["pose"]), client._handle(msgs["event"])))
+            finally:
+                client.close()
+        finally:
+            ctx.term()
+    (pose_a, event_a), (pose_b, event_b) = decoded
+    assert pose_a.to_json() == pose_b.to_json() and event_a == event_b
+    assert pose_a.pose.tobytes() == pose_b.pose.tobytes() and pose_b.pose.dtype == np.float32
+    assert not pose_b.pose.flags.writeable
+
+
+def test_json_payload_is_compact_ascii_with_null_for_nan():
+    sink = ZmqPublisherSink("inproc://json-nan", payload_format="json", clock=lambda: T0)
+    try:
+        sub = sink._ctx.socket(zmq.SUB)
+        sub.subscribe(b"pose")
+        sub.connect("inproc://json-nan")
+        sink.open([StreamInfo("camera:0", 640, 480, 30.0, BP[:2])])
+        b = PoseBatch(1, 2)
+        b.n = 1
+        b.pose[0] = [[np.nan, 1.5, 0.25], [np.inf, 0.1, 1.0]]
+        b.predicted[0] = np.nan
+        sink.write(b)
+        assert sub.poll(10_000)
+        topic, payload = sub.recv_multipart()
+        sub.close(linger=0)
+    finally:
+        sink.close()
+    assert payload.isascii() and b" " not in payload and b"\n" not in payload
+    msg = json.loads(payload)
+    assert msg["pose"] == [None, 1.5, 0.25, None, float(np.float32(0.1)), 1.0]
+    assert msg["pred"] == [None, None, None, None, None, None]
+
+
+def test_publish_format_option_reaches_the_publisher():
+    import argparse
+
+    import pytest
+
+    from rtpose.cli.outputs import add_output_arguments, build_outputs
+    from rtpose.errors import ConfigError
+
+    parser = argparse.ArgumentParser()
+    add_output_arguments(parser)
+    args = parser.parse_args(["--publish", "tcp://127.0.0.1:*", "--publish-format", "json"])
+    _, sinks = build_outputs(args, None, scorer="s", n_streams=1)
+    try:
+        assert [(s.name, s.payload_format) for s in sinks] == [("zmq", "json")]
+    finally:
+        for s in sinks:
+            s.close()
+    with pytest.raises(ConfigError, match="add --publish ADDR"):
+        build_outputs(parser.parse_args(["--publish-format", "json"]), None, scorer="s", n_streams=1)
+
+
+def test_bad_payload_format_is_a_config_error():
+    import pytest
+
+    from rtpose.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="msgpack, json"):
+        ZmqPublisherSink("inproc://x", payload_format="yaml")
 
 
 def _marker(name: str) -> re.Pattern:

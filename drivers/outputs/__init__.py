@@ -5,7 +5,10 @@
 * ``/dev/ttyACM0``, ``/dev/ttyUSB0``, ``COM3`` (optionally ``PORT@BAUD``): a device
   running the rtpose_ttl firmware (``drivers/firmware/``);
 * ``emulator``: an in-process pty emulator behind the real serial code path;
-* ``null``: accept and count; ``log``: accept, count and log each command.
+* ``null``: accept and count; ``log``: accept, count and log each command;
+* ``openephys:tcp://HOST:PORT``: TTL events in an Open Ephys recording through the GUI's
+  Network Events plugin (``openephys`` alone: ``tcp://127.0.0.1:5556``;
+  ``openephys:emulator``: an in-process stand-in for the plugin).
 """
 
 from __future__ import annotations
@@ -21,14 +24,25 @@ from .null import LogOutput, NullOutput
 __all__ = ["TriggerOutput", "NullOutput", "LogOutput", "open_output", "parse_spec"]
 
 _WINDOWS_PORT = re.compile(r"^(\\\\\.\\)?COM\d+$", re.IGNORECASE)
-SPEC_HELP = "expected a serial port (/dev/ttyACM0, /dev/ttyUSB0, COM3, optionally PORT@115200), 'emulator', 'null' or 'log'"
+SPEC_HELP = ("expected a serial port (/dev/ttyACM0, /dev/ttyUSB0, COM3, optionally PORT@115200), 'emulator', "
+             "'null', 'log' or openephys:tcp://HOST:PORT")
+OPENEPHYS_PREFIX = "openephys"
 
 
 def parse_spec(spec: str) -> tuple[str, str | None, int | None]:
-    """``spec`` -> (kind, port, baudrate); kind is serial/emulator/null/log. ConfigError if invalid."""
+    """``spec`` -> (kind, port, baudrate); kind is serial/emulator/null/log/openephys (whose "port" is
+    the Network Events endpoint, or "emulator"). ConfigError if invalid."""
     text = (spec or "").strip()
     if text.lower() in ("emulator", "null", "log"):
         return text.lower(), None, None
+    head, colon, rest = text.partition(":")
+    if head.lower() == OPENEPHYS_PREFIX:
+        from .openephys import DEFAULT_ENDPOINT, check_endpoint
+
+        endpoint = rest.strip() if colon else DEFAULT_ENDPOINT
+        if endpoint.lower() == "emulator":
+            return "openephys", "emulator", None
+        return "openephys", check_endpoint(endpoint), None
     port, baud = text, None
     if "@" in text:
         port, _, baud_text = text.rpartition("@")
@@ -56,6 +70,10 @@ def open_output(spec: str, **options) -> TriggerOutput:
         from .emulated import EmulatedSerialOutput
 
         output = EmulatedSerialOutput(**options)
+    elif kind == "openephys":
+        from .openephys import OpenEphysOutput
+
+        output = OpenEphysOutput(port, **options)
     else:
         from .serial_out import SerialTriggerOutput
 

@@ -15,6 +15,7 @@ import cv2
 from ..pipeline import Pipeline, PipelineConfig
 from ..recording import RecorderSink
 from .common import add_model_arguments, model_from_args, positive_int, run_with_reporting
+from .outputs import add_lsl_argument, lsl_sink
 
 
 def register(sub) -> None:
@@ -23,6 +24,7 @@ def register(sub) -> None:
     p.add_argument("--video", default=None, help="another video to replay (default: the bundled openfield video)")
     p.add_argument("--frames", type=positive_int, default=None, help="stop after N frames (default: the whole video, ~78 s)")
     p.add_argument("--out-dir", default="rtpose-demo", help="where to write the recording and figure")
+    add_lsl_argument(p)
     p.set_defaults(func=main)
 
 
@@ -36,9 +38,11 @@ def main(args: argparse.Namespace) -> int:
     out_dir = Path(args.out_dir)
     print(f"rtpose demo: model {model.path.name} ({', '.join(model.metadata.bodyparts)}) on {model.provider}; "
           f"replaying {video.name} at its own frame rate. Ctrl-C stops early.")
+    lsl = lsl_sink(args)  # before the recorder: it fails early when pylsl is missing
     recorder = RecorderSink(out_dir / f"{video.stem}.rtpose.h5", scorer=f"rtpose_{model.path.stem}",
                             overwrite=True)  # the demo folder is scratch: each demo replaces the last
-    pipeline = Pipeline([VideoFileSource(video, paced=True)], model, sinks=[recorder],
+    sinks = [recorder] if lsl is None else [lsl, recorder]
+    pipeline = Pipeline([VideoFileSource(video, paced=True)], model, sinks=sinks,
                         config=PipelineConfig(live=True, max_frames=args.frames))
     summary = run_with_reporting(pipeline)
     paths = recorder.paths[0]

@@ -28,8 +28,13 @@ NON_HARDWARE_KINDS = frozenset(("event",))
 class TriggerSink(Sink):
     name = "trigger"
 
-    def __init__(self, output, *, forward_events: bool = True, close_output: bool = True, keep_events: int = 1000):
-        """``output`` is a ``rtpose.drivers.outputs.TriggerOutput`` (opened here if it is not yet)."""
+    def __init__(self, output, *, forward_events: bool = True, close_output: bool = True, keep_events: int = 1000,
+                 name: str | None = None):
+        """``output`` is a ``rtpose.drivers.outputs.TriggerOutput`` (opened here if it is not yet).
+        ``name``: the key of this sink's end-of-run summary (default "trigger"; give each of several
+        trigger sinks its own)."""
+        if name is not None:
+            self.name = name
         self.output = output
         self.forward_events = forward_events
         self.close_output = close_output

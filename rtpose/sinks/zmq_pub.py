@@ -1,10 +1,13 @@
-"""Publish poses on a ZeroMQ PUB socket (msgpack), never blocking the pipeline.
+"""Publish poses on a ZeroMQ PUB socket (msgpack, or JSON), never blocking the pipeline.
 
-One multipart message ``[topic, msgpack payload]`` per processed frame on topic
+One multipart message ``[topic, payload]`` per processed frame on topic
 ``pose``; a ``header`` message naming streams, bodyparts and rules (sent at
 open, whenever it changes, whenever a subscriber subscribes, and at least once
 a second); rules' ``event`` actions on topic ``event``. The wire format is
-documented byte by byte in docs/protocol.md; :mod:`rtpose.client` decodes it.
+documented byte by byte in docs/protocol.md; :mod:`rtpose.client` decodes it. The payload is
+one MessagePack map (default) or, with ``payload_format="json"`` (``--publish-format json``),
+the same map as compact ASCII JSON for clients without MessagePack (MATLAB, Bonsai): same topics,
+keys and order; ``pose``/``pred`` become arrays of 3·K numbers with ``null`` for NaN.
 
 Sends are non-blocking: ZeroMQ queues up to ``sndhwm`` messages per subscriber
 and drops a slow subscriber's messages beyond that without affecting anyone
@@ -15,7 +18,9 @@ outright (``zmq.Again``) is counted in ``summary()["dropped"]``.
 from __future__ import annotations
 
 import ipaddress
+import json
 import logging
+from math import isfinite
 import os
 from typing import Sequence
 
@@ -48,6 +53,8 @@ LATENCY_NAMES = tuple(name for name, _, _ in LATENCY_STAGES)
 POSE_FIELDS = ("x", "y", "likelihood")
 POSE_DTYPE = "<f4"
 HEADER_INTERVAL_NS = 1_000_000_000
+#: Payload encodings (``--publish-format``): MessagePack maps, or the same maps as JSON text.
+PAYLOAD_FORMATS = ("msgpack", "json")
 # Plain ints: pyzmq's enum arithmetic costs microseconds per call on the hot path.
 _NOBLOCK = int(zmq.NOBLOCK)
 _MORE_NOBLOCK = int(zmq.SNDMORE) | _NOBLOCK
@@ -84,6 +91,24 @@ def endpoint_scope(address: str) -> str:
         return "remote"  # '*', an interface name or a host name: not provably loopback
 
 
+class _AsciiJson:
+    """Compact JSON (no spaces), ASCII only (``\\uXXXX`` escapes), NaN refused: what ``--publish-format json`` sends."""
+
+    _encoder = json.JSONEncoder(ensure_ascii=True, allow_nan=False, separators=(",", ":"))
+
+    def encode(self, obj) -> bytes:
+        return self._encoder.encode(obj).encode("ascii")
+
+
+_JSON_ENCODER = _AsciiJson()
+
+
+def _json_floats(values: np.ndarray) -> list:
+    """float32 values as JSON numbers: each the shortest decimal that reads back as the same double,
+    which converts back to the same float32 exactly; NaN and infinities (not JSON) as None -> null."""
+    return [v if isfinite(v) else None for v in values.ravel().tolist()]
+
+
 def _ipc_file(endpoint: str) -> tuple[str, tuple[int, int]] | None:
     """(path, (device, inode)) of the socket file an ``ipc://`` bind created, else None
     (tcp, inproc, Linux abstract ``ipc://@name`` sockets have no file)."""
@@ -109,6 +134,7 @@ class ZmqPublisherSink(Sink):
         context: a zmq.Context to use (default: a private one, terminated on close).
         header_interval_ns: resend the header at least this often.
         header_id: initial header id (default random); bumps when the header changes.
+        payload_format: "msgpack" (default) or "json" (docs/protocol.md section 8).
 
     Not thread-safe: call ``write``/``poll_subscriptions`` from one thread.
     """
@@ -117,7 +143,10 @@ class ZmqPublisherSink(Sink):
 
     def __init__(self, address: str = DEFAULT_ADDRESS, *, allow_remote: bool = False, sndhwm: int = 1000,
                  clock: Clock = monotonic_ns, context: zmq.Context | None = None,
-                 header_interval_ns: int = HEADER_INTERVAL_NS, header_id: int | None = None):
+                 header_interval_ns: int = HEADER_INTERVAL_NS, header_id: int | None = None,
+                 payload_format: str = "msgpack"):
+        if payload_format not in PAYLOAD_FORMATS:
+            raise ConfigError(f"payload format {payload_format!r}: choose one of {', '.join(PAYLOAD_FORMATS)}")
         scope = endpoint_scope(address)
         if scope == "remote" and not allow_remote:
             raise ConfigError(
@@ -147,6 +176,9 @@ class ZmqPublisherSink(Sink):
                         self.endpoint)
         self.header_id = (int.from_bytes(os.urandom(4), "little") if header_id is None else int(header_id)) & 0xFFFFFFFF
         self._packer = msgpack.Packer(use_bin_type=True)
+        self.payload_format = payload_format
+        self._json = payload_format == "json"
+        self._encode = _JSON_ENCODER.encode if self._json else self._packer.pack
         self._streams: tuple[StreamInfo, ...] = ()
         self._rules: tuple[str, ...] = ()
         self._header_due = True
@@ -233,7 +265,8 @@ class ZmqPublisherSink(Sink):
                 msg["pred"] = self._pred_rows[i]
                 msg["t_send_ns"] = self._clock()
                 self._seq += 1
-                if self._send(TOPIC_POSE, self._packer.pack(msg)):
+                payload = self._json_pose(msg, i) if self._json else self._packer.pack(msg)
+                if self._send(TOPIC_POSE, payload):
                     self.sent += 1
         for a in batch.actions:
             if a.kind == "event":
@@ -243,7 +276,7 @@ class ZmqPublisherSink(Sink):
                     "t_send_ns": self._clock(),
                 }
                 self._event_seq += 1
-                if self._send(TOPIC_EVENT, self._packer.pack(event)):
+                if self._send(TOPIC_EVENT, self._encode(event)):
                     self.events_sent += 1
 
     def close(self) -> None:
@@ -331,10 +364,19 @@ class ZmqPublisherSink(Sink):
         }
 
     def _send_header(self, now_ns: int) -> None:
-        if self._send(TOPIC_HEADER, self._packer.pack(self.header(now_ns))):
+        if self._send(TOPIC_HEADER, self._encode(self.header(now_ns))):
             self.headers_sent += 1
         self._header_due = False
         self._last_header_ns = now_ns
+
+    def _json_pose(self, msg: dict, i: int) -> bytes:
+        """The pose message as JSON: the same keys, ``pose``/``pred`` as arrays of numbers (null for NaN)."""
+        out = dict(msg)
+        out["lat_ns"] = list(msg["lat_ns"])
+        out["pose"] = _json_floats(self._pose32[i])
+        out["pred"] = _json_floats(self._pred32[i])
+        out["crop"] = list(msg["crop"])
+        return _JSON_ENCODER.encode(out)
 
     def _ensure_buffers(self, batch: PoseBatch) -> None:
         shape = (batch.capacity, batch.num_bodyparts, 3)
