@@ -22,7 +22,7 @@ import pytest
 from rtpose.data import demo_video_path
 from rtpose.drivers.sources import SPEC_FORMS, open_source
 from rtpose.drivers.sources.genicam_features import CameraOptions, FrameCounter, PixelConverter
-from rtpose.errors import CameraDisconnectedError, CameraInUseError, CameraNotFoundError, ConfigError
+from rtpose.errors import CameraDisconnectedError, CameraInUseError, CameraNotFoundError, ConfigError, SourceError
 from rtpose.recording import read_dlc_table
 
 N_IMAGES = 6  # openfield frames the emulated camera serves, cycling
@@ -213,12 +213,16 @@ def test_basler_by_serial_number_and_two_cameras_at_once(pylon_emulation):
 class _WrappedCamera:
     """A real (emulated) pylon camera with one fault pylon's emulation cannot produce on demand."""
 
-    def __init__(self, camera, *, in_use: bool = False, unplug_after: int | None = None, fail_buffers: int = 0):
+    def __init__(self, camera, *, in_use: bool = False, unplug_after: int | None = None, fail_buffers: int = 0,
+                 trigger_after_waits: int | None = None, silent: bool = False):
         self.camera = camera
         self.in_use = in_use
         self.unplug_after = unplug_after
         self.fail_buffers = fail_buffers
+        self.trigger_after_waits = trigger_after_waits
+        self.silent = silent
         self.retrieved = 0
+        self.waits = 0
         self.removed = False
 
     def __getattr__(self, name):
@@ -240,8 +244,17 @@ class _WrappedCamera:
             from pypylon import pylon
 
             return pylon.GrabResult()  # an invalid (empty) result, as after an unplug
+        if self.silent:  # frames stop coming, the camera still there (a trigger left on, a stalled link)
+            from pypylon import pylon
+
+            return pylon.GrabResult()
+        if self.trigger_after_waits is not None and self.waits == self.trigger_after_waits:
+            self.camera.TriggerSoftware.Execute()  # the emulation's real trigger, after some empty waits
         result = self.camera.RetrieveResult(timeout_ms, handling)
-        self.retrieved += 1
+        if result.IsValid():
+            self.retrieved += 1
+        else:
+            self.waits += 1
         return result
 
     def StartGrabbing(self, *args):
@@ -259,6 +272,54 @@ def _basler(spec_tail: str = "", **wrap):
     options = open_source(f"basler:emulator{spec_tail}").options
     return BaslerSource(0, options=options, emulate=True,
                         camera_factory=lambda device: _WrappedCamera(pylon.InstantCamera(device), **wrap))
+
+
+def test_basler_options_reach_the_camera(pylon_emulation):
+    src = open_source("basler:emulator,exposure_us=4000,gain_db=6,fps=50,roi=320x240+8+4,pixel_format=RGB8")
+    with src:
+        camera = src._camera
+        assert camera.ExposureTime.GetValue() == 4000.0
+        assert camera.Gain.GetValue() == pytest.approx(6.0, abs=0.01)  # the emulation rounds to its raw gain steps
+        assert (camera.ExposureAuto.GetValue(), camera.GainAuto.GetValue()) == ("Off", "Off")
+        assert (camera.Width.GetValue(), camera.Height.GetValue(), camera.OffsetX.GetValue(),
+                camera.OffsetY.GetValue()) == (320, 240, 8, 4)
+        assert camera.PixelFormat.GetValue() == "RGB8Packed" and src.pixel_format == "RGB8Packed"
+        assert src.fps == 50.0 and camera.TriggerMode.GetValue() == "Off"
+    with open_source("basler:emulator,trigger=Line1") as triggered:
+        camera = triggered._camera
+        assert (camera.TriggerSelector.GetValue(), camera.TriggerMode.GetValue(), camera.TriggerSource.GetValue(),
+                camera.TriggerActivation.GetValue()) == ("FrameStart", "On", "Line1", "RisingEdge")
+
+
+def test_basler_triggered_camera_waits_for_its_trigger_without_timing_out(pylon_emulation):
+    """A free-running camera silent for timeout_ms is an error; a triggered one waits: here two empty
+    waits (200 ms, far beyond timeout_ms=1) pass before the emulation's software trigger fires."""
+    src = _basler(",roi=64x48,pixel_format=Mono8,trigger=Software,timeout_ms=1,grab=all", trigger_after_waits=2)
+    with src:
+        assert src.read_into(np.zeros(src.frame_shape, np.uint8))
+        assert src._camera.waits == 2 and src.device_frame_id == 0
+        # waiting for the next trigger in another thread: interrupt() (what stopping a run calls) ends it
+        import threading
+
+        returned = []
+        reader = threading.Thread(target=lambda: returned.append(src.read_into(np.zeros(src.frame_shape, np.uint8))))
+        src._camera.trigger_after_waits = None
+        reader.start()
+        src.interrupt()
+        reader.join(30)
+        assert returned == [False]
+    silent = _basler(",roi=64x48,pixel_format=Mono8,timeout_ms=1", silent=True)
+    with silent:
+        with pytest.raises(SourceError, match="no frame for 100 ms after 0 frames from a free-running camera"):
+            silent.read_into(np.zeros(silent.frame_shape, np.uint8))
+
+
+def test_basler_without_any_camera_says_how_to_try_without_one(monkeypatch):
+    _need("pypylon", "basler")
+    monkeypatch.setenv("PYLON_CAMEMU", "0")
+    with pytest.raises(CameraNotFoundError) as err:
+        open_source("basler:0").open()
+    assert "pylon found no camera" in str(err.value) and "basler:emulator" in str(err.value)
 
 
 def test_basler_camera_in_use_is_a_typed_error(pylon_emulation):
