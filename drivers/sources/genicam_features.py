@@ -51,7 +51,8 @@ class CameraOptions:
 
     ``roi`` is ``(width, height, offset_x, offset_y)`` in sensor pixels. ``trigger`` is "off"
     (free-running) or an input line ("Line1"...): one frame per rising edge on that line; None keeps
-    the camera's own trigger setting (e.g. saved in a user set with the maker's viewer).
+    the trigger setting the camera has once opened (pylon's default configuration switches Basler
+    cameras to free-running; GenICam cameras keep what their user set says).
     ``grab`` is one of :data:`GRAB_STRATEGIES` (None: ``latest``). ``timeout_ms``: how long a
     free-running camera may deliver nothing before the run stops with an error (None: 1 s or 5 frame
     periods, whichever is longer); a triggered camera waits for its trigger indefinitely.
