@@ -89,6 +89,8 @@ class Batcher:
         batch.stream[row] = stream
         batch.frame_index[row] = ring.frame_index[slot]
         batch.t_capture_ns[row] = ring.t_capture_ns[slot]
+        batch.device_frame_id[row] = ring.device_frame_id[slot]
+        batch.device_timestamp_ns[row] = ring.device_timestamp_ns[slot]
         batch.n = row + 1
 
     def _take_newest(self, loader, batch: PoseBatch) -> None:

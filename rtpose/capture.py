@@ -2,7 +2,9 @@
 
 Each frame is read straight into a ring slot (no copy, no allocation) and
 stamped with ``t_capture_ns`` from the injected clock right after the source
-returns it, and with its frame index. Errors from the source are kept and
+returns it, and with its frame index (and, from cameras that have them, the
+camera's own frame number and timestamp: ``source.device_frame_id`` and
+``source.device_timestamp_ns``). Errors from the source are kept and
 re-raised to whoever calls :meth:`CaptureThread.check` (the pipeline), so a
 camera failure stops the run with its message instead of vanishing in a thread.
 """
@@ -41,6 +43,9 @@ class CaptureThread:
 
     def stop(self) -> None:
         self._stop.set()
+        interrupt = getattr(self.source, "interrupt", None)
+        if interrupt is not None:  # a camera waiting for a hardware trigger returns instead of blocking join()
+            interrupt()
 
     def join(self, timeout_s: float | None = None) -> None:
         """Wait for the thread to end; a thread never started (the run failed first) has nothing to wait for."""
@@ -69,7 +74,8 @@ class CaptureThread:
                 t_capture_ns = self.clock()
                 if self.tap is not None:
                     self.tap(ring.frames[slot], index, t_capture_ns)
-                ring.publish(slot, index, t_capture_ns)
+                ring.publish(slot, index, t_capture_ns, getattr(source, "device_frame_id", -1),
+                             getattr(source, "device_timestamp_ns", -1))
                 index += 1
                 self.frames_read = index
         except RingClosed:

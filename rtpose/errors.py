@@ -30,6 +30,23 @@ class SourceError(RtposeError):
         super().__init__(f"{source}: {message}")
 
 
+class CameraNotFoundError(SourceError):
+    """No camera matches the spec (index past the end, unknown serial number, nothing connected)."""
+
+
+class CameraInUseError(SourceError):
+    """The camera exists but another program (or another rtpose run) holds it open."""
+
+
+class CameraDisconnectedError(SourceError):
+    """The camera went away during the run (unplugged, power or network lost). Everything recorded
+    up to that frame stays on disk; ``frames`` says how many frames were read before."""
+
+    def __init__(self, source: str, message: str, frames: int = 0):
+        self.frames = frames
+        super().__init__(source, message)
+
+
 class ModelError(RtposeError):
     """A pose model cannot be loaded or does not carry what rtpose needs."""
 

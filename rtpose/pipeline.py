@@ -92,6 +92,9 @@ class StreamCounts:
     processed: int
     dropped: int
     fps: float = 0.0  # the source's nominal frame rate (0: unknown)
+    #: Frames the camera numbered (its own frame counter) that never reached the ring: lost in the camera,
+    #: the link or the driver before capture. Only sources with a frame counter (Basler, GenICam) count them.
+    lost_before_capture: int = 0
 
 
 @dataclass
@@ -105,6 +108,7 @@ class RunSummary:
     interrupted: bool = False
     sinks: dict[str, dict[str, object]] = field(default_factory=dict)
     model_settings: str = ""  # e.g. "2 CPU threads, spinning off"
+    stopped_by: str = ""  # the error that ended the run early (e.g. a camera unplugged), "" otherwise
 
     @property
     def captured(self) -> int:
@@ -117,6 +121,10 @@ class RunSummary:
     @property
     def dropped(self) -> int:
         return sum(s.dropped for s in self.streams)
+
+    @property
+    def lost_before_capture(self) -> int:
+        return sum(s.lost_before_capture for s in self.streams)
 
     @property
     def fps(self) -> float:
@@ -255,6 +263,7 @@ class Pipeline:
         frame_period_ns = [int(1e9 / s.fps) if s.fps > 0 else 33_333_333 for s in self.streams]
         delay_ns = int(cfg.output_delay_ms * 1e6)
         reported_drops = [0] * len(rings)
+        reported_lost = [0] * len(rings)  # frames the cameras' own counters say were lost before capture
         interrupted = finished = False
         clock = self.clock
         t_start = clock()
@@ -268,8 +277,9 @@ class Pipeline:
             for cap in captures:
                 cap.start()
             while not self._stop.is_set():
-                for cap in captures:
-                    cap.check()
+                for cap, ring in zip(captures, rings):
+                    if cap.error is not None and not ring.has_unread():  # its frames captured before are
+                        cap.check()  # processed first: a camera that fails costs no frame it delivered
                 n = batcher.next_batch(loader, batch, self._stop)
                 if n == 0:
                     if batcher.finished:
@@ -301,6 +311,14 @@ class Pipeline:
                                                   name=self.streams[s].stream_id,
                                                   detail=f"{ring.dropped - reported_drops[s]} frames", stream=s))
                         reported_drops[s] = ring.dropped
+                for s, src in enumerate(self.sources):
+                    lost = getattr(src, "frames_lost", 0)
+                    if lost > reported_lost[s]:
+                        batch.events.append(Event("drop", int(batch.t_capture_ns[0]), int(batch.frame_index[0]),
+                                                  name=self.streams[s].stream_id,
+                                                  detail=f"{lost - reported_lost[s]} frames lost before capture "
+                                                         "(gap in the camera's frame counter)", stream=s))
+                        reported_lost[s] = lost
                 for stage in self.stages:
                     stage.process(batch)
                 for sink in self.sinks:
@@ -331,6 +349,16 @@ class Pipeline:
                     src.close()
                 except Exception as exc:  # keep the first error, but close everything
                     error = error or exc
+            failed = next((i for i, cap in enumerate(captures) if error is not None and cap.error is error), None)
+            if failed is not None:  # a camera failed (e.g. unplugged): say so in the recording, then close it
+                batch.clear()
+                batch.events.append(Event("device", clock(), captures[failed].frames_read,
+                                          name=self.streams[failed].stream_id, detail=str(error), stream=failed))
+                for sink in self.sinks:
+                    try:
+                        sink.write(batch)
+                    except Exception as exc:  # the camera's error is the one to report
+                        error.add_note(f"also failed to record it in {sink.name}: {exc}")
             sink_summaries = {}
             for i, video in enumerate(self.video_recorders):
                 try:
@@ -345,8 +373,9 @@ class Pipeline:
                     error = error or exc
                 sink_summaries[sink.name] = sink.summary()
             self.summary = RunSummary(
-                streams=[StreamCounts(info.stream_id, r.captured, r.processed, r.dropped, float(info.fps or 0.0))
-                         for info, r in zip(self.streams, rings)],
+                streams=[StreamCounts(info.stream_id, r.captured, r.processed, r.dropped, float(info.fps or 0.0),
+                                      int(getattr(src, "frames_lost", 0)))
+                         for info, r, src in zip(self.streams, rings, self.sources)],
                 duration_s=(clock() - t_start) * 1e-9,
                 latency_ms=self.stats.summary(),
                 provider=getattr(self.model, "provider", "?"),
@@ -355,6 +384,7 @@ class Pipeline:
                 live=cfg.live,
                 interrupted=interrupted,
                 sinks=sink_summaries,
+                stopped_by=f"{type(error).__name__}: {error}" if error is not None else "",
             )
         if error is not None:
             raise error

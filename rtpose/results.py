@@ -81,6 +81,11 @@ class PoseBatch:
         t_frame_ns (B,) int64      the frame's time on its stream's timeline, which the Kalman filter and the
                                    rules use: ``t_capture_ns`` live, media time (frame_index / fps) offline
         t_target_ns (B,) int64     the moment the prediction is for
+        device_frame_id (B,) int64  the camera's own frame counter for the frame (Basler, GenICam); -1 when
+                                   the source has none (files, OpenCV cameras). Gaps are frames the camera
+                                   produced that never reached rtpose
+        device_timestamp_ns (B,) int64  the camera's hardware timestamp of the frame, ns of the camera's own
+                                   clock (not CLOCK_MONOTONIC); -1 when the source has none
         crop_box (B, 4) int64      the part of the frame the model saw: x1, x2, y1, y2 in full-frame pixels
                                    (half-open; the full frame without --crop/--dynamic-crop). Poses are
                                    always in full-frame pixels
@@ -105,6 +110,8 @@ class PoseBatch:
         self.t_frame_ns = np.zeros(capacity, np.int64)
         self.t_target_ns = np.zeros(capacity, np.int64)
         self.crop_box = np.zeros((capacity, 4), np.int64)
+        self.device_frame_id = np.full(capacity, -1, np.int64)
+        self.device_timestamp_ns = np.full(capacity, -1, np.int64)
         self.pose = np.zeros((capacity, num_bodyparts, 3), np.float64)
         self.predicted = np.zeros((capacity, num_bodyparts, 3), np.float64)
         self.events: list[Event] = []

@@ -71,6 +71,8 @@ class FrameRing:
         self.seq = np.full(slots, -1, np.int64)  # sequence number of the frame in each slot
         self.frame_index = np.zeros(slots, np.int64)
         self.t_capture_ns = np.zeros(slots, np.int64)
+        self.device_frame_id = np.full(slots, -1, np.int64)  # the camera's own frame number (-1: none)
+        self.device_timestamp_ns = np.full(slots, -1, np.int64)  # the camera's hardware timestamp (-1: none)
         # writer-owned
         self._published = 0  # number of frames published (== next sequence number)
         self._latest = -1  # slot of the newest published frame (newest policy)
@@ -112,11 +114,15 @@ class FrameRing:
             self._space_ready.wait(0.5)  # woken by release(); the timeout only re-checks close
         return self._published % self.slots
 
-    def publish(self, slot: int, frame_index: int, t_capture_ns: int) -> int:
-        """Make the frame written into ``slot`` visible to the reader. Returns its sequence number."""
+    def publish(self, slot: int, frame_index: int, t_capture_ns: int, device_frame_id: int = -1,
+                device_timestamp_ns: int = -1) -> int:
+        """Make the frame written into ``slot`` visible to the reader. Returns its sequence number.
+        ``device_frame_id``/``device_timestamp_ns``: the camera's own frame number and timestamp (-1: none)."""
         seq = self._published
         self.frame_index[slot] = frame_index
         self.t_capture_ns[slot] = t_capture_ns
+        self.device_frame_id[slot] = device_frame_id
+        self.device_timestamp_ns[slot] = device_timestamp_ns
         self.seq[slot] = seq
         if self.policy == "newest":
             self._latest = slot

@@ -3,6 +3,13 @@
 A source fills a caller-provided ``(height, width, 3)`` uint8 BGR buffer, so
 capture allocates nothing per frame. Implementations override the ``_do_*``
 hooks; the public methods add state checks and uniform errors.
+
+Cameras that number and time-stamp their own frames (Basler, GenICam) also set,
+with every ``read_into``, the frame's :attr:`FrameSource.device_frame_id` and
+:attr:`FrameSource.device_timestamp_ns`, and count in
+:attr:`FrameSource.frames_lost` the frames their counter says were produced but
+never delivered. The capture thread copies them into the ring next to the
+frame; sources without them leave ``-1`` (:data:`NO_DEVICE_VALUE`) and 0.
 """
 
 from __future__ import annotations
@@ -13,6 +20,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from rtpose.errors import SourceError
+
+
+#: ``device_frame_id`` / ``device_timestamp_ns`` of a frame whose source has no such number.
+NO_DEVICE_VALUE = -1
 
 
 @dataclass(frozen=True)
@@ -30,6 +41,12 @@ class FrameSource(ABC):
     def __init__(self, name: str):
         self.name = name  # e.g. "video:/path.mp4", "camera:0", "synthetic"
         self._info: SourceInfo | None = None
+        #: The camera's own number of the frame the last ``read_into`` returned (-1: the source has none).
+        self.device_frame_id = NO_DEVICE_VALUE
+        #: The camera's hardware timestamp of that frame in ns of the camera's clock (-1: none).
+        self.device_timestamp_ns = NO_DEVICE_VALUE
+        #: Frames the camera produced (by its frame counter) that never reached ``read_into``, so far.
+        self.frames_lost = 0
 
     @property
     def info(self) -> SourceInfo:
@@ -58,6 +75,10 @@ class FrameSource(ABC):
         if out.shape != self.frame_shape or out.dtype != np.uint8:
             raise SourceError(self.name, f"buffer is {out.shape} {out.dtype}, source gives {self.frame_shape} uint8")
         return self._do_read_into(out)
+
+    def interrupt(self) -> None:
+        """Ask a ``read_into`` blocked in another thread (a camera waiting for a trigger) to return
+        False soon. Called by the capture thread's ``stop()``; sources that never block long ignore it."""
 
     def close(self) -> None:
         if self._info is not None:

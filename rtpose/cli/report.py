@@ -36,7 +36,9 @@ def format_summary(summary: RunSummary, latency_table: str) -> str:
         + (", stopped by user" if summary.interrupted else ""),
     ]
     for s in summary.streams:
-        lines.append(f"   {s.stream_id}: captured {s.captured}  processed {s.processed}  dropped {s.dropped}")
+        lost = (f"  + lost before capture {s.lost_before_capture} (gaps in the camera's frame counter)"
+                if s.lost_before_capture else "")
+        lines.append(f"   {s.stream_id}: captured {s.captured}  processed {s.processed}  dropped {s.dropped}{lost}")
     lines.append(f"   total: captured {summary.captured} = processed {summary.processed} + dropped {summary.dropped}"
                  f"   ({'OK' if summary.captured == summary.processed + summary.dropped else 'MISMATCH'})")
     if summary.live:
@@ -48,9 +50,15 @@ def format_summary(summary: RunSummary, latency_table: str) -> str:
     for name, info in summary.sinks.items():
         if info:
             lines.append(f"   {name}: " + ", ".join(f"{k}={v}" for k, v in info.items()))
+    if summary.lost_before_capture:
+        lines.append(f"   all frames the cameras produced: {summary.captured + summary.lost_before_capture} = processed "
+                     f"{summary.processed} + dropped {summary.dropped} + lost before capture "
+                     f"{summary.lost_before_capture}")
     note = drop_note(summary)
     if note:
         lines.append(f"   {note}")
+    if summary.stopped_by:
+        lines.append(f"   stopped early by {summary.stopped_by}")
     return "\n".join(lines)
 
 

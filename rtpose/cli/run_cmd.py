@@ -15,11 +15,17 @@ from .outputs import add_output_arguments, build_outputs
 def register(sub) -> None:
     p = sub.add_parser("run", help="run the live pipeline", description=__doc__)
     p.add_argument("--source", required=True, action="append",
-                   help="video:PATH | camera:N | synthetic[:WxH@FPS]; repeat for several cameras")
+                   help="video:PATH | camera:N | synthetic[:WxH@FPS] | basler:N|serial=S|emulator[,OPTIONS] | "
+                        "genicam:PRODUCER.cti[,serial=S][,OPTIONS] (camera options: docs/hardware.md); "
+                        "repeat for several cameras")
     add_model_arguments(p)
     add_framing_arguments(p, live=True)
     p.add_argument("--frames", type=positive_int, default=None, help="stop after N frames per source")
     p.add_argument("--no-pace", action="store_true", help="read video files as fast as possible instead of at their FPS")
+    p.add_argument("--lossless", action="store_true",
+                   help="process every frame in order instead of always the newest (for recording; Basler and "
+                        "GenICam cameras then grab one by one, grab=all). Frames the pipeline cannot keep up with "
+                        "pile up, and once the camera's buffers are full they are lost there and counted")
     p.add_argument("--batch", type=positive_int, default=1, help="max frames per inference (>= number of sources)")
     p.add_argument("--max-wait-ms", type=non_negative_ms, default=2.0,
                    help="with several cameras: how long to wait for the others' frames to batch them together")
@@ -37,7 +43,7 @@ def main(args: argparse.Namespace) -> int:
     from ..drivers.sources import open_source
 
     framing = framing_from_args(args)
-    sources = [open_source(spec, paced=not args.no_pace) for spec in args.source]
+    sources = [open_source(spec, paced=not args.no_pace, lossless=args.lossless) for spec in args.source]
     chosen = None
     if args.target_latency_ms is not None:
         model, framing, chosen = _tune(args, sources[0], framing)
@@ -46,7 +52,7 @@ def main(args: argparse.Namespace) -> int:
     settings = run_settings(model, framing, target_latency=chosen.to_json() if chosen else None)
     stages, sinks = build_outputs(args, model.metadata, scorer=f"rtpose_{model.path.stem}", n_streams=len(sources),
                                   settings=settings)
-    config = PipelineConfig(live=True, batch_size=max(args.batch, len(sources)), max_frames=args.frames,
+    config = PipelineConfig(live=not args.lossless, batch_size=max(args.batch, len(sources)), max_frames=args.frames,
                             max_wait_ms=args.max_wait_ms, output_delay_ms=args.output_delay_ms,
                             record_video=args.record_video, overwrite=args.overwrite, framing=framing)
     summary = run_with_reporting(Pipeline(sources, model, sinks=sinks, stages=stages, config=config), quiet=args.quiet)

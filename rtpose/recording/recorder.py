@@ -11,9 +11,11 @@ inference thread (no I/O there) and hands full chunks (or chunks older than
   the process is killed later;
 - ``<stem>.csv`` — the same table as DeepLabCut's CSV;
 - ``<stem>_predicted.csv`` — Kalman-predicted poses in the same layout;
-- ``<stem>_timing.csv`` — frame index, stream, every stage timestamp (ns) and
+- ``<stem>_timing.csv`` — frame index, stream, every stage timestamp (ns),
   the crop box the model saw (``crop_x1, crop_x2, crop_y1, crop_y2``, full-frame
-  pixels; the whole frame without ``--crop``/``--dynamic-crop``);
+  pixels; the whole frame without ``--crop``/``--dynamic-crop``) and the
+  camera's own frame counter and hardware timestamp (``camera_frame``,
+  ``camera_timestamp_ns``; -1 for sources without them, see docs/hardware.md);
 - ``<stem>_events.csv`` — drops, triggers and device events.
 - ``<stem>_settings.json`` — how the run was set up (model, threads, spinning,
   resize/crop/dynamic crop, the ``--target-latency-ms`` choice), when given.
@@ -59,7 +61,7 @@ from .dlc_table import H5_KEY, pose_frame
 
 TIMING_COLUMNS = ("frame", "stream", "t_capture_ns", "t_dequeued_ns", "t_infer_start_ns", "t_infer_end_ns",
                   "t_decoded_ns", "t_predicted_ns", "t_frame_ns", "t_target_ns",
-                  "crop_x1", "crop_x2", "crop_y1", "crop_y2")
+                  "crop_x1", "crop_x2", "crop_y1", "crop_y2", "camera_frame", "camera_timestamp_ns")
 EVENT_COLUMNS = ("t_ns", "frame", "stream", "kind", "name", "detail")
 
 
@@ -244,6 +246,8 @@ class RecorderSink(Sink):
             t[8] = batch.t_frame_ns[i]
             t[9] = batch.t_target_ns[i]
             t[10:14] = batch.crop_box[i]
+            t[14] = batch.device_frame_id[i]
+            t[15] = batch.device_timestamp_ns[i]
             chunk.n = r + 1
             if chunk.n == self.chunk_frames:
                 self._hand_over(s, now)
