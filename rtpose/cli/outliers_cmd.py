@@ -31,6 +31,8 @@ def register(sub) -> None:
                    help="likelihood below which a point counts as unsure (default 0.6, DeepLabCut's pcutoff)")
     p.add_argument("--jump-factor", type=float, default=5.0,
                    help="a confident point jumps when its step exceeds this many times its local median step (default 5)")
+    p.add_argument("--min-gap", type=positive_int, default=10, metavar="FRAMES",
+                   help="pick no two frames closer than this (default 10: neighbours are near duplicates to label)")
     p.set_defaults(func=main)
 
 
@@ -76,7 +78,8 @@ def main(args: argparse.Namespace) -> int:
                               f"{', '.join(cfg_bodyparts)}; use the model trained on this project")
         pose = pose[:, [bodyparts.index(b) for b in cfg_bodyparts]]
         bodyparts = tuple(cfg_bodyparts)
-    picks = pick_outliers(pose, rec.frame, args.n, bodyparts, pcutoff=args.pcutoff, jump_factor=args.jump_factor)
+    picks = pick_outliers(pose, rec.frame, args.n, bodyparts, pcutoff=args.pcutoff, jump_factor=args.jump_factor,
+                          min_gap=args.min_gap)
     if not picks:
         print(f"no frame of {Path(args.poses).name} is unsure (likelihood < {args.pcutoff:g}) or jumps: nothing to label")
         return 0
@@ -84,7 +87,9 @@ def main(args: argparse.Namespace) -> int:
     points = {p.frame: np.where(pose[p.row, :, 2:3] >= 0, pose[p.row, :, :2], np.nan) for p in picks}
     folder, added, skipped = write_labeled_data(project, args.video, frames, points, scorer=scorer,
                                                 bodyparts=bodyparts, n_video_frames=n_video)
-    print(f"picked {len(picks)} frames of {Path(args.video).name} (asked for {args.n}):")
+    fewer = (f"; no more frames are unsure or jump at least {args.min_gap} frames apart" if len(picks) < args.n
+             else "")
+    print(f"picked {len(picks)} frames of {Path(args.video).name} (asked for {args.n}{fewer}):")
     print(f"   {'frame':>6}  {'image':<14}{'why':<13}{'score':>6}  {'min lik':>7}  {'jump':>6}  parts")
     for p in picks:
         note = "  (already labelled, kept)" if p.frame in skipped else ""

@@ -10,8 +10,9 @@ A frame is a candidate when
   reaches 1 at twice ``jump_factor``.
 
 The ``n`` picks are the highest-scoring candidates at least ``gap`` rows apart (``gap`` =
-rows / (2 n) to start with, halved until ``n`` are found or the candidates run out), so they
-spread over the video instead of piling up in one bad second.
+rows / (2 n) to start with, halved while fewer than ``n`` are found, never below ``min_gap``),
+so they spread over the video instead of piling up in one bad second; neighbouring frames
+would be near duplicates to label. Fewer than ``n`` come back when the candidates run out.
 """
 
 from __future__ import annotations
@@ -55,7 +56,7 @@ def jump_ratios(pose: np.ndarray, pcutoff: float, window: int = 31, min_step_px:
 
 def pick_outliers(pose: np.ndarray, frames: np.ndarray, n: int, bodyparts: tuple[str, ...], *,
                   pcutoff: float = 0.6, jump_factor: float = 5.0, min_jump_px: float = 10.0,
-                  window: int = 31) -> list[OutlierFrame]:
+                  window: int = 31, min_gap: int = 10) -> list[OutlierFrame]:
     """Up to ``n`` frames to label, in frame order (fewer when fewer frames are candidates)."""
     pose = np.asarray(pose, np.float64)
     rows = len(pose)
@@ -72,16 +73,17 @@ def pick_outliers(pose: np.ndarray, frames: np.ndarray, n: int, bodyparts: tuple
     candidates = np.flatnonzero(score > 0)
     order = candidates[np.lexsort((candidates, -score[candidates]))]  # best first, earlier frame on ties
     picked: list[int] = []
-    gap = max(1, rows // (2 * n))
-    while len(picked) < n and gap >= 1:
+    min_gap = max(1, int(min_gap))
+    gap = max(min_gap, rows // (2 * n))
+    while len(picked) < n:
         for r in order:
             if len(picked) == n:
                 break
-            if r not in picked and all(abs(int(r) - p) >= gap for p in picked):
+            if all(abs(int(r) - p) >= gap for p in picked):
                 picked.append(int(r))
-        if gap == 1:
+        if gap == min_gap:
             break
-        gap //= 2
+        gap = max(min_gap, gap // 2)
     out = []
     for r in sorted(picked):
         is_unsure, is_jump = bool(unsure[r].max() > 0), bool(jumped[r].any())
