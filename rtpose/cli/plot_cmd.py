@@ -3,7 +3,8 @@
 One sheet: the trajectory coloured by time over a frame of the video, an
 occupancy heat map, speed over time, and the likelihood of every body part over
 time and as histograms. The position is one body part (--bodypart) or, by
-default, the centre: the mean of a frame's body parts with likelihood >= --pcutoff.
+default, the centre: the mean of all body parts, in frames where every one has
+likelihood >= --pcutoff.
 Time comes from the recording's frame times (``<stem>_timing.csv``), or
 frame / --fps without them. Needs matplotlib (``pip install 'rtpose[plot]'``).
 """

@@ -29,21 +29,19 @@ LABELS = {
     "ms": "latency (ms)",
 }
 TIME_CMAP = "viridis"
-CENTRE = "centre"  # the mean of a frame's confident body parts
+CENTRE = "centre"  # the mean of a frame's body parts, where all are confident
 
 
 def reference_xy(pose: np.ndarray, bodyparts: Sequence[str], pcutoff: float, bodypart: str | None = None) -> np.ndarray:
-    """(N, 2) position per row: ``bodypart``'s where confident, or (None) the mean of the confident parts
-    (NaN where none is)."""
+    """(N, 2) position per row: ``bodypart``'s where confident, or (None) the centre, the mean of all body
+    parts where every one is confident (NaN otherwise: a mean over whichever parts happen to be confident
+    would jump by half a body length when one drops out, and show as a burst of speed)."""
     confident = pose[..., 2] >= pcutoff
     if bodypart is not None and bodypart != CENTRE:
         k = list(bodyparts).index(bodypart)
         return np.where(confident[:, k:k + 1], pose[:, k, :2], np.nan)
-    xy = np.where(confident[..., None], pose[..., :2], np.nan)
-    out = np.full((len(pose), 2), np.nan)
-    any_ok = confident.any(axis=1)
-    out[any_ok] = np.nanmean(xy[any_ok], axis=1)
-    return out
+    all_ok = confident.all(axis=1)
+    return np.where(all_ok[:, None], pose[..., :2].mean(axis=1), np.nan)
 
 
 def speed_px_s(xy: np.ndarray, t_s: np.ndarray) -> np.ndarray:
@@ -163,7 +161,7 @@ def plot_session(pose: np.ndarray, bodyparts: Sequence[str], t_s: np.ndarray, ou
         else:
             finite = pose[..., :2][np.isfinite(pose[..., :2]).all(axis=-1)]
             size = (int(np.ceil(finite[:, 0].max())) + 1, int(np.ceil(finite[:, 1].max())) + 1) if len(finite) else (640, 480)
-    label = bodypart or f"{CENTRE} (mean of body parts with likelihood >= {pcutoff:g})"
+    label = bodypart or f"{CENTRE} (mean of the body parts, where all have likelihood >= {pcutoff:g})"
     short = bodypart or CENTRE
     xy = reference_xy(pose, bodyparts, pcutoff, bodypart)
     fig = plt.figure(figsize=(17, 9.5), layout="constrained")
