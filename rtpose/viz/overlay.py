@@ -5,8 +5,8 @@ frame: a fading trail per body part (older segments thinner and closer to
 grey), skeleton edges between confident parts, every body part in its fixed
 colour (:mod:`rtpose.viz.colors`) — a filled dot when its likelihood is at
 least ``pcutoff``, a hollow ring when below — a legend, and a stamp with the
-frame index and time. Its buffers are allocated once; drawing one frame costs
-a few hundred microseconds at 640x480 (docs/offline-tools.md).
+frame index and time. Its buffers are allocated once; drawing one 640x480
+frame costs 1.2-1.6 ms on a loaded 2-core machine (docs/offline-tools.md).
 """
 
 from __future__ import annotations
