@@ -90,3 +90,22 @@ def test_render_writes_every_frame(tmp_path, capsys, suffix):
     assert _close(frame[60, x], bodypart_bgr(0), 60)  # frame 10's snout, in its colour (lossy codecs)
     assert main(["render", str(video), str(poses), "--out", str(out)]) == 2  # never replaced unasked
     assert "already exists" in capsys.readouterr().err
+
+
+def test_a_live_sessions_recording_renders_with_the_models_own_skeleton(analytic_model, tmp_path, capsys):
+    """run --record --record-video, then render the raw video with the poses: the skeleton comes from the
+    model the recording's settings name (its metadata's extra.skeleton)."""
+    import onnx
+
+    model = onnx.load(str(analytic_model))
+    onnx.helper.set_model_props(model, {**{p.key: p.value for p in model.metadata_props},
+                                        "rtpose.extra.skeleton": '[["head", "body"], ["body", "tail"]]'})
+    with_skeleton = tmp_path / "skeleton.onnx"
+    onnx.save(model, str(with_skeleton))
+    assert main(["run", "--source", "synthetic:320x240@30,frames=40", "--model", str(with_skeleton), "--quiet",
+                 "--record", str(tmp_path / "rec.h5"), "--record-video", str(tmp_path / "rec.avi")]) == 0
+    capsys.readouterr()
+    assert main(["render", str(tmp_path / "rec.avi"), str(tmp_path / "rec.h5")]) == 0
+    out = capsys.readouterr().out
+    assert "skeleton 2 edges" in out
+    assert _count(tmp_path / "rec_labelled.mp4") == _count(tmp_path / "rec.avi") == 40
