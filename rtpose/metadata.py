@@ -75,6 +75,18 @@ class ModelMetadata:
         nodes that mix frames, e.g. DeepLabCut's training-mode batch norms: run them one frame at a time."""
         return self.extra.get("batch_invariant") == "true"
 
+    @property
+    def skeleton(self) -> list[list[str]]:
+        """Body-part pairs pictures join with a line (``extra.skeleton``: JSON ``[["snout", "leftear"], ...]``,
+        as in a DeepLabCut config.yaml's ``skeleton``); empty when the model declares none. Validated
+        against the body parts where it is drawn (:func:`rtpose.viz.overlay.parse_skeleton`)."""
+        text = self.extra.get("skeleton", "")
+        try:
+            pairs = json.loads(text) if text else []
+        except ValueError:
+            raise ModelError(f"model metadata extra.skeleton is not JSON: {text!r}; re-export the model") from None
+        return pairs if isinstance(pairs, list) else []
+
     def to_props(self) -> dict[str, str]:
         """Key/value strings for ONNX ``metadata_props``."""
         props = {

@@ -78,6 +78,18 @@ class PipelineConfig:
                 raise ConfigError(f"{name} must be a finite number of milliseconds >= 0, got {value!r}")
 
 
+def _one_tap(taps: list):
+    """The capture thread's one tap from several (the raw-video recorder, sinks that need frames)."""
+    if len(taps) <= 1:
+        return taps[0] if taps else None
+
+    def tap(frame, frame_index: int, t_capture_ns: int) -> None:
+        for t in taps:
+            t(frame, frame_index, t_capture_ns)
+
+    return tap
+
+
 def _frame_bound(n_frames: int | None, max_frames: int | None) -> int | None:
     """How many frames a run takes from a stream at most: the source's count capped by
     ``max_frames``; None when neither bounds it (a camera, an endless synthetic source)."""
@@ -198,7 +210,14 @@ class Pipeline:
             for path, info in zip(videos, self.streams):
                 self.video_recorders.append(VideoRecorder(path, frame_shape=(height, width, 3), fps=info.fps or 30.0,
                                                           overwrite=cfg.overwrite))
-        taps = [v.offer for v in self.video_recorders] or [None] * len(self.sources)
+        taps = []
+        for s in range(len(self.sources)):
+            stream_taps = [self.video_recorders[s].offer] if self.video_recorders else []
+            for sink in self.sinks:  # sinks that need the frames (the live preview); plain objects need not
+                tap = sink.frame_tap(s) if hasattr(sink, "frame_tap") else None
+                if tap is not None:
+                    stream_taps.append(tap)
+            taps.append(_one_tap(stream_taps))
         captures = [CaptureThread(src, ring, max_frames=cfg.max_frames, clock=self.clock, name=f"rtpose-capture-{i}",
                                   tap=tap)
                     for i, (src, ring, tap) in enumerate(zip(self.sources, rings, taps))]

@@ -19,6 +19,10 @@ COMMANDS = (
     "listen",
     "benchmark",
     "export",
+    "render",
+    "plot",
+    "outliers",
+    "replay",
 )
 
 

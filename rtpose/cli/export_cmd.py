@@ -40,6 +40,9 @@ def register(sub) -> None:
     p.add_argument("--bodyparts", default=None, help="comma-separated bodypart names (overrides the YAML)")
     p.add_argument("--stride", type=float, default=None, help="input pixels per score-map cell (overrides the YAML)")
     p.add_argument("--locref-stdev", type=float, default=None, help="offset scale (overrides the YAML)")
+    p.add_argument("--skeleton", default=None, metavar="A-B,B-C",
+                   help="body-part pairs pictures join with a line (rtpose render, the live preview), stored in "
+                        "the model (extra.skeleton), e.g. snout-leftear,snout-rightear")
     p.set_defaults(func=main)
 
 
@@ -58,13 +61,21 @@ def main(args: argparse.Namespace) -> int:
         if args.fp16:
             raise ExportError("--int8 quantises the FP32 model; leave out --fp16")
     src = Path(args.src)
+    extra = None
+    if args.skeleton:
+        import json
+
+        pairs = [edge.strip().split("-") for edge in args.skeleton.split(",") if edge.strip()]
+        if any(len(pair) != 2 or not all(pair) for pair in pairs):
+            raise ExportError(f"--skeleton {args.skeleton}: write pairs of body parts, e.g. snout-leftear,snout-rightear")
+        extra = {"skeleton": json.dumps(pairs)}
     if args.int8 and src.suffix.lower() == ".onnx":
         fp32 = src  # an rtpose FP32 export: quantise it as it is
     else:
         fp32_out = args.out if not args.int8 else None  # with --int8, --out names the INT8 file
         report = export_model(args.src, fp32_out, fp16=args.fp16, opset=args.opset, check_images=args.check,
                               bodyparts=bodyparts, stride=args.stride, locref_stdev=args.locref_stdev,
-                              description=args.meta, uint8_bgr=args.input == "uint8-bgr")
+                              description=args.meta, uint8_bgr=args.input == "uint8-bgr", extra=extra)
         print(report.summary())
         fp32 = report.out
     if args.int8:

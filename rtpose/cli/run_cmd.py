@@ -35,6 +35,9 @@ def register(sub) -> None:
                    help="measure the model on the source at start-up (a few seconds) and use the most accurate "
                         "resize and thread count whose p99 latency meets MS; printed and recorded")
     p.add_argument("--quiet", action="store_true", help="no live status line")
+    p.add_argument("--preview", action="store_true",
+                   help="show the frames with the poses drawn in a window, on a thread of its own: a slow window "
+                        "makes the preview skip poses, never the inference (needs a display and a GUI OpenCV)")
     add_output_arguments(p)
     p.set_defaults(func=main)
 
@@ -42,6 +45,10 @@ def register(sub) -> None:
 def main(args: argparse.Namespace) -> int:
     from ..drivers.sources import open_source
 
+    if args.preview:
+        from ..sinks.preview import check_display
+
+        check_display()  # before anything opens: no display, or a headless OpenCV, is said now
     framing = framing_from_args(args)
     sources = [open_source(spec, paced=not args.no_pace, lossless=args.lossless) for spec in args.source]
     chosen = None
@@ -52,6 +59,11 @@ def main(args: argparse.Namespace) -> int:
     settings = run_settings(model, framing, target_latency=chosen.to_json() if chosen else None)
     stages, sinks = build_outputs(args, model.metadata, scorer=f"rtpose_{model.path.stem}", n_streams=len(sources),
                                   settings=settings)
+    if args.preview:
+        from ..sinks.preview import PreviewSink
+        from ..viz.overlay import parse_skeleton
+
+        sinks.append(PreviewSink(skeleton=parse_skeleton(model.metadata.skeleton, model.metadata.bodyparts)))
     config = PipelineConfig(live=not args.lossless, batch_size=max(args.batch, len(sources)), max_frames=args.frames,
                             max_wait_ms=args.max_wait_ms, output_delay_ms=args.output_delay_ms,
                             record_video=args.record_video, overwrite=args.overwrite, framing=framing)

@@ -25,6 +25,12 @@ class Sink(ABC):
     def write(self, batch: PoseBatch) -> None:
         """Handle rows ``[:batch.n]``. Copy what you keep; never block."""
 
+    def frame_tap(self, stream: int):
+        """A sink that needs the camera frames (the live preview) returns ``tap(frame, frame_index,
+        t_capture_ns)``: the capture thread of ``stream`` calls it for every frame it reads, after
+        :meth:`open`. It must copy what it keeps and never block. Default: None (no frames)."""
+        return None
+
     def close(self) -> None:
         """Flush and release resources. Called exactly once, also after errors."""
 
