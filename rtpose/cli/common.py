@@ -46,6 +46,14 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
                         help="let idle inference threads busy-wait for work (ONNX Runtime's allow_spinning). "
                              "Default off: slightly slower on an idle machine, much steadier when other "
                              "programs use the CPU (docs/performance.md)")
+    parser.add_argument("--trt-fp16", action="store_true",
+                        help="TensorRT: let it run layers in float16 (for CUDA, export with --fp16 instead)")
+    parser.add_argument("--cuda-graph", choices=("auto", "on", "off"), default="auto",
+                        help="GPU: capture each run as a CUDA graph and replay it (fixed frame size and batch; "
+                             "default auto: on where shapes are fixed)")
+    parser.add_argument("--graph-decode", choices=("auto", "off"), default="auto",
+                        help="for a model exported with --decode-in-graph: off decodes the maps on the CPU instead "
+                             "(default auto: poses straight from the model)")
 
 
 def add_framing_arguments(parser: argparse.ArgumentParser, *, live: bool) -> None:
@@ -73,8 +81,11 @@ def framing_from_args(args: argparse.Namespace) -> Framing | None:
 def model_from_args(args: argparse.Namespace, *, threads: int | None = None) -> OnnxPoseModel:
     """The model the options name; ``threads`` overrides ``--threads``."""
     providers = None if args.providers == "auto" else [p.strip() for p in args.providers.split(",") if p.strip()]
+    graph = getattr(args, "cuda_graph", "auto")
     return load_model(args.model, providers=providers, threads=threads or args.threads,
-                      spinning=args.spinning == "on")
+                      spinning=args.spinning == "on", trt_fp16=getattr(args, "trt_fp16", False),
+                      cuda_graph=None if graph == "auto" else graph == "on",
+                      graph_decode=False if getattr(args, "graph_decode", "auto") == "off" else None)
 
 
 #: Exit statuses shared by the subcommands (README and docs/reliability.md list them).
@@ -148,6 +159,7 @@ def run_settings(model: OnnxPoseModel, framing: Framing | None, **more) -> dict:
     framing = framing or Framing()
     return {
         "model": str(model.path), "provider": model.provider, "threads": model.threads, "spinning": model.spinning,
+        "execution": model.execution() if hasattr(model, "execution") else None,
         "resize": framing.resize, "crop": list(framing.crop.as_tuple()) if framing.crop else None,
         "dynamic_crop": ({"threshold": framing.dynamic.threshold, "margin_px": framing.dynamic.margin_px}
                          if framing.dynamic else None),

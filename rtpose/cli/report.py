@@ -35,6 +35,12 @@ def format_summary(summary: RunSummary, latency_table: str) -> str:
         + (f" ({summary.model_settings})" if summary.model_settings else "") + f", batch {summary.batch_size}"
         + (", stopped by user" if summary.interrupted else ""),
     ]
+    execution = summary.execution or {}
+    if execution.get("fallback"):
+        lines.append(f"   provider fallback: asked for {execution['requested'][0]}, running on {execution['provider']}: "
+                     f"{execution.get('reason') or 'ONNX Runtime gave no reason'}")
+    if execution.get("tensorrt_engine"):
+        lines.append(f"   TensorRT engine {execution['tensorrt_engine']}")
     for s in summary.streams:
         lines.append(f"   {s.stream_id}: captured {s.captured}  processed {s.processed}  dropped {s.dropped}")
     lines.append(f"   total: captured {summary.captured} = processed {summary.processed} + dropped {summary.dropped}"
