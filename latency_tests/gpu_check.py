@@ -434,10 +434,11 @@ def make_trigger_parts(max_frames: int, cameras: int):
 
 
 # --------------------------------------------------------------------------- measurements
-def load(path, provider: str, *, trt_fp16=False, log=None, graph_decode=None):
+def load(path, provider: str, *, trt_fp16=False, log=None, graph_decode=None, cuda_graph=None, io_binding="auto"):
     from rtpose.model import OnnxPoseModel
 
-    return OnnxPoseModel(path, providers=[provider], trt_fp16=trt_fp16, log=log, graph_decode=graph_decode)
+    return OnnxPoseModel(path, providers=[provider], trt_fp16=trt_fp16, log=log, graph_decode=graph_decode,
+                         cuda_graph=cuda_graph, io_binding=io_binding)
 
 
 def offline(model, source, batch: int) -> dict:
@@ -705,7 +706,8 @@ def main(argv=None) -> dict:
             setup = time.perf_counter() - t0
             frames = sweep_frames if name == "bundled" else sweep_frames // 4  # the ResNet is ~10x slower
             r = offline(model, MemoryFrames(real, max(frames, 4 * b)), b)
-            return dict(r, model=name, label=f"{label} ({key})", batch=b, setup_s=setup)
+            return dict(r, model=name, label=f"{label} ({key})", batch=b, setup_s=setup, key=key, provider=provider,
+                        trt_fp16=trt16)
         return ("offline", f"offline {name} {label} batch {b}", 5 + engine_s(provider, name), run)
 
     def maps_step(b):
@@ -715,6 +717,16 @@ def main(argv=None) -> dict:
             return dict(r, model="bundled", label=f"{gpu_name} FP16 (fp16-maps: float input, maps + Numba decode)",
                         batch=b)
         return ("offline", f"offline bundled maps variant batch {b}", 10, run)
+
+    def binding_step(b, io_binding):
+        """CUDA graphs off: host-bound (page-locked) vs device-bound I/O, against the default (graphs on)."""
+        def run():
+            model = load(model_sets["bundled"]["fp16-uint8-decode"], gpu, log=log, cuda_graph=False,
+                         io_binding=io_binding)
+            r = offline(model, MemoryFrames(real, max(sweep_frames, 4 * b)), b)
+            return dict(r, model="bundled", label=f"{gpu_name} FP16 (fp16-uint8-decode), CUDA graph off, "
+                                                  f"{io_binding}-bound I/O", batch=b)
+        return ("offline", f"offline bundled batch {b}, CUDA graph off, {io_binding}-bound", 10, run)
 
     def decode_only():
         src = LoopedVideo(demo_video_path(), video_frames)
@@ -731,17 +743,14 @@ def main(argv=None) -> dict:
 
     def analyze_step(tag):
         def run():
-            best = [r for r in report.data["offline"] if r["model"] == "bundled" and "uint8-decode" in r["label"]]
+            best = [r for r in report.data["offline"] if r["model"] == "bundled" and "key" in r]
             if not best:
                 raise RuntimeError("no offline figure for the bundled model to pick the configuration from")
             pick = max(best, key=lambda r: r["fps"])
             done = [r for r in report.data["analyze"] if r.get("label") == pick["label"] and r.get("batch") == pick["batch"]]
             if done:
                 return None
-            provider = "tensorrt" if pick["label"].startswith("TensorRT") else gpu
-            key = pick["label"].split("(")[1].rstrip(")")
-            model = load(model_sets["bundled"][key], provider, trt_fp16=pick["label"].startswith("TensorRT FP16"),
-                         log=log)
+            model = load(model_sets["bundled"][pick["key"]], pick["provider"], trt_fp16=pick["trt_fp16"], log=log)
             r = offline(model, LoopedVideo(demo_video_path(), 32 if smoke else video_frames), pick["batch"])
             return dict(r, model="bundled", label=pick["label"], batch=pick["batch"], source="video")
         return ("analyze", f"analyze-equivalent ({tag}): {video_frames} video frames, best configuration so far",
@@ -761,6 +770,7 @@ def main(argv=None) -> dict:
     plan += [offline_step("bundled", gpu, f"{gpu_name} FP16", *fp16, b) for b in sorted(batches, reverse=True)
              if "bundled" in names]  # 3. offline, FP16
     plan += [maps_step(b) for b in ((4, 1) if smoke else (64, 1)) if "bundled" in names]
+    plan += [binding_step(b, io) for b in (1, max(batches)) for io in ("host", "device") if "bundled" in names]
     plan += [("analyze", "video decode alone", 5 if smoke else 40, decode_only), analyze_step("CUDA")]  # 4.
     if trt:  # 5. the TensorRT figures that matter most
         plan += [live_step("bundled", "tensorrt", "TensorRT FP16", *t16, 1),

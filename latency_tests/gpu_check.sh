@@ -3,7 +3,7 @@
 #
 #   latency_tests/gpu_check.sh PARTS_DIR [OUT_DIR]
 #
-# PARTS_DIR holds the onnxruntime-gpu wheel, whole (*.whl) or split with `split -b 60M` into
+# PARTS_DIR holds the onnxruntime-gpu wheel, whole (*.whl) or split with `split -b 50M` into
 # pieces named <wheel file name>.part-aa, .part-ab, ... (the device tool carries at most 64 MiB per
 # call; see docs/performance.md, "GPU check"). The pieces are joined, the wheel is installed with
 # `pip install --no-deps --target` into a folder beside them (never into the system Python), and the

@@ -288,6 +288,7 @@ class OnnxPoseModel:
                                                                          self.provider == TENSORRT else ""),
             "cuda_graph": self.cuda_graph, "cuda_graph_note": self.cuda_graph_note,
             "io_binding": self.io_binding,
+            "readback": self._device.readback if self._device is not None else "",
             "pinned_host_memory": (self._pinned.pinned_bytes > 0) if self._pinned is not None else False,
             "pinned_note": "" if self._pinned is None or self._pinned.pinned_bytes else self._pinned.reason,
             "decode_in_graph": self.decodes_in_graph,
