@@ -553,6 +553,24 @@ def cuda_libraries(ort) -> dict:
     return out
 
 
+def placement(path, provider_full: str) -> dict:
+    """Which execution provider runs which nodes (ONNX Runtime >= 1.32 records it on request): the op types
+    left on the CPU decide whether CUDA graphs can be captured and how many copies cross the bus."""
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.add_session_config_entry("session.record_ep_graph_assignment_info", "1")
+    sess = ort.InferenceSession(str(path), so, providers=[provider_full])
+    if not hasattr(sess, "get_provider_graph_assignment_info"):
+        return {"placement": f"not reported by onnxruntime {ort.__version__}"}
+    counts: dict[str, dict[str, int]] = {}
+    for sub in sess.get_provider_graph_assignment_info():
+        ops = counts.setdefault(sub.ep_name, {})
+        for node in sub.get_nodes():
+            ops[node.op_type] = ops.get(node.op_type, 0) + 1
+    return {ep: {"nodes": sum(ops.values()), "ops": dict(sorted(ops.items()))} for ep, ops in counts.items()}
+
+
 # --------------------------------------------------------------------------- main
 def environment(args) -> dict:
     import onnxruntime as ort
@@ -765,7 +783,16 @@ def main(argv=None) -> dict:
     fp16, fp32 = ("fp16-uint8-decode", False), ("fp32-uint8-decode", False)
     t16, t32 = ("fp32-uint8-decode", True), ("fp32-uint8-decode", False)
     batches = (1, 4) if smoke else (1, 8, 32, 64)
+    def placement_step(name, key):
+        def run():
+            full = "CPUExecutionProvider" if smoke else "CUDAExecutionProvider"
+            return {"check": "nodes per execution provider", "model": name, "label": f"{gpu_name} ({key})",
+                    "result": json.dumps(placement(model_sets[name][key], full)),
+                    "placement": placement(model_sets[name][key], full)}
+        return ("correctness", f"node placement {name} {key}", 10, run)
+
     plan = [correctness_step(n, gpu, gpu_name) for n in names]  # 1. correctness
+    plan += [placement_step(n, "fp16-uint8-decode") for n in names]
     plan += [live_step(n, gpu, f"{gpu_name} FP16", *fp16, c) for n in names for c in (1, 4)]  # 2. live, FP16
     plan += [offline_step("bundled", gpu, f"{gpu_name} FP16", *fp16, b) for b in sorted(batches, reverse=True)
              if "bundled" in names]  # 3. offline, FP16
