@@ -24,6 +24,7 @@ from rtpose import __version__
 from rtpose.errors import ExportError
 from rtpose.metadata import ModelMetadata
 
+from . import decode_in_graph as decode_mod
 from . import deps, fp16 as fp16_mod, frames as frames_mod, onnx_graph, parity, sources, uint8_input
 from .report import BATCH_TOLERANCE, FP16_TOLERANCE, FP32_TOLERANCE, ExportReport
 
@@ -37,7 +38,7 @@ MIN_OPSET, MAX_OPSET = 13, 18  # tf2onnx 1.17 converts up to 18; Slice/Split inp
 
 def export_model(src, out=None, *, fp16: bool = False, opset: int = DEFAULT_OPSET, check_images=None,
                  bodyparts=None, stride=None, locref_stdev=None, description=None,
-                 extra: dict | None = None, uint8_bgr: bool = False) -> ExportReport:
+                 extra: dict | None = None, uint8_bgr: bool = False, decode_in_graph: bool = False) -> ExportReport:
     """Export a DeepLabCut exported-model folder (TF or DeepLabCut 3), a TF SavedModel or a Keras file to ONNX.
 
     Args:
@@ -53,8 +54,16 @@ def export_model(src, out=None, *, fp16: bool = False, opset: int = DEFAULT_OPSE
         extra: more ``rtpose.extra.*`` metadata (e.g. training facts), strings.
         uint8_bgr: the model takes uint8 BGR frames as OpenCV gives them; channel order, cast and
             scaling run inside the graph (:mod:`.uint8_input`), checked like the float model.
+        decode_in_graph: the model also outputs (B, K, 3) poses decoded inside the graph
+            (:mod:`.decode_in_graph`), checked bit for bit against rtpose's decoder. For an rtpose
+            ``.onnx`` source, this adds the decode to that file's model (written to ``out``).
     """
     _check_opset(opset)
+    if Path(src).suffix.lower() == ".onnx" and decode_in_graph:
+        if uint8_bgr or fp16:
+            raise ExportError("an existing .onnx file only gets the decode added; export the source model again "
+                              "for --fp16 or --input uint8-bgr (with --decode-in-graph)")
+        return add_decode_to_onnx(src, out)
     if Path(src).suffix.lower() == ".onnx":
         if uint8_bgr:
             raise ExportError("a uint8 BGR input is added when exporting from the source model; export the "
@@ -70,13 +79,13 @@ def export_model(src, out=None, *, fp16: bool = False, opset: int = DEFAULT_OPSE
         if bodyparts is not None or stride is not None or locref_stdev is not None or description is not None:
             raise ExportError(f"{source.model_file}: a DeepLabCut 3 model describes itself (its config is inside "
                               "the .pt); drop --bodyparts/--stride/--locref-stdev/--meta")
-        return _export_dlc3(source, Path(out) if out else default_out(source, fp16), fp16=fp16, opset=opset,
-                            check_frames=check_frames, user_extra=extra)
+        return _export_dlc3(source, Path(out) if out else default_out(source, fp16, decode=decode_in_graph), fp16=fp16,
+                            opset=opset, check_frames=check_frames, user_extra=extra, decode_in_graph=decode_in_graph)
     desc = sources.describe(source, bodyparts=bodyparts, stride=stride, locref_stdev=locref_stdev)
-    out = Path(out) if out else default_out(source, fp16, uint8_bgr)
+    out = Path(out) if out else default_out(source, fp16, uint8_bgr, decode_in_graph)
     if source.kind == "dlc":
         return _export_dlc(source, desc, out, fp16=fp16, opset=opset, check_frames=check_frames, user_extra=extra,
-                           uint8_bgr=uint8_bgr)
+                           uint8_bgr=uint8_bgr, decode_in_graph=decode_in_graph)
     from . import tf_keras
 
     if source.kind == "savedmodel":
@@ -85,7 +94,7 @@ def export_model(src, out=None, *, fp16: bool = False, opset: int = DEFAULT_OPSE
         wrapped = tf_keras.KerasModel(tf_keras.load_keras_file(source.model_file), str(source.model_file))
     return _export_wrapped(wrapped, desc, out, source_name=str(source.path), source_kind=source.kind,
                            source_sha256=source.sha256(), fp16=fp16, opset=opset, check_frames=check_frames,
-                           user_extra=extra, uint8_bgr=uint8_bgr)
+                           user_extra=extra, uint8_bgr=uint8_bgr, decode_in_graph=decode_in_graph)
 
 
 def export_keras_model(model, out, *, bodyparts, stride, locref_stdev: float = sources.DEFAULT_LOCREF_STDEV,
@@ -93,14 +102,14 @@ def export_keras_model(model, out, *, bodyparts, stride, locref_stdev: float = s
                        scoremap_output: str | None = None, locref_output: str | None = None,
                        apply_sigmoid: bool = False, input_color: str = "RGB", input_range: str = "0-255",
                        preprocessing_in_graph: bool = True, extra: dict | None = None,
-                       uint8_bgr: bool = False) -> ExportReport:
+                       uint8_bgr: bool = False, decode_in_graph: bool = False) -> ExportReport:
     """Export an in-memory Keras model (NHWC image in; score maps and offsets out).
 
     Outputs are matched by name (``scoremap_output``/``locref_output``) or else by channel count
     (K and 2K, or one 3K output). ``apply_sigmoid``: the score-map output is logits; a Sigmoid is
     appended in the ONNX model. ``input_color``/``input_range``/``preprocessing_in_graph`` describe
     what the model expects and go into the metadata. ``extra``: more ``rtpose.extra.*`` metadata.
-    ``uint8_bgr``: see :func:`export_model`.
+    ``uint8_bgr``, ``decode_in_graph``: see :func:`export_model`.
     """
     _check_opset(opset)
     deps.require_export()
@@ -121,12 +130,22 @@ def export_keras_model(model, out, *, bodyparts, stride, locref_stdev: float = s
     check_frames = frames_mod.load_images(check_images) if check_images else None
     return _export_wrapped(wrapped, desc, Path(out), source_name=f"keras-model:{name}", source_kind="keras-model",
                            source_sha256=digest.hexdigest(), fp16=fp16, opset=opset, check_frames=check_frames,
-                           user_extra=extra, uint8_bgr=uint8_bgr)
+                           user_extra=extra, uint8_bgr=uint8_bgr, decode_in_graph=decode_in_graph)
 
 
-def default_out(source: sources.Source, fp16: bool = False, uint8_bgr: bool = False) -> Path:
+def default_out(source: sources.Source, fp16: bool = False, uint8_bgr: bool = False, decode: bool = False) -> Path:
     base = source.path if source.path.is_dir() else source.path.with_suffix("")
-    return base.with_name(base.name + ("-fp16" if fp16 else "") + ("-uint8" if uint8_bgr else "") + ".onnx")
+    return base.with_name(base.name + ("-fp16" if fp16 else "") + ("-uint8" if uint8_bgr else "")
+                          + ("-decode" if decode else "") + ".onnx")
+
+
+def add_decode_to_onnx(src, out=None) -> ExportReport:
+    """Add the in-graph decode to an rtpose ``.onnx`` file (:mod:`.decode_in_graph`); the source is kept."""
+    out, meta = decode_mod.add_to_file(src, out)
+    return ExportReport(out=Path(out), source=str(src), source_kind="onnx", variant="decode-in-graph",
+                        variant_note="an rtpose export with the decode added inside the graph (weights unchanged)",
+                        metadata=meta, parity=None, opset=int(meta.extra.get("opset", DEFAULT_OPSET)),
+                        decode_check=meta.extra.get("decode_in_graph_check", ""))
 
 
 def _check_opset(opset: int) -> None:
@@ -181,7 +200,8 @@ def _check_batch_invariance(model, check_frames, input_hw, outputs, stride, stde
     return figures
 
 
-def _export_dlc(source, desc, out, *, fp16, opset, check_frames, user_extra, uint8_bgr=False) -> ExportReport:
+def _export_dlc(source, desc, out, *, fp16, opset, check_frames, user_extra, uint8_bgr=False,
+                decode_in_graph=False) -> ExportReport:
     from . import tf_frozen
 
     pb = source.model_file
@@ -199,10 +219,10 @@ def _export_dlc(source, desc, out, *, fp16, opset, check_frames, user_extra, uin
     return _finish(model, batches, ref, desc, out, source_name=str(source.path), source_kind="dlc",
                    source_sha256=source.sha256(), variant=io.variant, note=io.note, fp16=fp16, opset=opset,
                    input_hw=(None, None), has_locref=refine, user_extra=user_extra, check_frames=check_frames,
-                   per_frame_rewrites=rewritten, uint8_bgr=uint8_bgr)
+                   per_frame_rewrites=rewritten, uint8_bgr=uint8_bgr, decode_in_graph=decode_in_graph)
 
 
-def _export_dlc3(source, out, *, fp16, opset, check_frames, user_extra) -> ExportReport:
+def _export_dlc3(source, out, *, fp16, opset, check_frames, user_extra, decode_in_graph=False) -> ExportReport:
     """A DeepLabCut 3 ``.pt``: DeepLabCut's own network, references one frame at a time (as DeepLabCut-Live)."""
     from . import torch_dlc3
 
@@ -215,11 +235,11 @@ def _export_dlc3(source, out, *, fp16, opset, check_frames, user_extra) -> Expor
     return _finish(onnx_model, batches, ref, desc, out, source_name=str(source.path), source_kind="dlc3",
                    source_sha256=source.sha256(), variant=f"dlc3-{model.net_type}", note=model.note(), fp16=fp16,
                    opset=opset, input_hw=(None, None), has_locref=bool(desc.location_refinement),
-                   user_extra=user_extra, check_frames=check_frames)
+                   user_extra=user_extra, check_frames=check_frames, decode_in_graph=decode_in_graph)
 
 
 def _export_wrapped(wrapped, desc, out, *, source_name, source_kind, source_sha256, fp16, opset,
-                    check_frames, user_extra, uint8_bgr=False) -> ExportReport:
+                    check_frames, user_extra, uint8_bgr=False, decode_in_graph=False) -> ExportReport:
     from . import tf_keras
 
     k = len(desc.bodyparts)
@@ -240,7 +260,7 @@ def _export_wrapped(wrapped, desc, out, *, source_name, source_kind, source_sha2
                    source_sha256=source_sha256, variant=source_kind, note=outputs.note, fp16=fp16, opset=opset,
                    input_hw=wrapped.input_hw, has_locref=bool(outputs.locref or outputs.concatenated),
                    user_extra=user_extra, check_frames=check_frames, per_frame_rewrites=rewritten,
-                   uint8_bgr=uint8_bgr)
+                   uint8_bgr=uint8_bgr, decode_in_graph=decode_in_graph)
 
 
 def _reference(reference, desc, check_frames, input_hw, *, source_name, described_by, whole_pixels=False):
@@ -270,7 +290,7 @@ def _reference(reference, desc, check_frames, input_hw, *, source_name, describe
 
 def _finish(model, batches, ref, desc, out: Path, *, source_name, source_kind, source_sha256, variant, note, fp16,
             opset, input_hw, has_locref, check_frames, per_frame_rewrites=(), user_extra=None,
-            uint8_bgr=False) -> ExportReport:
+            uint8_bgr=False, decode_in_graph=False) -> ExportReport:
     onnx = deps.onnx()
     k = len(desc.bodyparts)
     fixes = onnx_graph.fix_padding(model)
@@ -351,11 +371,17 @@ def _finish(model, batches, ref, desc, out: Path, *, source_name, source_kind, s
         scoremap_output="scoremap", locref_output="locref" if has_locref else None, input_name="image",
         input_color=input_color, input_range=input_range,
         preprocessing_in_graph=desc.preprocessing_in_graph, clip_scores=desc.clip_scores, extra=extra)
+    decode_check = ""
+    if decode_in_graph:  # last: after --fp16 (maps cast back to float32) and --input uint8-bgr (input only)
+        frames_in = uint8_input.uint8_bgr_batches(batches) if uint8_bgr else batches
+        final, metadata = decode_mod.add_checked(final, metadata, source=source_name, batches=frames_in)
+        decode_check = metadata.extra["decode_in_graph_check"]
     _write(final, metadata, out, source_name)
     return ExportReport(out=out, source=source_name, source_kind=source_kind, variant=variant, variant_note=note,
                         metadata=metadata, parity=figures, parity_fp16=figures16, fp16=fp16, opset=opset,
                         graph_fixes=tuple(fixes), batch_invariance=batch_figures,
-                        per_frame_rewrites=tuple(per_frame_rewrites), parity_uint8=figures_u8)
+                        per_frame_rewrites=tuple(per_frame_rewrites), parity_uint8=figures_u8,
+                        decode_check=decode_check)
 
 
 def _set_io_dims(model, h, w, k: int, has_locref: bool) -> None:

@@ -119,6 +119,7 @@ class ExportReport:
     batch_invariance: ParityFigures | None = None  # the model on frames alone vs inside batches
     per_frame_rewrites: tuple[str, ...] = field(default_factory=tuple)  # batch-mixing nodes made per-frame
     parity_uint8: ParityFigures | None = None  # the uint8 BGR-input model on the same frames as uint8 BGR
+    decode_check: str = ""  # --decode-in-graph: the in-graph decode vs rtpose.decode on the check frames
 
     def summary(self) -> str:
         lines = [
@@ -137,6 +138,8 @@ class ExportReport:
             lines.append(f"check uint8 BGR input {self.parity_uint8.summary()}")
         if self.batch_invariance is not None:
             lines.append(f"check batch {self.batch_invariance.summary()}")
+        if self.decode_check:
+            lines.append(f"check decode in graph (output {self.metadata.pose_output}): {self.decode_check}")
         if self.per_frame_rewrites:
             lines.append(f"batch:    {len(self.per_frame_rewrites)} training-mode batch norm(s) rewritten to "
                          "per-frame statistics (InstanceNormalization), as DeepLabCut computes one frame at a time")

@@ -59,8 +59,8 @@ class ZeroCostModel(OnnxPoseModel):
         self.provider = "ZeroCost (no network)"
         self._maps: tuple[np.ndarray, np.ndarray] | None = None
 
-    def prepare(self, max_batch: int, height: int, width: int) -> None:
-        super().prepare(max_batch, height, width)
+    def prepare(self, max_batch: int, height: int, width: int, **kw) -> None:
+        super().prepare(max_batch, height, width, **kw)
         h, w = self.map_shape
         k = self.metadata.num_bodyparts
         scmap = np.full((max_batch, h, w, k), 0.01, np.float32)

@@ -118,6 +118,8 @@ class AdaptiveThreadsModel:
         first = self._model
         self.metadata, self.path, self.provider = first.metadata, first.path, first.provider
         self.spinning = getattr(first, "spinning", False)
+        #: the model returns poses itself (``run_poses``; exported with ``--decode-in-graph``)
+        self.decodes_in_graph = bool(getattr(first, "decodes_in_graph", False))
 
     # ------------------------------------------------------------------ PoseBackend
     def prepare(self, max_batch: int, height: int, width: int) -> None:
@@ -136,6 +138,21 @@ class AdaptiveThreadsModel:
 
     def run(self, n: int):
         out = self._model.run(n)
+        self._after_batch()
+        return out
+
+    def run_poses(self, n: int):
+        out = self._model.run_poses(n)
+        self._after_batch()
+        return out
+
+    def execution(self) -> dict:
+        """How the model runs (the session in use now), with the thread policy."""
+        info = dict(self._model.execution()) if hasattr(self._model, "execution") else {}
+        info["threads"] = "auto"
+        return info
+
+    def _after_batch(self) -> None:
         self.log.batches[self._threads] = self.log.batches.get(self._threads, 0) + 1
         other = self._meter.poll()
         if other is not None:
@@ -145,7 +162,6 @@ class AdaptiveThreadsModel:
             if wanted != self._threads:  # takes effect from the next batch's load_frame
                 self._threads, self._model = wanted, self._models[wanted]
                 self.log.switches += 1
-        return out
 
     # ------------------------------------------------------------------ reporting
     @property

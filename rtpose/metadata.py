@@ -38,6 +38,9 @@ class ModelMetadata:
         preprocessing_in_graph: True when mean subtraction/scaling is inside the graph.
         clip_scores: the likelihood is the score at the maximum clipped to [0, 1] (DeepLabCut 3's
             ``HeatmapPredictor(clip_scores=True)``); the maximum itself is found on the raw map.
+        pose_output: ONNX output name of (B, K, 3) float64 poses (x, y, likelihood) decoded inside the
+            graph (``rtpose export --decode-in-graph``), bit-identical to :mod:`rtpose.decode` on the
+            maps the graph also outputs; None when the runtime decodes the maps itself.
         extra: everything else (source hash, versions, parity figures), shown by ``rtpose info``.
     """
 
@@ -52,6 +55,7 @@ class ModelMetadata:
     input_range: str = "0-255"
     preprocessing_in_graph: bool = True
     clip_scores: bool = False
+    pose_output: str | None = None
     extra: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -103,6 +107,8 @@ class ModelMetadata:
             "preprocessing_in_graph": json.dumps(bool(self.preprocessing_in_graph)),
             "clip_scores": json.dumps(bool(self.clip_scores)),
         }
+        if self.pose_output:  # absent rather than empty: files without the decode stay as they were
+            props["pose_output"] = self.pose_output
         out = {PREFIX + k: v for k, v in props.items()}
         for k, v in self.extra.items():
             out[PREFIX + "extra." + k] = str(v)
@@ -137,6 +143,7 @@ class ModelMetadata:
                 input_range=ours.get("input_range", "0-255"),
                 preprocessing_in_graph=json.loads(ours.get("preprocessing_in_graph", "true")),
                 clip_scores=json.loads(ours.get("clip_scores", "false")),
+                pose_output=ours.get("pose_output") or None,
                 extra={k[len("extra."):]: v for k, v in ours.items() if k.startswith("extra.")},
             )
         except (ValueError, TypeError) as exc:

@@ -7,94 +7,38 @@ colour order) and calls :meth:`PoseBackend.run`, which returns views of the
 preallocated score maps ``(n, h, w, K)`` and offsets ``(n, h, w, K, 2)``.
 
 :class:`OnnxPoseModel` picks execution providers automatically (TensorRT >
-CUDA > CPU) unless told otherwise, and binds inputs/outputs to the
-preallocated NumPy buffers (IOBinding), so a steady-state run allocates no
-frame-sized memory.
+CUDA > CPU) unless told otherwise (:mod:`rtpose.providers`: options, fallback
+reasons), and binds inputs/outputs to the preallocated NumPy buffers
+(IOBinding), so a steady-state run allocates no frame-sized memory. On a GPU
+those buffers are page-locked (:mod:`rtpose.pinned`) and, under CUDA graphs,
+the input and outputs are OrtValues on the GPU updated in place. A model
+exported with ``--decode-in-graph`` returns poses (:meth:`OnnxPoseModel.run_poses`)
+instead of maps: only ``(B, K, 3)`` values cross the bus.
 """
 
 from __future__ import annotations
 
 import math
 import os
+import sys
+import time
 from pathlib import Path
-from typing import Protocol, Sequence
+from typing import Callable, Protocol, Sequence
 
 import cv2
 import numpy as np
 
-from .errors import ConfigError, MissingDependencyError, ModelError, ModelInputError
+from .errors import ConfigError, ModelError, ModelInputError
 from .metadata import ModelMetadata
+from .pinned import PinnedMemory
+from .providers import (CPU, GPU_PROVIDERS, PROVIDER_NAMES, TENSORRT, ProviderChoice, ShapeProfile,
+                        available_providers, cache_root, captured_stderr, choose_providers, cuda_options,
+                        engine_cache_key, engine_files, fallback_reason, file_sha256, import_onnxruntime,
+                        tensorrt_options, tensorrt_version, write_cache_description)
 
-#: Provider short names accepted by ``providers=`` and the CLI, best first.
-PROVIDER_NAMES = {
-    "tensorrt": "TensorrtExecutionProvider",
-    "cuda": "CUDAExecutionProvider",
-    "cpu": "CPUExecutionProvider",
-}
+__all__ = ["OnnxPoseModel", "PoseBackend", "load_model", "PROVIDER_NAMES", "available_providers", "choose_providers",
+           "import_onnxruntime", "check_map_geometry", "check_score_range", "default_threads"]
 _ORT_DTYPES = {"tensor(float)": np.float32, "tensor(uint8)": np.uint8}
-
-
-class PoseBackend(Protocol):
-    """What the pipeline needs from a model."""
-
-    metadata: ModelMetadata
-    provider: str
-    input_buffer: np.ndarray
-
-    def prepare(self, max_batch: int, height: int, width: int) -> None: ...
-
-    def load_frame(self, row: int, frame_bgr: np.ndarray) -> None: ...
-
-    def set_input_size(self, height: int, width: int) -> None: ...
-
-    def run(self, n: int) -> tuple[np.ndarray, np.ndarray | None]: ...
-
-    @property
-    def map_shape(self) -> tuple[int, int]: ...
-
-
-def import_onnxruntime():
-    try:
-        import onnxruntime as ort
-    except ImportError as exc:
-        raise MissingDependencyError(
-            "ONNX Runtime is not installed. Install exactly one of: "
-            "`pip install 'rtpose[cpu]'` (CPU) or `pip install 'rtpose[gpu]'` (NVIDIA GPU)."
-        ) from exc
-    if not hasattr(ort, "InferenceSession"):
-        raise MissingDependencyError(
-            "the onnxruntime package is broken (typically onnxruntime and onnxruntime-gpu were both installed "
-            "into one environment). Repair with `pip uninstall -y onnxruntime onnxruntime-gpu` and then "
-            "`pip install 'rtpose[cpu]'` or `pip install 'rtpose[gpu]'`."
-        )
-    return ort
-
-
-def available_providers() -> list[str]:
-    return list(import_onnxruntime().get_available_providers())
-
-
-def choose_providers(requested: Sequence[str] | None) -> list[str]:
-    """Map short names (``cpu``, ``cuda``, ``tensorrt``) to ORT providers, best first.
-
-    ``None`` or ``["auto"]`` means: every available one of TensorRT, CUDA, CPU.
-    """
-    available = available_providers()
-    if not requested or list(requested) == ["auto"]:
-        return [p for p in PROVIDER_NAMES.values() if p in available]
-    chosen = []
-    for name in requested:
-        full = PROVIDER_NAMES.get(name.lower())
-        if full is None:
-            raise ModelError(f"unknown provider {name!r}; choose from {', '.join(PROVIDER_NAMES)} or auto")
-        if full not in available:
-            raise ModelError(
-                f"provider {name} is not available in this onnxruntime (available: {', '.join(available)}). "
-                "For GPUs install `pip install 'rtpose[gpu]'` (and not the CPU package)."
-            )
-        chosen.append(full)
-    return chosen
-
 
 #: Default for ONNX Runtime's intra-op thread spinning. Off: with one core kept busy by another process,
 #: 2 spinning threads took 23.8 ms p50 on the bundled model vs 15.7 ms without spinning (idle: 11.1 vs
@@ -146,47 +90,85 @@ def check_score_range(path, scores: np.ndarray) -> None:
         )
 
 
+def _stderr_line(message: str) -> None:
+    print(f"rtpose: {message}", file=sys.stderr, flush=True)
+
+
+#: ``io_binding`` modes: "host" binds preallocated (on a GPU: page-locked) NumPy buffers and ONNX Runtime
+#: copies exactly the rows run over the bus; "device" binds OrtValues on the provider's device (fixed
+#: addresses, what CUDA graphs need), updated in place from the host buffer each run.
+IO_MODES = ("auto", "host", "device")
+#: Full-batch runs when a GPU session is prepared: engine build / allocation, then CUDA graph capture.
+WARMUP_RUNS = 3
+
+
 class OnnxPoseModel:
-    """An rtpose ONNX file on ONNX Runtime. See the module docstring."""
+    """An rtpose ONNX file on ONNX Runtime. See the module docstring.
+
+    GPU options (ignored on the CPU provider):
+
+    * ``trt_fp16``: let TensorRT run layers in float16 (``trt_fp16_enable``). For the CUDA provider,
+      export an FP16 model instead (``rtpose export --fp16``).
+    * ``cuda_graph``: capture the run once as a CUDA graph and replay it (``enable_cuda_graph`` /
+      ``trt_cuda_graph_enable``). Needs fixed shapes: every run then computes the full prepared batch
+      (a partial batch leaves stale rows that are not returned) at the prepared size. ``None`` (auto):
+      on for GPU providers when the frame size is fixed and the batch may be padded (batch 1 or a
+      batch-invariant model). Refused by ONNX Runtime (e.g. nodes on the CPU): run without, reported.
+    * ``graph_decode``: use the in-graph decode of a model exported with ``--decode-in-graph``
+      (poses straight from the model, the pipeline's decoder skipped). ``None`` (auto): whenever
+      the file has it. False: fetch the maps and decode on the CPU (for comparisons).
+    * ``io_binding``: see :data:`IO_MODES`; auto is "device" under CUDA graphs, else "host".
+    * ``log``: where progress lines go (TensorRT engine builds); default stderr.
+
+    :attr:`choice` (a :class:`~rtpose.providers.ProviderChoice`) says which provider runs, whether
+    ONNX Runtime fell back from the requested one, and why; :meth:`execution` has everything for
+    the run summary and the recording's settings.
+    """
 
     def __init__(self, path: str | os.PathLike, *, providers: Sequence[str] | None = None, threads: int | None = None,
-                 spinning: bool = DEFAULT_SPINNING):
+                 spinning: bool = DEFAULT_SPINNING, trt_fp16: bool = False, cuda_graph: bool | None = None,
+                 graph_decode: bool | None = None, io_binding: str = "auto", device_id: int = 0,
+                 log: Callable[[str], None] | None = None):
         if threads is not None and not (isinstance(threads, int) and threads >= 1):
             raise ConfigError(f"threads must be None (all usable cores) or a whole number >= 1, got {threads!r}")
+        if io_binding not in IO_MODES:
+            raise ConfigError(f"io_binding must be one of {', '.join(IO_MODES)}, got {io_binding!r}")
         ort = import_onnxruntime()
+        self._ort = ort
         self.path = Path(path)
         if not self.path.is_file():
             raise ModelError(f"model file {self.path} does not exist; give an rtpose .onnx file or a DeepLabCut exported-model folder")
         self._providers_requested = list(providers) if providers else None
-        options = ort.SessionOptions()
         self.threads = threads or default_threads()
         self.spinning = bool(spinning)
-        options.intra_op_num_threads = self.threads
-        options.inter_op_num_threads = 1
-        # Spinning: idle intra-op threads busy-wait for the next piece of work instead of sleeping. Faster on
-        # an idle machine, much slower when other processes want those cores (see DEFAULT_SPINNING).
-        options.add_session_config_entry("session.intra_op.allow_spinning", "1" if self.spinning else "0")
-        options.add_session_config_entry("session.inter_op.allow_spinning", "1" if self.spinning else "0")
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.log_severity_level = 3
+        self.trt_fp16 = bool(trt_fp16)
+        self.device_id = int(device_id)
+        self._cuda_graph_wanted = cuda_graph
+        self._io_wanted = io_binding
+        self._log = log or _stderr_line
+        auto = not providers or list(providers) == ["auto"]
         provider_list = choose_providers(providers)
-        provider_args = [self._provider_options(p) for p in provider_list]
-        try:
-            self.session = ort.InferenceSession(str(self.path), sess_options=options, providers=provider_list,
-                                                provider_options=provider_args)
-        except Exception as exc:  # ORT raises its own exception types for corrupt files
-            raise ModelError(f"{self.path} is not a loadable ONNX model ({exc}); re-export it with `rtpose export`") from exc
+        self.session, log_text = self._new_session(provider_list, [self._provider_options(p) for p in provider_list])
         self.provider = self.session.get_providers()[0]
-        #: what the run summary prints about how the model runs
-        self.settings = (f"{self.threads} CPU thread{'s' if self.threads != 1 else ''}, spinning "
-                         f"{'on' if self.spinning else 'off'}" if self.provider == "CPUExecutionProvider" else "")
-        if self._providers_requested and self.provider != provider_list[0]:
+        self.choice = ProviderChoice(tuple(provider_list), self.provider, auto,
+                                     fallback_reason(log_text, provider_list, self.provider))
+        if not auto and self.provider not in provider_list:
             raise ModelError(
                 f"asked for {provider_list[0]} but ONNX Runtime fell back to {self.provider} "
-                "(missing CUDA/cuDNN/TensorRT libraries?). Run `rtpose info` to see what is available."
+                f"({self.choice.reason}). Run `rtpose info` to see what is available."
             )
+        self._provider_tail = provider_list[provider_list.index(self.provider):] if self.provider in provider_list \
+            else [self.provider]
+        self.on_gpu = self.provider in GPU_PROVIDERS
+        self._cpu = self.session if not self.on_gpu else None  # the session the load-time checks run on
         self.metadata = ModelMetadata.from_props(self.session.get_modelmeta().custom_metadata_map, source=str(self.path))
         self._check_signature()
+        has_graph_decode = self._pose_output is not None
+        if graph_decode and not has_graph_decode:
+            raise ConfigError(f"{self.path} does not decode inside its graph; export it with "
+                              "`rtpose export --decode-in-graph` or leave graph decoding on auto")
+        #: poses come straight from the model (``run_poses``); the pipeline skips its decoder
+        self.decodes_in_graph = has_graph_decode and graph_decode is not False
         self._probe(*self._probe_size())
         self.input_buffer = np.zeros((0, 0, 0, 3), self._input_dtype)
         self._input_flat = self.input_buffer.reshape(-1)
@@ -195,16 +177,124 @@ class OnnxPoseModel:
         self._map_shapes: dict[tuple[int, int], tuple[int, int]] = {}
         self._scmap = self._locref = None
         self._scmap_flat = self._locref_flat = None
-        self._bindings: dict[int, object] = {}
+        self._poses = np.zeros((0, self.metadata.num_bodyparts, 3), np.float64)
+        self._bindings: dict[tuple[int, bool], object] = {}
+        self._device = None  # _DeviceIO under io_binding="device"
         self._swap_rb = self.metadata.input_color == "RGB"
+        self._pinned = PinnedMemory(reason="not on a GPU") if not self.on_gpu else None
+        #: decided by prepare(): CUDA graphs in use, and why not when they are not
+        self.cuda_graph = False
+        self.cuda_graph_note = "" if self.on_gpu else "CPU provider"
+        self.io_binding = "host"
+        self.engine_note = ""  # TensorRT: built (N s) / loaded from cache, and where
+        self.build_s: float | None = None
+        self.settings = self._settings_line()
 
-    @staticmethod
-    def _provider_options(provider: str) -> dict[str, str]:
-        if provider == "TensorrtExecutionProvider":
-            cache = Path(os.environ.get("RTPOSE_CACHE_DIR", Path.home() / ".cache" / "rtpose")) / "tensorrt"
-            cache.mkdir(parents=True, exist_ok=True)
-            return {"trt_engine_cache_enable": "True", "trt_engine_cache_path": str(cache), "trt_fp16_enable": "False"}
+    # -- sessions ------------------------------------------------------------
+    def _session_options(self, fixed_dims: dict[str, int] | None = None):
+        ort = self._ort
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = self.threads
+        options.inter_op_num_threads = 1
+        # Spinning: idle intra-op threads busy-wait for the next piece of work instead of sleeping. Faster on
+        # an idle machine, much slower when other processes want those cores (see DEFAULT_SPINNING).
+        options.add_session_config_entry("session.intra_op.allow_spinning", "1" if self.spinning else "0")
+        options.add_session_config_entry("session.inter_op.allow_spinning", "1" if self.spinning else "0")
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.log_severity_level = 3
+        for name, value in (fixed_dims or {}).items():  # symbolic dims made fixed (CUDA graphs)
+            options.add_free_dimension_override_by_name(name, int(value))
+        return options
+
+    def _new_session(self, provider_list, provider_args, fixed_dims=None):
+        """An InferenceSession, and what explains a fallback: ONNX Runtime's stderr lines while creating it
+        (a provider library that does not load) and the errors of providers that failed to initialise
+        (ONNX Runtime's own retry, which only prints them, is off: the next provider is tried here)."""
+        captured: list[str] = []
+        errors: list[str] = []
+        providers, args = list(provider_list), list(provider_args)
+        while True:
+            try:
+                with captured_stderr(captured):
+                    session = self._ort.InferenceSession(
+                        str(self.path), sess_options=self._session_options(fixed_dims), providers=providers,
+                        provider_options=args, enable_fallback=0)
+                break
+            except Exception as exc:  # ORT raises its own exception types
+                if len(providers) > 1 and providers[0] != CPU:
+                    errors.append(f"EP Error: {providers[0]} failed: {exc}")
+                    providers, args = providers[1:], args[1:]
+                    continue
+                if errors or providers[0] != CPU:
+                    raise ModelError(f"{self.path}: ONNX Runtime cannot create a {providers[0]} session ({exc}); "
+                                     + "; ".join(errors)) from exc
+                raise ModelError(f"{self.path} is not a loadable ONNX model ({exc}); re-export it with `rtpose export`") from exc
+        return session, "\n".join(errors + ["".join(captured)])
+
+    def _cpu_session(self):
+        """The CPU session the load-time checks run on (on a GPU: created once, beside the GPU session, so a
+        check never builds a TensorRT engine for a test size)."""
+        if self._cpu is None:
+            self._cpu, _ = self._new_session([CPU], [{}])
+        return self._cpu
+
+    def _provider_options(self, provider: str, profile: ShapeProfile | None = None,
+                          cuda_graph: bool = False) -> dict[str, str]:
+        if provider == TENSORRT:
+            cache = self._engine_cache_dir(profile, cuda_graph)
+            return tensorrt_options(cache, profile, fp16=self.trt_fp16, cuda_graph=cuda_graph,
+                                    device_id=self.device_id)
+        if provider == "CUDAExecutionProvider":
+            return cuda_options(cuda_graph=cuda_graph, device_id=self.device_id)
         return {}
+
+    def _engine_cache_dir(self, profile: ShapeProfile | None, cuda_graph: bool) -> Path:
+        root = cache_root() / "tensorrt"
+        if profile is None:  # the load-time session: no engine is built for it (dynamic shapes, no run)
+            (root / "unprofiled").mkdir(parents=True, exist_ok=True)
+            return root / "unprofiled"
+        sha = getattr(self, "_model_sha256", None) or file_sha256(self.path)
+        self._model_sha256 = sha
+        trt = tensorrt_version()
+        ort_version = getattr(self._ort, "__version__", "unknown")
+        key = engine_cache_key(sha, profile, trt_version=trt, ort_version=ort_version, fp16=self.trt_fp16,
+                               cuda_graph=cuda_graph)
+        folder = root / key
+        write_cache_description(folder, {"model": str(self.path), "model_sha256": sha, "profile": profile.options(),
+                                         "tensorrt": trt, "onnxruntime": ort_version, "fp16": self.trt_fp16,
+                                         "cuda_graph": cuda_graph})
+        return folder
+
+    def _settings_line(self) -> str:
+        """What the run summary prints about how the model runs."""
+        if not self.on_gpu:
+            parts = [f"{self.threads} CPU thread{'s' if self.threads != 1 else ''}, spinning "
+                     f"{'on' if self.spinning else 'off'}"]
+        else:
+            parts = [f"CUDA graph {'on' if self.cuda_graph else 'off'}"
+                     + (f" ({self.cuda_graph_note})" if self.cuda_graph_note and not self.cuda_graph else ""),
+                     f"I/O {self.io_binding}-bound"]
+            if self.provider == TENSORRT:
+                parts.append("TensorRT FP16" if self.trt_fp16 else "TensorRT FP32")
+        if self.decodes_in_graph:
+            parts.append("decode in graph")
+        return ", ".join(parts)
+
+    def execution(self) -> dict:
+        """How the model runs, for the run summary and the recording's settings (JSON-able)."""
+        return {
+            **self.choice.to_json(),
+            "precision": self.metadata.extra.get("precision", "fp32") + (" + TensorRT fp16" if self.trt_fp16 and
+                                                                         self.provider == TENSORRT else ""),
+            "cuda_graph": self.cuda_graph, "cuda_graph_note": self.cuda_graph_note,
+            "io_binding": self.io_binding,
+            "readback": self._device.readback if self._device is not None else "",
+            "pinned_host_memory": (self._pinned.pinned_bytes > 0) if self._pinned is not None else False,
+            "pinned_note": "" if self._pinned is None or self._pinned.pinned_bytes else self._pinned.reason,
+            "decode_in_graph": self.decodes_in_graph,
+            "tensorrt_engine": self.engine_note,
+            "build_s": self.build_s,
+        }
 
     def _check_signature(self) -> None:
         meta = self.metadata
@@ -218,6 +308,7 @@ class OnnxPoseModel:
         if inp.type not in _ORT_DTYPES:
             raise ModelError(f"{self.path}: input type {inp.type} unsupported; rtpose feeds float32 or uint8")
         self._input_dtype = _ORT_DTYPES[inp.type]
+        self._input_dims = list(inp.shape)
         self._static_batch = inp.shape[0] if isinstance(inp.shape[0], int) else None
         self._static_hw = tuple(inp.shape[1:3]) if all(isinstance(d, int) for d in inp.shape[1:3]) else None
         wanted = [meta.scoremap_output] + ([meta.locref_output] if meta.location_refinement else [])
@@ -225,6 +316,14 @@ class OnnxPoseModel:
         if missing:
             raise ModelError(f"{self.path}: outputs {missing} named in the metadata are not in the graph (it has {list(outputs)}); re-export the model")
         self._output_names = wanted
+        self._pose_output = None
+        if meta.pose_output:
+            out = outputs.get(meta.pose_output)
+            if out is None or out.type != "tensor(double)" or len(out.shape) != 3:
+                raise ModelError(f"{self.path}: the metadata names the in-graph decode output {meta.pose_output!r}, "
+                                 f"but the graph has {out.type + ' ' + str(out.shape) if out else 'no such output'}; "
+                                 "re-export it with `rtpose export --decode-in-graph`")
+            self._pose_output = meta.pose_output
 
     def _probe_size(self) -> tuple[int, int]:
         """(height, width) for the load-time check: the graph's own size if fixed, else PROBE_SIZE."""
@@ -238,38 +337,177 @@ class OnnxPoseModel:
             raise ModelError("call prepare() (and, after set_input_size(), run()) before asking for the map shape")
         return self._scmap.shape[1], self._scmap.shape[2]
 
-    def prepare(self, max_batch: int, height: int, width: int) -> None:
+    def prepare(self, max_batch: int, height: int, width: int, *, variable_size: bool = False) -> None:
         """Preallocate input/output buffers for batches of up to ``max_batch`` frames of this size.
 
         :meth:`set_input_size` may later switch to any smaller size (dynamic cropping) within the
-        same buffers."""
+        same buffers; say so with ``variable_size`` (GPU providers then build for the range of sizes
+        and run without CUDA graphs)."""
         stride = int(self.metadata.stride)
         if height < stride or width < stride:
             raise ModelInputError(f"frames of {width}x{height} are smaller than the model stride {stride}")
         if self._static_batch is not None and max_batch > self._static_batch:
             raise ModelInputError(f"{self.path} takes batches of exactly {self._static_batch}; use --batch {self._static_batch} or re-export with a dynamic batch")
         self._check_size(height, width)
+        if self._pinned is not None:
+            self._pinned.unpin_all()  # before the buffers it locked are replaced
         self._input_flat = np.zeros(max_batch * height * width * 3, self._input_dtype)
         self.input_buffer = self._input_flat.reshape(max_batch, height, width, 3)
         self._rgb_flat = np.zeros(height * width * 3, np.uint8)
         self._max_input_hw = (height, width)
+        self._variable_size = bool(variable_size)
         h, w = self._probe(height, width)
         k = self.metadata.num_bodyparts
         self._scmap_flat = np.zeros(max_batch * h * w * k, np.float32)
         self._locref_flat = np.zeros(max_batch * h * w * 2 * k, np.float32) if self.metadata.location_refinement else None
+        self._poses = np.zeros((max_batch, k, 3), np.float64)
         self._map_shapes = {(height, width): (h, w)}
         self._bindings.clear()
+        self._device = None
         self._use_maps(h, w)
+        if self.on_gpu:
+            self._prepare_gpu(max_batch, height, width)
+        elif self._io_wanted == "device":
+            self._setup_device_io()
+        self.settings = self._settings_line()
+
+    # -- GPU ---------------------------------------------------------------
+    def _graph_decision(self, max_batch: int) -> tuple[bool, str]:
+        """Whether to run under CUDA graphs, and why not."""
+        want = self._cuda_graph_wanted
+        if want is False:
+            return False, "off as asked"
+        why_not = ""
+        if self._variable_size:
+            why_not = "frame size changes (dynamic cropping)"
+        elif max_batch > 1 and not self.metadata.batch_invariant:
+            why_not = "partial batches would be padded, but the model does not declare itself batch-invariant"
+        if why_not and want:
+            raise ConfigError(f"CUDA graphs need fixed shapes, but the {why_not}; run without --cuda-graph")
+        return (not why_not), why_not
+
+    def _fixed_dims(self, max_batch: int, height: int, width: int) -> dict[str, int]:
+        """Symbolic input dims made fixed for a CUDA-graph session (``batch``, ``height``, ``width``)."""
+        dims = {}
+        for d, value in zip(self._input_dims[:3], (max_batch, height, width)):
+            if isinstance(d, str) and d:
+                dims[d] = value
+        return dims
+
+    def _prepare_gpu(self, max_batch: int, height: int, width: int) -> None:
+        """(Re)create the GPU session for this batch and size: TensorRT profile and engine cache, CUDA
+        graphs, page-locked host buffers; warm it up, reporting a TensorRT engine build as it happens."""
+        graph, self.cuda_graph_note = self._graph_decision(max_batch)
+        stride = int(self.metadata.stride)
+        profile = None
+        if self.provider == TENSORRT:
+            profile = ShapeProfile.for_run(self.metadata.input_name, max_batch, height, width, fixed_batch=graph,
+                                           min_hw=(stride, stride) if self._variable_size else None)
+        self._profile = profile
+        fixed = self._fixed_dims(max_batch, height, width) if graph else None
+        session, note = self._gpu_session(profile, graph, fixed)
+        if session is None and graph:  # ONNX Runtime refused CUDA graphs for this graph: run without
+            graph, self.cuda_graph_note = False, note
+            if profile is not None:
+                profile = self._profile = ShapeProfile.for_run(self.metadata.input_name, max_batch, height, width)
+            session, note = self._gpu_session(profile, False, None)
+        if session is None:
+            raise ModelError(f"{self.path}: ONNX Runtime cannot create a {self.provider} session for batch {max_batch} "
+                             f"at {width}x{height}: {note}")
+        self.session = session
+        self.cuda_graph = graph
+        if self._pinned is None:
+            self._pinned = PinnedMemory()
+        for buf in (self._input_flat, self._scmap_flat, self._locref_flat, self._poses):
+            if buf is not None:
+                self._pinned.pin(buf)
+        try:
+            self._warm_up(max_batch, profile)
+        except Exception as exc:  # noqa: BLE001 - ORT's own types: a CUDA graph that cannot be captured
+            if not graph:
+                raise ModelError(f"{self.path}: the first {self.provider} run at batch {max_batch}, {width}x{height} "
+                                 f"failed: {exc}") from exc
+            self.cuda_graph, self.cuda_graph_note = False, f"capture failed: {exc}"[:300]
+            if profile is not None:
+                profile = self._profile = ShapeProfile.for_run(self.metadata.input_name, max_batch, height, width)
+            session, note = self._gpu_session(profile, False, None)
+            if session is None:
+                raise ModelError(f"{self.path}: ONNX Runtime cannot create a {self.provider} session: {note}") from exc
+            self.session = session
+            self._bindings.clear()
+            self._warm_up(max_batch, profile)
+
+    def _warm_up(self, max_batch: int, profile) -> None:
+        """Bind the I/O, then run the full batch a few times: the first run builds the TensorRT engine (or
+        loads it from the cache) and lets ONNX Runtime allocate, a CUDA graph is captured on a later one.
+        The engine build is announced before and timed after: never a silent minute-long stall."""
+        self.io_binding = "device" if self.cuda_graph or self._io_wanted == "device" else "host"
+        self._device = None
+        if self.io_binding == "device":
+            self._setup_device_io()
+        cache = self._engine_cache_dir(profile, self.cuda_graph) if profile is not None else None
+        cached = bool(cache and engine_files(cache))
+        if cache is not None:
+            self._log(("loading the cached TensorRT engine" if cached else
+                       "building TensorRT engine, first run only (can take minutes)") +
+                      f" for {profile.describe()}{', FP16' if self.trt_fp16 else ''}; cache {cache} ...")
+        t0 = time.perf_counter()
+        for _ in range(WARMUP_RUNS):
+            self._run_rows(max_batch, poses=self.decodes_in_graph)
+        self.build_s = time.perf_counter() - t0
+        if cache is not None:
+            self.engine_note = (f"{'loaded from cache' if cached else 'built'} in {self.build_s:.1f} s, "
+                                f"{profile.describe()}, cache {cache}")
+            self._log(f"TensorRT engine {'loaded' if cached else 'built'}: took {self.build_s:.1f} s")
+
+    def _gpu_session(self, profile, graph: bool, fixed):
+        """A GPU session (None and the reason when ONNX Runtime refuses it); a fallback to another provider
+        is recorded in :attr:`choice`."""
+        providers = self._provider_tail
+        args = [self._provider_options(p, profile, graph) for p in providers]
+        try:
+            session, log_text = self._new_session(providers, args, fixed)
+        except ModelError as exc:
+            return None, str(exc.__cause__ or exc)
+        got = session.get_providers()[0]
+        if got != self.provider:
+            if graph:
+                return None, (f"with CUDA graphs on, ONNX Runtime fell back to {got}: "
+                              f"{fallback_reason(log_text, providers, got)}")
+            self.choice = ProviderChoice(self.choice.requested, got, self.choice.auto,
+                                         fallback_reason(log_text, self.choice.requested, got))
+            self.provider = got
+            self.on_gpu = got in GPU_PROVIDERS
+        return session, ""
+
+    def _setup_device_io(self) -> None:
+        """Bind OrtValues on the provider's device ('cuda', or 'cpu' on the CPU provider) for the full batch."""
+        self._device = _DeviceIO(self._ort, self.session, self._device_type(), self.device_id, self.metadata.input_name,
+                                 self.input_buffer, self._device_outputs())
+        self.io_binding = "device"
+
+    def _device_type(self) -> str:
+        """OrtValue device of the provider: 'cuda' for CUDA and TensorRT, 'cpu' for the CPU provider."""
+        return "cpu" if self.provider == CPU else "cuda"
+
+    def _device_outputs(self) -> list[tuple[str, np.ndarray]]:
+        if self.decodes_in_graph:
+            return [(self._pose_output, self._poses)]
+        outs = [(self.metadata.scoremap_output, self._scmap)]
+        if self._locref is not None:
+            outs.append((self.metadata.locref_output, self._locref))
+        return outs
 
     def _probe(self, height: int, width: int) -> tuple[int, int]:
         """Run a fixed pseudo-random frame of this size and check what comes out against the metadata:
         output shapes, score-map size against input size / stride, scores in 0..1, finite offsets.
         Returns the score-map size. Done at load (at the model's own size, or PROBE_SIZE) and again by
-        :meth:`prepare` for the frame size, so a model that does not fit its metadata never runs a frame."""
+        :meth:`prepare` for the frame size, so a model that does not fit its metadata never runs a frame.
+        Runs on the CPU (on a GPU provider: a CPU session of the same file), so no engine is built for it."""
         batch = self._static_batch or 1
         test_frames = np.random.default_rng(0).integers(0, 256, (batch, height, width, 3)).astype(self._input_dtype)
         try:
-            probe = self.session.run(self._output_names, {self.metadata.input_name: test_frames})
+            probe = self._cpu_session().run(self._output_names, {self.metadata.input_name: test_frames})
         except Exception as exc:  # ORT's own exception types
             raise ModelError(f"{self.path}: the model fails on a {width}x{height} test frame ({exc}); "
                              "re-export it with `rtpose export`") from exc
@@ -323,6 +561,10 @@ class OnnxPoseModel:
             return
         if self._max_input_hw is None:
             raise ModelError("call prepare() before set_input_size()")
+        if self._device is not None:
+            raise ModelInputError(f"the model runs with device-bound I/O{' under CUDA graphs' if self.cuda_graph else ''}"
+                                  f" at {self._max_input_hw[1]}x{self._max_input_hw[0]} only; prepare it with "
+                                  "variable_size=True for dynamic cropping")
         max_h, max_w = self._max_input_hw
         stride = int(self.metadata.stride)
         if not (stride <= height <= max_h and stride <= width <= max_w):
@@ -351,33 +593,60 @@ class OnnxPoseModel:
             frame_bgr = scratch
         np.copyto(dst, frame_bgr, casting="unsafe")
 
-    def _binding(self, n: int):
-        binding = self._bindings.get(n)
+    def _binding(self, n: int, poses: bool):
+        """IOBinding of rows ``[:n]`` to the preallocated host buffers: the poses, or the maps."""
+        binding = self._bindings.get((n, poses))
         if binding is None:
             binding = self.session.io_binding()
             buf = self.input_buffer
             binding.bind_input(self.metadata.input_name, "cpu", 0, buf.dtype, [n, *buf.shape[1:]], buf.ctypes.data)
-            outs = [self._scmap] + ([self._locref] if self._locref is not None else [])
-            for name, out in zip(self._output_names, outs):
+            if poses:
+                outs = [(self._pose_output, self._poses)]
+            else:
+                outs = list(zip(self._output_names, [self._scmap] + ([self._locref] if self._locref is not None else [])))
+            for name, out in outs:
                 binding.bind_output(name, "cpu", 0, out.dtype, [n, *out.shape[1:]], out.ctypes.data)
-            self._bindings[n] = binding
+            self._bindings[(n, poses)] = binding
         return binding
 
-    def run(self, n: int) -> tuple[np.ndarray, np.ndarray | None]:
-        """Run rows ``[:n]`` of the input batch; returns views of the preallocated outputs."""
+    def _check_n(self, n: int) -> None:
         if self._max_input_hw is None:
             raise ModelError("call prepare() before run()")
         if not 0 < n <= self.input_buffer.shape[0]:
             raise ModelInputError(f"batch of {n} frames; the model was prepared for 1..{self.input_buffer.shape[0]}")
-        if self._scmap is None:
+
+    def _run_rows(self, n: int, *, poses: bool) -> None:
+        if self._device is not None:
+            if poses != self.decodes_in_graph:
+                raise ModelError(f"{self.path}: with device-bound I/O the model returns "
+                                 f"{'poses (run_poses)' if self.decodes_in_graph else 'maps (run)'} only")
+            self._device.run()  # the full prepared batch: fixed shapes
+        elif poses:
+            self.session.run_with_iobinding(self._binding(n, True))
+        elif self._scmap is None:
             self._run_new_size(n)
         else:
-            self.session.run_with_iobinding(self._binding(n))
+            self.session.run_with_iobinding(self._binding(n, False))
+
+    def run(self, n: int) -> tuple[np.ndarray, np.ndarray | None]:
+        """Run rows ``[:n]`` of the input batch; returns views of the preallocated outputs."""
+        self._check_n(n)
+        self._run_rows(n, poses=False)
         k = self.metadata.num_bodyparts
         locref = None
         if self._locref is not None:
             locref = self._locref[:n].reshape(n, *self._locref.shape[1:3], k, 2)
         return self._scmap[:n], locref
+
+    def run_poses(self, n: int) -> np.ndarray:
+        """Run rows ``[:n]`` of a model that decodes inside its graph; returns a view ``(n, K, 3)`` float64
+        of x, y, likelihood in model-input pixels (what :class:`rtpose.decode.Decoder` gives for the maps)."""
+        if not self.decodes_in_graph:
+            raise ModelError(f"{self.path} does not decode inside its graph (or graph_decode=False); use run() and "
+                             "rtpose.decode, or export it with `rtpose export --decode-in-graph`")
+        self._check_n(n)
+        self._run_rows(n, poses=True)
+        return self._poses[:n]
 
     def _run_new_size(self, n: int) -> None:
         """First run at an input size not seen before: ONNX Runtime allocates the outputs; remember their size."""
@@ -391,6 +660,15 @@ class OnnxPoseModel:
 
     def infer(self, frames_bgr: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         """Convenience for scripts: run a (B, H, W, 3) uint8 BGR array (prepares as needed)."""
+        self._load_all(frames_bgr)
+        return self.run(frames_bgr.shape[0])
+
+    def infer_poses(self, frames_bgr: np.ndarray) -> np.ndarray:
+        """:meth:`infer` for a model that decodes inside its graph: ``(B, K, 3)`` poses."""
+        self._load_all(frames_bgr)
+        return self.run_poses(frames_bgr.shape[0])
+
+    def _load_all(self, frames_bgr: np.ndarray) -> None:
         if frames_bgr.ndim != 4 or frames_bgr.shape[3] != 3 or frames_bgr.dtype != np.uint8:
             raise ModelInputError(f"expected frames as (batch, height, width, 3) uint8 BGR, got {frames_bgr.shape} {frames_bgr.dtype}")
         b, h, w, _ = frames_bgr.shape
@@ -398,14 +676,62 @@ class OnnxPoseModel:
             self.prepare(b, h, w)
         for i in range(b):
             self.load_frame(i, frames_bgr[i])
-        return self.run(b)
+
+    def __del__(self):
+        pinned = getattr(self, "_pinned", None)
+        if pinned is not None and pinned.available:
+            try:
+                pinned.unpin_all()
+            except Exception:  # interpreter shutdown: the CUDA runtime may be gone already
+                pass
+
+
+class _DeviceIO:
+    """Input and outputs bound as OrtValues on a device, allocated once for the full batch (fixed addresses,
+    as CUDA graphs need). Per run: the host input buffer is copied in (``update_inplace``), the graph runs,
+    the outputs are copied into the host buffers (``update_inplace`` from the device OrtValue into an
+    OrtValue over the host NumPy memory; where this ONNX Runtime cannot copy that way,
+    ``copy_outputs_to_cpu``, which allocates, and :attr:`readback` says so)."""
+
+    def __init__(self, ort, session, device: str, device_id: int, input_name: str, host_input: np.ndarray,
+                 outputs: list[tuple[str, np.ndarray]]):
+        self._session = session
+        self._host_input = host_input
+        ov = ort.OrtValue
+        self.device = device
+        self.input = ov.ortvalue_from_shape_and_type(list(host_input.shape), host_input.dtype.type, device, device_id)
+        self.outputs = [ov.ortvalue_from_shape_and_type(list(h.shape), h.dtype.type, device, device_id)
+                        for _, h in outputs]
+        self._hosts = [h for _, h in outputs]
+        self._host_values = [ov.ortvalue_from_numpy(h) for h in self._hosts]  # over the host memory, no copy
+        self.binding = session.io_binding()
+        self.binding.bind_ortvalue_input(input_name, self.input)
+        for (name, _), value in zip(outputs, self.outputs):
+            self.binding.bind_ortvalue_output(name, value)
+        self.readback = "update_inplace"
+        try:  # can this ONNX Runtime copy device -> host into our memory?
+            for host_value, dev in zip(self._host_values, self.outputs):
+                host_value.update_inplace(dev)
+        except Exception:  # noqa: BLE001 - ORT's own exception types
+            self.readback = "copy_outputs_to_cpu"
+
+    def run(self) -> None:
+        self.input.update_inplace(self._host_input)
+        self._session.run_with_iobinding(self.binding)
+        if self.readback == "update_inplace":
+            for host_value, dev in zip(self._host_values, self.outputs):
+                host_value.update_inplace(dev)
+        else:
+            for host, value in zip(self._hosts, self.binding.copy_outputs_to_cpu()):
+                np.copyto(host, value)
 
 
 def load_model(spec: str | os.PathLike | None = None, *, providers: Sequence[str] | None = None,
-               threads: int | None = None, spinning: bool = DEFAULT_SPINNING) -> OnnxPoseModel:
+               threads: int | None = None, spinning: bool = DEFAULT_SPINNING, **gpu) -> OnnxPoseModel:
     """Load a model from an .onnx file, a DeepLabCut exported-model folder or a DeepLabCut 3
     ``.pt`` (exported once into a cache, needs the ``export`` or ``export-torch`` extra) or,
-    with ``None``, the bundled model."""
+    with ``None``, the bundled model. ``gpu``: the GPU options of :class:`OnnxPoseModel`
+    (``trt_fp16``, ``cuda_graph``, ``graph_decode``, ``io_binding``, ``device_id``, ``log``)."""
     if spec is None:
         from .models import default_model_path
 
@@ -418,4 +744,4 @@ def load_model(spec: str | os.PathLike | None = None, *, providers: Sequence[str
             path = ensure_onnx(path)
         elif not path.exists():
             raise ModelError(f"model {path} does not exist; give an rtpose .onnx file, a DeepLabCut exported-model folder, or omit --model for the bundled one")
-    return OnnxPoseModel(path, providers=providers, threads=threads, spinning=spinning)
+    return OnnxPoseModel(path, providers=providers, threads=threads, spinning=spinning, **gpu)

@@ -121,6 +121,9 @@ class RunSummary:
     sinks: dict[str, dict[str, object]] = field(default_factory=dict)
     model_settings: str = ""  # e.g. "2 CPU threads, spinning off"
     stopped_by: str = ""  # the error that ended the run early (e.g. a camera unplugged), "" otherwise
+    #: how the model ran: provider asked for / used, fallback and its reason, CUDA graphs, I/O binding,
+    #: decode in graph, TensorRT engine build (OnnxPoseModel.execution(); empty for other backends)
+    execution: dict = field(default_factory=dict)
 
     @property
     def captured(self) -> int:
@@ -270,10 +273,14 @@ class Pipeline:
                 except Exception as close_error:  # reported with, not instead of, the set-up error
                     setup_error.add_note(f"also failed to close {closeable!r}: {close_error}")
             raise
-        warmup_decode()  # compile (or load cached) Numba kernels before the first frame, not on it
+        # A model that decodes inside its graph hands over poses: the pipeline's decoder is skipped.
+        graph_decode = bool(getattr(self.model, "decodes_in_graph", False))
+        decoder = None
+        if not graph_decode:
+            warmup_decode()  # compile (or load cached) Numba kernels before the first frame, not on it
+            decoder = Decoder(meta.stride, meta.locref_stdev, meta.num_bodyparts, batch.capacity,
+                              clip_scores=meta.clip_scores)
         warmup_kalman()
-        decoder = Decoder(meta.stride, meta.locref_stdev, meta.num_bodyparts, batch.capacity,
-                          clip_scores=meta.clip_scores)
         predictors = [KalmanPredictor(meta.num_bodyparts, model=cfg.kalman_model,
                                       process_noise=cfg.kalman_process_noise,
                                       measurement_noise_px=cfg.kalman_measurement_noise_px,
@@ -306,9 +313,14 @@ class Pipeline:
                         break
                     continue
                 batch.t_infer_start_ns[:n] = clock()
-                scmap, locref = self.model.run(n)
-                batch.t_infer_end_ns[:n] = clock()
-                decoder.decode(scmap, locref, batch.pose, n)
+                if graph_decode:
+                    poses = self.model.run_poses(n)
+                    batch.t_infer_end_ns[:n] = clock()
+                    np.copyto(batch.pose[:n], poses)
+                else:
+                    scmap, locref = self.model.run(n)
+                    batch.t_infer_end_ns[:n] = clock()
+                    decoder.decode(scmap, locref, batch.pose, n)
                 loader.to_full_frame(batch, n)
                 loader.observe(batch, n)
                 batch.t_decoded_ns[:n] = t_now = clock()
@@ -399,6 +411,7 @@ class Pipeline:
                 latency_ms=self.stats.summary(),
                 provider=getattr(self.model, "provider", "?"),
                 model_settings=getattr(self.model, "settings", ""),
+                execution=self.model.execution() if hasattr(self.model, "execution") else {},
                 batch_size=batch.capacity,
                 live=cfg.live,
                 interrupted=interrupted,

@@ -51,7 +51,10 @@ class FrameLoader:
                          if self.resize != 1.0 else None)
 
     def prepare_model(self, max_batch: int) -> None:
-        self.model.prepare(max_batch, self.input_height, self.input_width)
+        if self.dynamic is not None:  # the input size changes from frame to frame (GPU: no fixed-shape engine)
+            self.model.prepare(max_batch, self.input_height, self.input_width, variable_size=True)
+        else:
+            self.model.prepare(max_batch, self.input_height, self.input_width)
 
     def load(self, row: int, stream: int, frame: np.ndarray, box_out: np.ndarray) -> None:
         """Crop/resize ``frame`` into the model's input row ``row``; write the box used to ``box_out``."""

@@ -21,7 +21,7 @@ from .sysinfo import OtherLoad
 
 #: Script names, in the order they run.
 TESTS = ("pipeline_overhead", "decode_speed", "zmq_alone", "camera_to_publish", "camera_to_trigger", "prediction",
-         "hardware_loopback", "threads_under_load")
+         "hardware_loopback", "threads_under_load", "graph_decode")
 #: Run only on request (creates a separate virtual environment, minutes the first time).
 OPTIONAL = ("dlc_live_side_by_side",)
 

@@ -54,6 +54,14 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
                         help="let idle inference threads busy-wait for work (ONNX Runtime's allow_spinning). "
                              "Default off: slightly slower on an idle machine, much steadier when other "
                              "programs use the CPU (docs/performance.md)")
+    parser.add_argument("--trt-fp16", action="store_true",
+                        help="TensorRT: let it run layers in float16 (for CUDA, export with --fp16 instead)")
+    parser.add_argument("--cuda-graph", choices=("auto", "on", "off"), default="auto",
+                        help="GPU: capture each run as a CUDA graph and replay it (fixed frame size and batch; "
+                             "default auto: on where shapes are fixed)")
+    parser.add_argument("--graph-decode", choices=("auto", "off"), default="auto",
+                        help="for a model exported with --decode-in-graph: off decodes the maps on the CPU instead "
+                             "(default auto: poses straight from the model)")
 
 
 def add_framing_arguments(parser: argparse.ArgumentParser, *, live: bool) -> None:
@@ -83,16 +91,19 @@ def model_from_args(args: argparse.Namespace, *, threads: int | None = None) -> 
     provider: an :class:`~rtpose.adaptive_threads.AdaptiveThreadsModel` (one session per thread count)."""
     providers = None if args.providers == "auto" else [p.strip() for p in args.providers.split(",") if p.strip()]
     spinning = args.spinning == "on"
+    graph = getattr(args, "cuda_graph", "auto")
+    options = dict(providers=providers, spinning=spinning, trt_fp16=getattr(args, "trt_fp16", False),
+                   cuda_graph=None if graph == "auto" else graph == "on",
+                   graph_decode=False if getattr(args, "graph_decode", "auto") == "off" else None)
     wanted = threads or args.threads
     if wanted != "auto":
-        return load_model(args.model, providers=providers, threads=wanted, spinning=spinning)
+        return load_model(args.model, threads=wanted, **options)
     cores = default_threads()
-    first = load_model(args.model, providers=providers, threads=cores, spinning=spinning)
+    first = load_model(args.model, threads=cores, **options)
     if first.provider != "CPUExecutionProvider" or cores == 1:
         return first  # nothing to adapt: the GPU runs the network, or there is one core
-    return AdaptiveThreadsModel(
-        lambda n: first if n == cores else load_model(first.path, providers=providers, threads=n, spinning=spinning),
-        ThreadRule(cores))
+    return AdaptiveThreadsModel(lambda n: first if n == cores else load_model(first.path, threads=n, **options),
+                                ThreadRule(cores))
 
 
 #: Exit statuses shared by the subcommands (README and docs/reliability.md list them).
@@ -167,6 +178,7 @@ def run_settings(model: OnnxPoseModel, framing: Framing | None, **more) -> dict:
     return {
         "model": str(model.path), "provider": model.provider,
         "threads": "auto" if isinstance(model, AdaptiveThreadsModel) else model.threads, "spinning": model.spinning,
+        "execution": model.execution() if hasattr(model, "execution") else None,
         "resize": framing.resize, "crop": list(framing.crop.as_tuple()) if framing.crop else None,
         "dynamic_crop": ({"threshold": framing.dynamic.threshold, "margin_px": framing.dynamic.margin_px}
                          if framing.dynamic else None),

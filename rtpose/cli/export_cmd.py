@@ -23,6 +23,11 @@ def register(sub) -> None:
                    help="uint8-bgr: the model takes frames as OpenCV gives them (uint8 BGR) and converts them "
                         "inside the graph, so rtpose only copies each frame; checked like the float model "
                         "(default: float, the source model's own input)")
+    p.add_argument("--decode-in-graph", action="store_true",
+                   help="also decode inside the graph: the model returns (batch, bodyparts, 3) poses besides the "
+                        "maps and rtpose fetches only those (less data from a GPU); checked bit for bit against "
+                        "rtpose's decoder. SRC may also be an rtpose .onnx file (e.g. the bundled model): the "
+                        "decode is added to it and written to --out (default <name>-decode.onnx)")
     p.add_argument("--check", nargs="+", metavar="IMAGES", default=None,
                    help="images (or folders of them) for the numeric check (default: synthetic frames)")
     p.add_argument("--meta", default=None, metavar="YAML",
@@ -60,6 +65,9 @@ def main(args: argparse.Namespace) -> int:
                               "CSV (DeepLabCut labelled frames for the accuracy gate)")
         if args.fp16:
             raise ExportError("--int8 quantises the FP32 model; leave out --fp16")
+        if args.decode_in_graph:
+            raise ExportError("--int8 and --decode-in-graph in one go are not supported; add the decode to the INT8 "
+                              "file afterwards: rtpose export MODEL-int8.onnx --decode-in-graph")
     src = Path(args.src)
     extra = None
     if args.skeleton:
@@ -75,7 +83,8 @@ def main(args: argparse.Namespace) -> int:
         fp32_out = args.out if not args.int8 else None  # with --int8, --out names the INT8 file
         report = export_model(args.src, fp32_out, fp16=args.fp16, opset=args.opset, check_images=args.check,
                               bodyparts=bodyparts, stride=args.stride, locref_stdev=args.locref_stdev,
-                              description=args.meta, uint8_bgr=args.input == "uint8-bgr", extra=extra)
+                              description=args.meta, uint8_bgr=args.input == "uint8-bgr", extra=extra,
+                              decode_in_graph=args.decode_in_graph)
         print(report.summary())
         fp32 = report.out
     if args.int8:

@@ -24,6 +24,7 @@ def main(args: argparse.Namespace) -> int:
     print(f"  stride: {meta.stride:g}   locref_stdev: {meta.locref_stdev:g}   location_refinement: {meta.location_refinement}"
           f"   likelihood clipped to [0, 1]: {meta.clip_scores}")
     print(f"  input colour: {meta.input_color}, range {meta.input_range}, preprocessing in graph: {meta.preprocessing_in_graph}")
+    print(f"  decode in graph: {'yes, output ' + meta.pose_output if meta.pose_output else 'no (rtpose decodes the maps)'}")
     print("  inputs:")
     for i in model.session.get_inputs():
         print(f"    {i.name}: {i.type} {i.shape}")

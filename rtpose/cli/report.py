@@ -35,6 +35,12 @@ def format_summary(summary: RunSummary, latency_table: str) -> str:
         + (f" ({summary.model_settings})" if summary.model_settings else "") + f", batch {summary.batch_size}"
         + (", stopped by user" if summary.interrupted else ""),
     ]
+    execution = summary.execution or {}
+    if execution.get("fallback"):
+        lines.append(f"   provider fallback: asked for {execution['requested'][0]}, running on {execution['provider']}: "
+                     f"{execution.get('reason') or 'ONNX Runtime gave no reason'}")
+    if execution.get("tensorrt_engine"):
+        lines.append(f"   TensorRT engine {execution['tensorrt_engine']}")
     for s in summary.streams:
         lost = (f"  + lost before capture {s.lost_before_capture} (gaps in the camera's frame counter)"
                 if s.lost_before_capture else "")
