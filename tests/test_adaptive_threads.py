@@ -166,3 +166,19 @@ def test_cli_threads_must_be_a_number_or_auto(analytic_model, capsys):
         main(["run", "--source", "synthetic:64x64", "--threads", "many", "--model", str(analytic_model)])
     assert exc.value.code == 2
     assert "'many' is not a whole number" in capsys.readouterr().err
+
+
+def test_models_that_decode_in_the_graph_switch_the_same_way():
+    class PosesModel(FakeModel):
+        decodes_in_graph = True
+
+        def run_poses(self, n):
+            return ("poses", self.threads)
+
+        def execution(self):
+            return {"provider": self.provider, "decode_in_graph": True}
+
+    model = AdaptiveThreadsModel(PosesModel, ThreadRule(2), FakeMeter([1.0]))
+    assert model.decodes_in_graph
+    assert [model.run_poses(1) for _ in range(2)] == [("poses", 2), ("poses", 1)]
+    assert model.execution() == {"provider": "CPUExecutionProvider", "decode_in_graph": True, "threads": "auto"}
