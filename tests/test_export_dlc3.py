@@ -32,7 +32,7 @@ MEAN_PX, LIKELIHOOD = 0.05, 1e-3
 #: A keypoint's maximum is ambiguous when another cell scores within this of it.
 AMBIGUOUS = 1e-4
 #: Map stride of each architecture (DeepLabCut's backbone.stride / head.stride).
-STRIDES = {"resnet_50": 8.0, "hrnet_w32": 4.0}
+STRIDES = {"resnet_50": 8.0, "hrnet_w32": 2.0}
 
 
 @pytest.fixture(scope="module")
