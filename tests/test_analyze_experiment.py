@@ -136,3 +136,18 @@ def test_cluster_without_dask_says_what_to_install(clip40, monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "distributed", None)
     assert main(["analyze", str(clip40), "--cluster", "local:2"]) == 2
     assert "pip install 'rtpose[cluster]'" in capsys.readouterr().err
+
+
+def test_progress_line_shows_the_video_and_all_videos_with_fps_and_eta():
+    from rtpose.offline.progress import Progress
+
+    p = Progress([100, None, 300])
+    p.t_start_s = 10.0
+    p.set_done(0, 100)
+    p.frames_this_command = 150
+    line = p.line(2, "c.mp4", done=50, captured=60, processed=50, fps=25.0, elapsed_s=2.0, now_s=13.0)
+    assert line.startswith("[###                 ]  16% 50/300")
+    assert "captured     60  processed     50    25.0 FPS  ETA 10s" in line
+    assert line.endswith("| video 3/3, all: 150/400 frames   50.0 FPS ETA 5s")
+    assert "ETA ?" in Progress([None]).line(0, "x", done=5, captured=5, processed=5, fps=0.0, elapsed_s=1.0,
+                                             now_s=1.0)
