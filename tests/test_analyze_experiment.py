@@ -151,3 +151,28 @@ def test_progress_line_shows_the_video_and_all_videos_with_fps_and_eta():
     assert line.endswith("| video 3/3, all: 150/400 frames   50.0 FPS ETA 5s")
     assert "ETA ?" in Progress([None]).line(0, "x", done=5, captured=5, processed=5, fps=0.0, elapsed_s=1.0,
                                              now_s=1.0)
+
+
+def test_the_reading_thread_alone_gets_a_lower_cpu_priority():
+    import os
+    import threading
+
+    from rtpose.drivers.sources.synthetic import SyntheticSource
+    from rtpose.offline.reader import BackgroundReader
+
+    reader = BackgroundReader(SyntheticSource(width=32, height=32), nice=5)
+    info = reader.open()
+    mine = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    seen = {}
+
+    def read():
+        before = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+        reader.read_into(np.zeros((info.height, info.width, 3), np.uint8))
+        seen["delta"] = os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) - before
+
+    thread = threading.Thread(target=read)
+    thread.start()
+    thread.join()
+    reader.close()
+    assert seen["delta"] == min(5, 19 - mine)
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == mine  # only the reading thread

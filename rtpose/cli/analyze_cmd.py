@@ -177,8 +177,9 @@ def _report(jobs, *, stopped: bool, overall: str) -> int:
     if stopped:
         return EXIT_INTERRUPTED
     failed = [j for j in jobs if j.result.get("error") is not None]
-    if len(failed) == 1 and isinstance(failed[0].result["error"], BaseException):
-        raise failed[0].result["error"]
+    if len(failed) == 1:  # its own message (a cluster worker's error arrives as text)
+        error = failed[0].result["error"]
+        raise error if isinstance(error, BaseException) else RtposeError(error)
     if failed:
         first = failed[0]
         raise RtposeError(f"{len(failed)} of {len(jobs)} inputs failed (see the summary above); the first, "

@@ -8,6 +8,9 @@ its own thread. It never raises for a problem of the job's input or outputs:
 the job's ``status`` and ``result`` say what happened (``complete``,
 ``PARTIAL``, ``stopped``, ``failed: ...``), and its ``.status.json`` records it.
 
+The reading thread runs at a lower CPU priority (:mod:`.reader`), so that decoding
+fills the cores' idle gaps instead of preempting the inference threads.
+
 Batch size: ``--batch`` or, by default, the provider's recorded best
 (:data:`DEFAULT_BATCH`, measured with ``latency_tests/analyze_throughput.py``).
 """
@@ -28,6 +31,7 @@ from ..pipeline import Pipeline, PipelineConfig, RunSummary, Status
 from ..recording import RecorderSink
 from ..recording.dlc_table import H5_KEY, read_dlc_table
 from .inputs import Job
+from .reader import BackgroundReader
 from .status import Decision, decide, file_sha256, library_versions, settings_key, utc_now, write_status
 
 #: Frames per inference batch by execution provider, when ``--batch`` is not given. CPU: 1 - on the
@@ -184,7 +188,7 @@ class Analyzer:
         config = PipelineConfig(live=False, batch_size=self.batch, max_wait_ms=opts.max_wait_ms,
                                 ring_slots=max(2 * self.batch + 1, MIN_RING_SLOTS), framing=opts.framing,
                                 first_frame=first, max_frames=to_read)
-        pipeline = Pipeline([source], self.model, sinks=[recorder], config=config)
+        pipeline = Pipeline([BackgroundReader(source)], self.model, sinks=[recorder], config=config)
         record["status"] = "running"
         self._write(job, record)
         t0 = time.perf_counter()
