@@ -176,3 +176,10 @@ def test_the_reading_thread_alone_gets_a_lower_cpu_priority():
     reader.close()
     assert seen["delta"] == min(5, 19 - mine)
     assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == mine  # only the reading thread
+
+
+def test_a_frame_range_beyond_the_video_is_that_video_s_error(tmp_path, clip40, capsys):
+    assert main(["analyze", str(clip40), "--out-dir", str(tmp_path), "--quiet", "--frame-range", "100:"]) == 2
+    assert capsys.readouterr().err.strip().endswith(
+        "--frame-range starts at frame 100 but the video ends after 40 frames; give a range within the video")
+    assert json.loads((tmp_path / "good.rtpose.status.json").read_text())["status"] == "failed"
