@@ -31,7 +31,7 @@ $(STAMP_RUN): pyproject.toml setup.py | $(PY)
 	touch $@
 
 $(STAMP_TEST): pyproject.toml setup.py | $(PY)
-	$(PIP_INSTALL) -e '.[cpu,plot,export,export-torch,basler,genicam,test,lsl]'
+	$(PIP_INSTALL) -e '.[cpu,plot,export,export-torch,basler,genicam,lsl,cluster,test]'
 	touch $@ $(STAMP_RUN)
 
 demo: $(STAMP_RUN)

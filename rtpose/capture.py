@@ -24,9 +24,12 @@ class CaptureThread:
     """Runs ``source.read_into(ring slot)`` in a loop on its own thread."""
 
     def __init__(self, source, ring: FrameRing, *, max_frames: int | None = None, clock: Clock = monotonic_ns,
-                 name: str = "rtpose-capture", tap: Callable[[np.ndarray, int, int], object] | None = None):
+                 name: str = "rtpose-capture", tap: Callable[[np.ndarray, int, int], object] | None = None,
+                 first_index: int = 0):
         """``tap(frame, frame_index, t_capture_ns)`` sees every frame before it is published (e.g. the
-        raw-video recorder); it must copy what it keeps and never block."""
+        raw-video recorder); it must copy what it keeps and never block. ``first_index``: the frame
+        index of the source's first frame (a video read from frame N on: ``rtpose analyze`` resuming or
+        given a frame range); ``max_frames`` counts frames read, not indices."""
         self.source = source
         self.tap = tap
         self.ring = ring
@@ -34,6 +37,7 @@ class CaptureThread:
         self.clock = clock
         self.error: BaseException | None = None
         self.frames_read = 0
+        self.first_index = first_index
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
 
@@ -73,8 +77,8 @@ class CaptureThread:
                     break
                 t_capture_ns = self.clock()
                 if self.tap is not None:
-                    self.tap(ring.frames[slot], index, t_capture_ns)
-                ring.publish(slot, index, t_capture_ns, getattr(source, "device_frame_id", -1),
+                    self.tap(ring.frames[slot], self.first_index + index, t_capture_ns)
+                ring.publish(slot, self.first_index + index, t_capture_ns, getattr(source, "device_frame_id", -1),
                              getattr(source, "device_timestamp_ns", -1))
                 index += 1
                 self.frames_read = index

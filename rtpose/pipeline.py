@@ -56,6 +56,7 @@ class PipelineConfig:
     max_wait_ms: float = 2.0
     ring_slots: int = 4
     max_frames: int | None = None  # per source
+    first_frame: int = 0  # frame index of each source's first frame (a video read from frame N on)
     output_delay_ms: float = 0.0
     kalman_model: str = "cv"
     kalman_process_noise: float | None = None  # None: the model's default (see rtpose.kalman)
@@ -222,7 +223,7 @@ class Pipeline:
                     stream_taps.append(tap)
             taps.append(_one_tap(stream_taps))
         captures = [CaptureThread(src, ring, max_frames=cfg.max_frames, clock=self.clock, name=f"rtpose-capture-{i}",
-                                  tap=tap)
+                                  tap=tap, first_index=cfg.first_frame)
                     for i, (src, ring, tap) in enumerate(zip(self.sources, rings, taps))]
         return rings, captures, batcher, PoseBatch(batch_size, meta.num_bodyparts), loader
 

@@ -67,6 +67,11 @@ def two_clips_same_name(d: Path) -> None:
     write_avi(d / "d2" / "clip.avi", frames=2)
 
 
+def good_and_corrupt_videos(d: Path) -> None:
+    write_avi(d / "d" / "clip.avi", frames=2)
+    (d / "d" / "broken.mp4").write_bytes(np.random.default_rng(1).integers(0, 256, 5000, np.uint8).tobytes())
+
+
 def clip_with_existing_result(d: Path) -> None:
     write_avi(d / "clip.avi", frames=2)
     (d / "o").mkdir()
@@ -171,6 +176,11 @@ CASES: tuple[Case, ...] = (
     Case("record-exists", "data", "`--record` names an existing recording",
          ("run", "--source", "synthetic:64x64", "--frames", "3", "--record", "session.h5"), 2,
          f"rtpose run: error: session.h5 already exists; {_REPLACE}", existing_recording),
+    Case("analyze-corrupt-among-good", "data", "a corrupt video in a folder `analyze` is given",
+         ("analyze", "d", "--quiet"), 2,
+         "   d/broken.mp4: failed: video:d/broken.mp4: cannot open as a video (corrupt, truncated, or not a video "
+         "format OpenCV/FFmpeg reads); check it with `ffprobe` or re-encode it, e.g. `ffmpeg -i in.avi -c:v libx264 "
+         "out.mp4`", good_and_corrupt_videos, stream="stdout", files_after=("d/clip.rtpose.h5",)),
     Case("analyze-result-exists", "data", "`analyze` would replace an earlier result",
          ("analyze", "clip.avi", "--out-dir", "o"), 2,
          f"rtpose analyze: error: o/clip.rtpose.h5 already exists; {_REPLACE}", clip_with_existing_result),

@@ -110,6 +110,21 @@ class VideoFileSource(FrameSource):
         self._next_index += 1
         return True
 
+    def skip(self, n: int) -> int:
+        """Pass over the next ``n`` frames without decoding them into a buffer (``grab()`` only, ~3x faster
+        than reading; frame-exact, unlike a container seek); returns how many there were (fewer at the end).
+        For ``rtpose analyze`` starting at a frame (``--frame-range``) or resuming an interrupted video."""
+        if self._reader is None:
+            raise SourceError(self.name, "source is not open; call open() first")
+        skipped = 0
+        if n > 0 and self._first_grabbed:  # frame 0 was grabbed by open()
+            self._first_grabbed = False
+            skipped = 1
+        while skipped < n and self._reader.cap.grab():
+            skipped += 1
+        self._next_index += skipped
+        return skipped
+
     def _do_close(self) -> None:
         if self._reader is not None:
             self._reader.release()

@@ -1,175 +1,190 @@
-"""``rtpose analyze``: offline, lossless, batched pose estimation of videos and images.
+"""``rtpose analyze``: offline, lossless, batched pose estimation of whole experiments.
 
-Each video gives ``<out-dir>/<name>.rtpose.h5`` and ``.rtpose.csv`` in
-DeepLabCut's layout (one row per frame). Image files are analysed together, in
-the order given, into ``<out-dir>/<folder>.rtpose.h5`` with the image paths as
-the row index.
+Give video files, folders of videos, globs (quoted: 'data/*/*.mp4') and/or
+image files; the model is loaded once for all of them. Each video gives
+``<out-dir>/<name>.rtpose.h5`` and ``.rtpose.csv`` in DeepLabCut's layout (one
+row per frame, indexed by frame number) and ``<name>.rtpose.status.json``
+(model hash, versions, frame counts, timing, completion). Image files are
+analysed together, in the order given, into ``<out-dir>/<folder>.rtpose.h5``
+with the image paths as the row index.
 
 Results are written under ``<name>.rtpose.partial.*`` and renamed to
 ``<name>.rtpose.*`` only when every frame the container announces was
-analysed, so an incomplete result (a truncated video, a stopped run, a crash)
-is never taken for a complete one. Existing results are never replaced unless
-``--overwrite`` is given; two inputs that would share an output name are
-refused before anything runs.
+analysed, so an incomplete result is never taken for a complete one.
+A rerun skips videos already analysed completely with the same model and
+settings and continues interrupted ones after their last saved frame (no
+duplicate or missing rows); results made with another model or other
+settings are never replaced unless ``--overwrite`` is given. An input that
+fails (a corrupt file) is named in the final summary; the others still run.
 
-Exit status: 0 every input complete; 3 some video was partial (fewer frames
-decodable than its container announces); 130 stopped by a signal (Ctrl-C,
-SIGTERM, SIGHUP: the whole run stops, not just the current file); 2 an error.
+Exit status: 0 every input complete (or skipped); 3 some video was partial
+(fewer frames decodable than its container announces); 2 an input failed or
+another error; 130 stopped by a signal (Ctrl-C, SIGTERM, SIGHUP: the whole
+run stops; rerun the same command to continue).
 """
 
 from __future__ import annotations
 
 import argparse
-import os
-from dataclasses import dataclass
+import time
 from pathlib import Path
 
-from ..errors import ConfigError
-from ..pipeline import Pipeline, PipelineConfig
-from ..recording import RecorderSink, RecordingPaths
-from ..recording.recorder import refuse_existing
+from ..errors import RtposeError
+from ..offline.engine import AnalyzeOptions, Analyzer, FrameRange, expected_frames, probe_frame_count
+from ..offline.inputs import check_out_dir, plan_jobs
+from ..offline.progress import Progress, print_line
 from .common import (EXIT_INTERRUPTED, EXIT_PARTIAL, StopSignals, add_framing_arguments, add_model_arguments,
-                     framing_from_args, model_from_args, non_negative_ms, positive_int, run_settings,
-                     run_with_reporting)
+                     framing_from_args, model_from_args, non_negative_ms, positive_int, run_with_reporting)
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}
-PARTIAL = ".partial"
+
+def _probability(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"{text} is not allowed; give a likelihood between 0 and 1, e.g. 0.6")
+    return value
 
 
 def register(sub) -> None:
-    p = sub.add_parser("analyze", help="analyse videos or images offline (lossless, batched)", description=__doc__,
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("paths", nargs="+", metavar="PATH", help="video files and/or image files")
+    p = sub.add_parser("analyze", help="analyse videos, folders of videos or images offline (lossless, batched)",
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("paths", nargs="+", metavar="PATH", help="video files, folders of videos, globs, image files")
     add_model_arguments(p)
     add_framing_arguments(p, live=False)
     p.add_argument("--out-dir", default=None, help="where to write results (default: next to each input)")
-    p.add_argument("--batch", type=positive_int, default=8, help="frames per inference batch (default 8)")
+    p.add_argument("--batch", type=positive_int, default=None,
+                   help="frames per inference batch (default: the provider's measured best, 1 on CPU and 8 on "
+                        "GPUs; docs/offline.md)")
     p.add_argument("--max-wait-ms", type=non_negative_ms, default=50.0,
                    help="how long to wait for a batch to fill before running a partial one (default 50)")
-    p.add_argument("--overwrite", action="store_true", help="replace existing results (default: refuse)")
+    p.add_argument("--frame-range", default=None, metavar="START:STOP",
+                   help="analyse frames START..STOP-1 of each video (either may be left out, e.g. 1000:); rows "
+                        "keep the video's frame numbers")
+    p.add_argument("--pcutoff", type=_probability, default=None, metavar="P",
+                   help="also write <name>.rtpose_cutoff.h5/.csv with x and y of keypoints whose likelihood is "
+                        "below P set to NaN (DeepLabCut's pcutoff); the raw .h5/.csv are never changed")
+    p.add_argument("--cluster", default=None, metavar="ADDRESS|local:N",
+                   help="fan the videos out over Dask distributed: local:N worker processes on this machine, or "
+                        "the address of a running scheduler (needs the `cluster` extra; docs/offline.md)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace existing results (default: skip complete ones, continue partial ones made with "
+                        "the same model and settings, refuse others)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=main)
 
 
-@dataclass
-class Job:
-    kind: str  # "video" or "images"
-    files: list[Path]
-    stem: Path  # <out-dir>/<name>.rtpose
-    status: str = "not started"
-
-    @property
-    def final(self) -> RecordingPaths:
-        return RecordingPaths.for_output(self.stem)
-
-    @property
-    def partial(self) -> RecordingPaths:
-        return RecordingPaths.for_output(self.stem.with_name(self.stem.name + PARTIAL))
-
-    @property
-    def label(self) -> str:
-        return str(self.files[0]) if self.kind == "video" else f"{len(self.files)} images"
-
-
-def plan_jobs(paths: list[str], out_dir: str | None = None) -> list[Job]:
-    """Group inputs: each video is a job; all images together are one job (in the given order).
-    Refuses (ConfigError) inputs that are not files and inputs whose outputs would collide."""
-    jobs: list[Job] = []
-    images: list[Path] = []
-    for raw in paths:
-        path = Path(raw)
-        if not path.is_file():
-            raise ConfigError(f"{path} is not a file; give video or image files (a folder of images: use a shell glob)")
-        if path.suffix.lower() in IMAGE_SUFFIXES:
-            images.append(path)
-        else:
-            jobs.append(Job("video", [path], output_stem("video", [path], out_dir)))
-    if images:
-        jobs.append(Job("images", images, output_stem("images", images, out_dir)))
-    seen: dict[Path, Job] = {}
-    for job in jobs:
-        key = Path(os.path.normcase(os.path.abspath(job.stem)))
-        if key in seen:
-            raise ConfigError(
-                f"{seen[key].label} and {job.label} would both be written to {job.stem}.h5; "
-                "analyse them in separate runs with different --out-dir folders (or rename one)"
-            )
-        seen[key] = job
-    return jobs
-
-
-def output_stem(kind: str, files: list[Path], out_dir: str | None) -> Path:
-    first = files[0]
-    name = first.stem if kind == "video" else (first.parent.name or "images")
-    folder = Path(out_dir) if out_dir else first.parent
-    return folder / f"{name}.rtpose"
-
-
-def check_outputs(jobs: list[Job], out_dir: str | None, overwrite: bool) -> None:
-    """Everything that would stop the run half-way, checked before the first frame."""
-    if out_dir is not None and Path(out_dir).exists() and not Path(out_dir).is_dir():
-        raise ConfigError(f"--out-dir {out_dir} is a file, not a folder; give a folder (it is created if missing)")
-    refuse_existing([p for job in jobs for paths in (job.final, job.partial) for p in paths.all()], overwrite)
-
-
-def _promote(job: Job) -> None:
-    """Rename a complete result from its .partial name to its final name (the .h5 last)."""
-    for src, dst in reversed(list(zip(job.partial.all(), job.final.all()))):
-        if src.exists():
-            os.replace(src, dst)
-
-
-def _conclude(job: Job, summary, error: BaseException | None, total: int | None) -> None:
-    """Decide the job's status from its run; give a complete result its final name."""
-    written = summary.sinks.get("recorder", {}).get("frames_written", 0)
-    if error is not None:
-        job.status = f"failed after {written} of {total or '?'} frames (result marked partial)"
-    elif summary.interrupted:
-        job.status = f"stopped: {written} of {total or '?'} frames analysed (result marked partial)"
-    elif total is not None and summary.captured < total:
-        job.status = (f"PARTIAL: only {summary.captured} of the {total} frames its container announces could be "
-                      "decoded (truncated or damaged file; result marked partial)")
-    else:
-        job.status = "complete"
-        _promote(job)
-    paths = job.final if job.status == "complete" else job.partial
-    summary.sinks["recorder"] = {"frames_written": written, "files": f"{paths.h5}, {paths.csv}"}
+def options_from_args(args: argparse.Namespace) -> AnalyzeOptions:
+    return AnalyzeOptions(framing=framing_from_args(args), batch=args.batch, max_wait_ms=args.max_wait_ms,
+                          frames=FrameRange.parse(args.frame_range) if args.frame_range else FrameRange(),
+                          pcutoff=args.pcutoff, overwrite=args.overwrite)
 
 
 def main(args: argparse.Namespace) -> int:
-    from ..drivers.sources.images import ImageFilesSource
-    from ..drivers.sources.video import VideoFileSource
-
     jobs = plan_jobs(args.paths, args.out_dir)
-    check_outputs(jobs, args.out_dir, args.overwrite)
-    framing = framing_from_args(args)
-    model = model_from_args(args)
-    scorer = f"rtpose_{model.path.stem}"
+    check_out_dir(args.out_dir)
+    options = options_from_args(args)
+    if args.cluster:
+        return _main_cluster(args, jobs, options)
+    analyzer = Analyzer(model_from_args(args), options)
+    decisions = [analyzer.decide(job) for job in jobs]  # refusals come before any frame is analysed
+    totals = [None if d.action == "skip" else
+              (expected_frames(probe_frame_count(j.files[0]), options.frames) if j.kind == "video" else len(j.files))
+              for j, d in zip(jobs, decisions)]
+    progress = Progress(totals)
+    if options.batch is None:
+        print(f"== batch {analyzer.batch} (the default for {analyzer.model.provider}; --batch to change)", flush=True)
+    t0 = time.perf_counter()
+    progress.t_start_s = t0
     with StopSignals() as stop:
-        for job in jobs:
+        for i, (job, decision) in enumerate(zip(jobs, decisions)):
             if stop.requested:
                 break
-            if job.kind == "video":
-                source = VideoFileSource(job.files[0], paced=False)
-                labels = None
-            else:
-                source = ImageFilesSource(job.files)
-                labels = [str(f) for f in job.files]
-            total = source.open().n_frames  # opened here to size the progress bar; errors name the file
-            recorder = RecorderSink(job.partial.h5, scorer=scorer, chunk_frames=512, index_labels=labels,
-                                    overwrite=args.overwrite, settings=run_settings(model, framing, batch=args.batch))
-            config = PipelineConfig(live=False, batch_size=args.batch, max_wait_ms=args.max_wait_ms,
-                                    ring_slots=2 * args.batch + 1, framing=framing)
-            job.status = "failed"
-            run_with_reporting(Pipeline([source], model, sinks=[recorder], config=config), total_frames=total,
-                               quiet=args.quiet, stop=stop, finish=lambda summary, error: _conclude(job, summary, error, total))
+            if decision.note:
+                print(f"   {job.label}: {decision.note}", flush=True)
+            base = sum(j.result.get("processed", 0) for j in jobs[:i])
+
+            def on_status(st, frames_before, i=i, job=job, base=base):
+                progress.set_done(i, frames_before + st.processed)
+                progress.frames_this_command = base + st.processed
+                now = time.perf_counter()
+                print_line(progress.line(i, job.label, done=frames_before + st.processed, captured=st.captured,
+                                         processed=st.processed, fps=st.fps, elapsed_s=st.elapsed_s, now_s=now))
+
+            def run_pipeline(pipeline, **kwargs):
+                return run_with_reporting(pipeline, quiet=args.quiet, stop=stop, **kwargs)
+
+            analyzer.run(job, decision, run_pipeline=run_pipeline, on_status=on_status)
+            if decision.action != "skip":
+                progress.set_done(i, job.result.get("frames_written") or 0)
+                print(f"   {job.label}: {job.status}", flush=True)
+    analysed = sum(job.result.get("processed", 0) for job in jobs)
+    elapsed = time.perf_counter() - t0
+    return _report(jobs, stopped=stop.requested is not None,
+                   overall=f"{analysed} frames in {elapsed:.1f} s = {analysed / elapsed if elapsed else 0:.1f} FPS "
+                           "analysed by this run (model loaded once; skipped and earlier frames not counted)")
+
+
+def _main_cluster(args: argparse.Namespace, jobs, options: AnalyzeOptions) -> int:
+    from ..offline.cluster import ModelSpec, import_distributed, run_on_cluster
+
+    import_distributed()  # says what to install before anything else happens
+    providers = None if args.providers == "auto" else tuple(p.strip() for p in args.providers.split(",") if p.strip())
+    model_path = str(Path(args.model).resolve()) if args.model else None  # workers may run in other folders
+    spec = ModelSpec(model_path, providers, args.threads, args.spinning == "on")
+    # The model is loaded here too: it must load before work is fanned out, and its hash decides which
+    # results are skipped and which refused (before anything runs), exactly as on a single machine.
+    analyzer = Analyzer(model_from_args(args, threads=1), options)
+    todo = []
+    for job, decision in zip(jobs, [analyzer.decide(job) for job in jobs]):
+        if decision.action == "skip":
+            analyzer.run(job, decision, run_pipeline=None)
             print(f"   {job.label}: {job.status}", flush=True)
+        else:
+            todo.append(job)
+    t0 = time.perf_counter()
+    finished = [0]
+
+    def report(i: int, result: dict) -> None:
+        job = todo[i]
+        job.status = result["status"]
+        job.result = result
+        finished[0] += 1
+        elapsed = time.perf_counter() - t0
+        note = f" ({result['note']})" if result.get("note") else ""
+        print(f"   [{finished[0]}/{len(todo)} done, {elapsed:.0f} s] {job.label}: {job.status}{note}", flush=True)
+
+    with StopSignals() as stop:
+        if todo:
+            print(f"== {len(todo)} input(s) on Dask cluster {args.cluster}", flush=True)
+            run_on_cluster(args.cluster, todo, spec, options, stop_requested=lambda: stop.requested is not None,
+                           report=report)
+    analysed = sum(j.result.get("processed") or 0 for j in jobs)
+    elapsed = time.perf_counter() - t0
+    return _report(jobs, stopped=stop.requested is not None,
+                   overall=f"{analysed} frames in {elapsed:.1f} s = {analysed / elapsed if elapsed else 0:.1f} FPS "
+                           "analysed by this run on the cluster (skipped and earlier frames not counted)")
+
+
+def _report(jobs, *, stopped: bool, overall: str) -> int:
+    """The per-input summary and the exit status; an input's error is raised (exit 2) after the summary."""
     if len(jobs) > 1 or any(j.status != "complete" for j in jobs):
         print("== per input:")
         for job in jobs:
             print(f"   {job.label}: {job.status}")
-    if stop.requested:
+    print(f"== overall: {overall}", flush=True)
+    if stopped:
         return EXIT_INTERRUPTED
+    failed = [j for j in jobs if j.result.get("error") is not None]
+    if len(failed) == 1:  # its own message (a cluster worker's error arrives as text)
+        error = failed[0].result["error"]
+        raise error if isinstance(error, BaseException) else RtposeError(error)
+    if failed:
+        first = failed[0]
+        raise RtposeError(f"{len(failed)} of {len(jobs)} inputs failed (see the summary above); the first, "
+                          f"{first.label}: {first.result['error']}")
     if any(j.status.startswith("PARTIAL") for j in jobs):
         return EXIT_PARTIAL
     return 0
+

@@ -11,7 +11,7 @@ from typing import Callable
 from ..framing import CropBox, DynamicCrop, Framing
 from ..adaptive_threads import AdaptiveThreadsModel, ThreadRule
 from ..model import DEFAULT_SPINNING, OnnxPoseModel, default_threads, load_model
-from ..pipeline import Pipeline, RunSummary
+from ..pipeline import Pipeline, RunSummary, Status
 from .report import format_summary, status_line
 
 
@@ -148,19 +148,23 @@ class StopSignals:
 
 def run_with_reporting(pipeline: Pipeline, *, total_frames: int | None = None, quiet: bool = False,
                        stop: StopSignals | None = None,
-                       finish: Callable[[RunSummary, BaseException | None], None] | None = None) -> RunSummary:
+                       finish: Callable[[RunSummary, BaseException | None], None] | None = None,
+                       on_status: Callable[[Status], None] | None = None) -> RunSummary:
     """Run with a status line; stop signals end it cleanly; always print the summary.
     ``stop``: the StopSignals of a command running several pipelines (else one just for this run).
     ``finish(summary, error)`` runs once the run ended (``error``: what it raised, or None), before the
-    summary is printed."""
+    summary is printed. ``on_status``: prints the status line instead of the default one."""
     if stop is None:
         with StopSignals() as own:
-            return run_with_reporting(pipeline, total_frames=total_frames, quiet=quiet, stop=own, finish=finish)
+            return run_with_reporting(pipeline, total_frames=total_frames, quiet=quiet, stop=own, finish=finish,
+                                      on_status=on_status)
     stop.attach(pipeline)
     live = pipeline.config.live
     error: BaseException | None = None
+    if on_status is None:
+        on_status = lambda st: status_line(st, total_frames, live=live)  # noqa: E731
     try:
-        pipeline.run(on_status=None if quiet else (lambda st: status_line(st, total_frames, live=live)))
+        pipeline.run(on_status=None if quiet else on_status)
     except BaseException as exc:
         error = exc
         raise

@@ -171,9 +171,12 @@ class RecorderSink(Sink):
 
     def __init__(self, out: str | Path, *, scorer: str = "rtpose", chunk_frames: int = 256,
                  flush_interval_s: float = 1.0, index_labels: Sequence[str] | None = None,
-                 overwrite: bool = False, clock: Clock = monotonic_ns, settings: dict | None = None):
+                 overwrite: bool = False, clock: Clock = monotonic_ns, settings: dict | None = None,
+                 append_rows: int | None = None):
         """``index_labels``: row labels instead of frame numbers (e.g. image paths), stream 0 only.
-        ``settings``: how the run was set up, written to ``<stem>_settings.json`` (JSON-able values)."""
+        ``settings``: how the run was set up, written to ``<stem>_settings.json`` (JSON-able values).
+        ``append_rows``: continue an interrupted single-stream recording whose files all hold this many
+        rows (:func:`rtpose.recording.resume.recover` makes them so) instead of starting new files."""
         self.out = Path(out)
         self.scorer = scorer
         self.chunk_frames = chunk_frames
@@ -182,6 +185,7 @@ class RecorderSink(Sink):
         self.overwrite = overwrite
         self.clock = clock
         self.settings = settings
+        self.append_rows = append_rows
         self._files: list[_StreamFiles] = []
         self._current: list[_Chunk] = []
         self._free: "queue.SimpleQueue[_Chunk]" = queue.SimpleQueue()
@@ -203,6 +207,9 @@ class RecorderSink(Sink):
         refuse_existing([p for paths in self.planned_paths(n_streams) for p in paths.all()], self.overwrite)
 
     def open(self, streams: Sequence[StreamInfo]) -> None:
+        if self.append_rows is not None:
+            self._open_appending(streams)
+            return
         self.check_outputs(len(streams))
         for i, (info, paths) in enumerate(zip(streams, self.planned_paths(len(streams)))):
             try:
@@ -220,6 +227,18 @@ class RecorderSink(Sink):
             self._files.append(_StreamFiles(paths, info, self.scorer, self.index_labels if i == 0 else None))
             self._current.append(self._new_chunk(len(info.bodyparts)))
             self._chunk_started_ns.append(self.clock())
+        self._thread = threading.Thread(target=self._writer, name="rtpose-recorder", daemon=True)
+        self._thread.start()
+
+    def _open_appending(self, streams: Sequence[StreamInfo]) -> None:
+        if len(streams) != 1:
+            raise RecordingError("only a single-stream recording can be continued; record several cameras anew")
+        paths = self.planned_paths(1)[0]
+        files = _StreamFiles(paths, streams[0], self.scorer, self.index_labels)
+        files.frames_written = self.append_rows
+        self._files.append(files)
+        self._current.append(self._new_chunk(len(streams[0].bodyparts)))
+        self._chunk_started_ns.append(self.clock())
         self._thread = threading.Thread(target=self._writer, name="rtpose-recorder", daemon=True)
         self._thread.start()
 
