@@ -161,13 +161,8 @@ def recheck_onnx(src, out=None, *, check_images=None) -> ExportReport:
     that mixes the frames of a batch (e.g. an earlier export of a DeepLabCut MobileNetV2 with
     training-mode batch norm) is refused: export it again from its source.
     """
-    onnx = deps.onnx()
     src = Path(src)
-    try:
-        model = onnx.load(str(src))
-    except Exception as exc:  # DecodeError, OSError
-        raise ExportError(f"{src}: cannot be read as an ONNX model ({exc})") from exc
-    meta = ModelMetadata.from_props({p.key: p.value for p in model.metadata_props}, source=str(src))
+    model, meta = onnx_graph.load_rtpose_file(src)
     out = Path(out) if out else src
     dims = model.graph.input[0].type.tensor_type.shape.dim
     input_hw = tuple(d.dim_value if d.HasField("dim_value") else None for d in dims[1:3]) if len(dims) == 4 \

@@ -50,7 +50,7 @@ import numpy as np
 from rtpose.errors import ExportError
 from rtpose.metadata import ModelMetadata
 
-from . import deps
+from . import deps, onnx_graph
 
 #: Name of the (B, K, 3) float64 output the decode adds.
 POSE_OUTPUT = "poses"
@@ -277,13 +277,8 @@ def add_checked(model, meta: ModelMetadata, *, source: str = "model", batches=No
 
 def add_to_file(src, out=None) -> tuple[Path, ModelMetadata]:
     """Add the decode to an rtpose ``.onnx`` file (``out``: default ``<src>-decode.onnx`` beside it)."""
-    onnx = deps.onnx()
     src = Path(src)
-    try:
-        model = onnx.load(str(src))
-    except Exception as exc:  # DecodeError, OSError
-        raise ExportError(f"{src}: cannot be read as an ONNX model ({exc})") from exc
-    meta = ModelMetadata.from_props({p.key: p.value for p in model.metadata_props}, source=str(src))
+    model, meta = onnx_graph.load_rtpose_file(src)
     out = Path(out) if out else src.with_name(src.stem + "-decode.onnx")
     if out.resolve() == src.resolve():
         raise ExportError(f"{out}: give another --out; the file with the decode inside does not replace its source")

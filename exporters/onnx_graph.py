@@ -183,3 +183,18 @@ def check_supported(model, opset: int, source: str) -> None:
             f"{source}: TensorFlow op(s) {', '.join(ops)} could not be converted to ONNX opset {opset} "
             f"(node {where}). Try a newer opset (--opset 18, the highest tf2onnx 1.17 supports), or replace the op "
             "in the model; if it is a standard layer, please report it with the model attached.")
+
+
+def load_rtpose_file(src):
+    """(ModelProto, ModelMetadata) of an rtpose ``.onnx`` file; :class:`ExportError` if it cannot be read."""
+    from pathlib import Path
+
+    from rtpose.metadata import ModelMetadata
+
+    onnx = deps.onnx()
+    src = Path(src)
+    try:
+        model = onnx.load(str(src))
+    except Exception as exc:  # DecodeError, OSError
+        raise ExportError(f"{src}: cannot be read as an ONNX model ({exc})") from exc
+    return model, ModelMetadata.from_props({p.key: p.value for p in model.metadata_props}, source=str(src))

@@ -75,19 +75,9 @@ class ZeroCostModel(OnnxPoseModel):
 
 def video_frames(n: int) -> np.ndarray:
     """The first ``n`` frames of the bundled openfield video (640x480), BGR uint8 ``(n, 480, 640, 3)``."""
-    import cv2
+    from rtpose.data import demo_video_frames
 
-    from rtpose.data import demo_video_path
-
-    cap = cv2.VideoCapture(str(demo_video_path()))
-    frames = []
-    while len(frames) < n:
-        ok, frame = cap.read()
-        if not ok:
-            break
-        frames.append(frame)
-    cap.release()
-    return np.ascontiguousarray(np.stack(frames))
+    return demo_video_frames(n)
 
 
 def build_test_model(folder: str | Path | None = None) -> Path:

@@ -312,24 +312,6 @@ def variants(name: str, model, meta, folder: Path, check_batches) -> dict[str, P
 
 
 # --------------------------------------------------------------------------- sources and sinks
-def read_video_frames(n: int) -> np.ndarray:
-    import cv2
-
-    from rtpose.data import demo_video_path
-
-    cap = cv2.VideoCapture(str(demo_video_path()))
-    frames = []
-    while len(frames) < n:
-        ok, frame = cap.read()
-        if not ok:
-            break
-        frames.append(frame)
-    cap.release()
-    if not frames:
-        raise RuntimeError(f"cannot read {demo_video_path()}")
-    return np.stack(frames)
-
-
 def make_sources():
     from rtpose.drivers.sources.base import FrameSource, SourceInfo
     from rtpose.drivers.sources.video import VideoFileSource
@@ -659,11 +641,12 @@ def main(argv=None) -> dict:
     import onnx
 
     from rtpose import models as bundled_models
+    from rtpose.data import demo_video_frames
     from rtpose.exporters.frames import synthetic_frames
     from rtpose.metadata import ModelMetadata
 
     h, w = (96, 128) if smoke else SIZE
-    real = read_video_frames(8 if smoke else 256)
+    real = demo_video_frames(8 if smoke else 256)
     if smoke:
         import cv2
 

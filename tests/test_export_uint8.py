@@ -12,8 +12,7 @@ tf = pytest.importorskip("tensorflow", reason=_WHY)
 pytest.importorskip("tf2onnx", reason=_WHY)
 onnx = pytest.importorskip("onnx", reason=_WHY)
 
-import keras  # noqa: E402
-
+from keras_nets import blob_frames, tiny_pose_net  # noqa: E402
 from rtpose.cli import main as cli_main  # noqa: E402
 from rtpose.decode import decode_reference  # noqa: E402
 from rtpose.errors import ExportError  # noqa: E402
@@ -26,23 +25,11 @@ K = len(BODYPARTS)
 
 @pytest.fixture(scope="module")
 def keras_model():
-    """A tiny pose net that weighs R, G and B differently (a swapped channel order would show)."""
-    init = keras.initializers.HeNormal(seed=3)
-    inp = keras.Input((None, None, 3), name="image")
-    x = keras.layers.Rescaling(1 / 127.5, offset=-1.0)(inp)
-    x = keras.layers.Conv2D(8, 3, strides=2, padding="same", activation="relu", kernel_initializer=init)(x)
-    x = keras.layers.Conv2D(8, 3, strides=2, padding="same", activation="relu", kernel_initializer=init)(x)
-    x = keras.layers.Conv2D(8, 3, strides=2, padding="same", activation="relu", kernel_initializer=init)(x)
-    score = keras.layers.Conv2D(K, 1, activation="sigmoid", name="scoremap", kernel_initializer=init)(x)
-    locref = keras.layers.Conv2D(2 * K, 1, name="locref", kernel_initializer=init)(x)
-    return keras.Model(inp, [score, locref], name="tiny_u8")
+    return tiny_pose_net(K, seed=3, name="tiny_u8")
 
 
 def _frames_bgr(n=3, h=96, w=128):
-    rng = np.random.default_rng(5)
-    frames = rng.integers(0, 256, (n, h, w, 3), dtype=np.uint8)
-    frames[:, 40:60, 50:80] = (20, 200, 90)  # a coloured blob
-    return frames
+    return blob_frames(5, (40, 60, 50, 80), (20, 200, 90), n, h, w)
 
 
 def test_uint8_bgr_model_gives_the_float_models_poses_and_only_copies_frames(keras_model, tmp_path):

@@ -22,3 +22,23 @@ def demo_video_path() -> Path:
             "(`pip install --force-reinstall rtpose`) or pass your own video",
         )
     return path
+
+
+def demo_video_frames(n: int):
+    """The first ``n`` frames of the bundled video, BGR uint8 ``(n, 480, 640, 3)`` as OpenCV decodes them
+    (for benchmarks and checks; raises :class:`SourceError` if none can be read)."""
+    import cv2
+    import numpy as np
+
+    path = demo_video_path()
+    cap = cv2.VideoCapture(str(path))
+    frames = []
+    while len(frames) < n:
+        ok, frame = cap.read()
+        if not ok:
+            break
+        frames.append(frame)
+    cap.release()
+    if not frames:
+        raise SourceError(f"video:{path}", "no frame could be read from the bundled demo video")
+    return np.ascontiguousarray(np.stack(frames))
