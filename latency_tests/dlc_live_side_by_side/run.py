@@ -217,24 +217,17 @@ def dlc3_exports(paths) -> list[tuple[str, Path]]:
 
 def openfield_frames(n: int) -> np.ndarray:
     """The first ``n`` frames of the openfield video, BGR uint8 (N, 480, 640, 3)."""
-    import cv2
+    from rtpose.data import read_video_frames
 
     candidates = [Path(os.environ.get("RTPOSE_OPENFIELD", REPO.parent / "shared" / "data" / "openfield")) / "m3v1mp4.mp4",
                   REPO / "rtpose" / "data" / "m3v1mp4.mp4"]
     video = next((p for p in candidates if p.is_file()), None)
     if video is None:
         raise Skip(f"the openfield video is not at {' or '.join(map(str, candidates))}")
-    cap = cv2.VideoCapture(str(video))
-    frames = []
-    while len(frames) < n:
-        ok, frame = cap.read()
-        if not ok:
-            break
-        frames.append(frame)
-    cap.release()
+    frames = read_video_frames(video, n)
     if len(frames) < n:
         raise Skip(f"{video} gave only {len(frames)} frames")
-    return np.ascontiguousarray(np.stack(frames))
+    return frames
 
 
 def model_folders(tmp: Path, only=None) -> list[tuple[str, Path]]:
@@ -290,9 +283,6 @@ def run_rtpose(onnx_path: Path, frames: np.ndarray, warmup: int, framing_args: d
     model.prepare(BATCH, h, w)
     dec = Decoder(meta.stride, meta.locref_stdev, meta.num_bodyparts, BATCH, clip_scores=meta.clip_scores)
     out = np.zeros((BATCH, meta.num_bodyparts, 3), np.float64)
-    poses = np.zeros((n, meta.num_bodyparts, 3), np.float64)
-    ambiguous = np.zeros((n, meta.num_bodyparts), bool)  # another cell's score is within AMBIGUOUS of the maximum
-    times = np.zeros(n, np.int64)
     clock = time.perf_counter_ns
 
     def one(frame):
@@ -301,16 +291,7 @@ def run_rtpose(onnx_path: Path, frames: np.ndarray, warmup: int, framing_args: d
         dec.decode(scmap, locref, out, 1)
         return scmap
 
-    for i in range(warmup):
-        one(frames[i % n])
-    t_all = clock()
-    for i in range(n):
-        t0 = clock()
-        scmap = one(frames[i])
-        times[i] = clock() - t0
-        poses[i] = out[0]
-        ambiguous[i] = (scmap[0] >= scmap[0].max(axis=(0, 1)) - AMBIGUOUS).sum(axis=(0, 1)) > 1
-    total = clock() - t_all
+    poses, ambiguous, times, total = _per_frame(one, out, frames, warmup)
     # throughput at batch 8 (offline analysis), same calls
     for _ in range(2):
         for j in range(BATCH):
@@ -347,10 +328,6 @@ def _run_rtpose_framed(model, frames: np.ndarray, warmup: int, framing_args: dic
     loader.prepare_model(1)
     dec = Decoder(meta.stride, meta.locref_stdev, meta.num_bodyparts, 1)
     batch = PoseBatch(1, meta.num_bodyparts)
-    poses = np.zeros((n, meta.num_bodyparts, 3), np.float64)
-    ambiguous = np.zeros((n, meta.num_bodyparts), bool)
-    times = np.zeros(n, np.int64)
-    clock = time.perf_counter_ns
 
     def one(frame):
         loader.load(0, 0, frame, batch.crop_box[0])
@@ -360,6 +337,20 @@ def _run_rtpose_framed(model, frames: np.ndarray, warmup: int, framing_args: dic
         loader.observe(batch, 1)
         return scmap
 
+    poses, ambiguous, times, total = _per_frame(one, batch.pose, frames, warmup)
+    return {"poses": poses, "batch_poses": np.full_like(poses, np.nan), "ambiguous": ambiguous, "times_ns": times,
+            "total_ns": total, "batch_fps": float("nan"), "provider": model.provider, "threads": model.threads,
+            "spinning": "on" if model.spinning else "off"}
+
+
+def _per_frame(one, pose_out: np.ndarray, frames: np.ndarray, warmup: int):
+    """Time ``one(frame)`` (which leaves the frame's pose in ``pose_out[0]`` and returns its score maps) on every
+    frame after ``warmup`` untimed calls: (poses, ambiguous-maximum flags, per-frame ns, total ns)."""
+    n, k = len(frames), pose_out.shape[1]
+    poses = np.zeros((n, k, 3), np.float64)
+    ambiguous = np.zeros((n, k), bool)  # another cell's score is within AMBIGUOUS of the maximum
+    times = np.zeros(n, np.int64)
+    clock = time.perf_counter_ns
     for i in range(warmup):
         one(frames[i % n])
     t_all = clock()
@@ -367,12 +358,9 @@ def _run_rtpose_framed(model, frames: np.ndarray, warmup: int, framing_args: dic
         t0 = clock()
         scmap = one(frames[i])
         times[i] = clock() - t0
-        poses[i] = batch.pose[0]
+        poses[i] = pose_out[0]
         ambiguous[i] = (scmap[0] >= scmap[0].max(axis=(0, 1)) - AMBIGUOUS).sum(axis=(0, 1)) > 1
-    total = clock() - t_all
-    return {"poses": poses, "batch_poses": np.full_like(poses, np.nan), "ambiguous": ambiguous, "times_ns": times,
-            "total_ns": total, "batch_fps": float("nan"), "provider": model.provider, "threads": model.threads,
-            "spinning": "on" if model.spinning else "off"}
+    return poses, ambiguous, times, clock() - t_all
 
 
 def _pool(a: dict, b: dict) -> dict:

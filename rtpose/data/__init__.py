@@ -27,10 +27,19 @@ def demo_video_path() -> Path:
 def demo_video_frames(n: int):
     """The first ``n`` frames of the bundled video, BGR uint8 ``(n, 480, 640, 3)`` as OpenCV decodes them
     (for benchmarks and checks; raises :class:`SourceError` if none can be read)."""
+    path = demo_video_path()
+    frames = read_video_frames(path, n)
+    if not len(frames):
+        raise SourceError(f"video:{path}", "no frame could be read from the bundled demo video")
+    return frames
+
+
+def read_video_frames(path, n: int):
+    """Up to the first ``n`` frames of the video ``path``, BGR uint8 ``(m, H, W, 3)``, ``m <= n`` (fewer if the
+    video is shorter; ``(0,)`` if none can be read)."""
     import cv2
     import numpy as np
 
-    path = demo_video_path()
     cap = cv2.VideoCapture(str(path))
     frames = []
     while len(frames) < n:
@@ -39,6 +48,4 @@ def demo_video_frames(n: int):
             break
         frames.append(frame)
     cap.release()
-    if not frames:
-        raise SourceError(f"video:{path}", "no frame could be read from the bundled demo video")
-    return np.ascontiguousarray(np.stack(frames))
+    return np.ascontiguousarray(np.stack(frames)) if frames else np.zeros((0,), np.uint8)
