@@ -16,8 +16,9 @@ never inside one: poses do not depend on the thread count, only speed does.
 
 :class:`ThreadRule` is the decision, a pure function with hysteresis: with
 ``cores`` usable cores and ``other`` cores used by other programs, it uses
-``cores - ceil(other - down_at)`` threads (at least 1) when the load rises and
-goes back up only once ``other`` has fallen below ``up_at`` of the next core.
+``cores - ceil(other - down_at)`` threads (at least 1; rounded down to one of at
+most four counts, :meth:`ThreadRule.counts`) when the load rises and goes back
+up only once ``other`` has fallen below ``up_at`` of the next core.
 Time is an argument (the ``clock``); the load reading is injected for tests.
 """
 
@@ -54,7 +55,8 @@ class ThreadRule:
                               f"({self.down_at}) <= 1")
 
     def _threads(self, other: float, threshold: float) -> int:
-        return max(1, min(self.cores, self.cores - math.ceil(other - threshold)))
+        wanted = max(1, min(self.cores, self.cores - math.ceil(other - threshold)))
+        return max(n for n in self.counts() if n <= wanted)  # rounded down to a count with a session
 
     def choose(self, other: float, current: int) -> int:
         """Threads for the next window, given ``other`` cores busy with other programs (NaN: unknown, keep)."""
@@ -67,8 +69,9 @@ class ThreadRule:
         return up if up > current else current
 
     def counts(self) -> tuple[int, ...]:
-        """Every thread count :meth:`choose` can return, most first."""
-        return tuple(range(self.cores, 0, -1))
+        """Every thread count :meth:`choose` can return, most first: all cores, one fewer, half, and one. At most
+        four, since each is an ONNX Runtime session built at start-up (the model's weights once per session)."""
+        return tuple(sorted({self.cores, max(1, self.cores - 1), max(1, self.cores // 2), 1}, reverse=True))
 
 
 class LoadMeter:

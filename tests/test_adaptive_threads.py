@@ -30,6 +30,14 @@ def test_four_cores_give_up_one_thread_per_busy_core():
     assert rule.counts() == (4, 3, 2, 1)
 
 
+def test_many_cores_build_at_most_four_sessions_and_round_down_to_them():
+    rule = ThreadRule(16)
+    assert rule.counts() == (16, 15, 8, 1)
+    assert [rule.choose(o, 16) for o in (0.0, 0.6, 1.6, 7.6, 8.6, 15.0)] == [16, 15, 8, 8, 1, 1]
+    assert rule.choose(1.2, 8) == 15 and rule.choose(0.2, 15) == 16  # back up as the load falls
+    assert rule.choose(0.3, 15) == 15  # ... only below 0.25 of the next core
+
+
 def test_rule_thresholds_are_checked():
     with pytest.raises(ConfigError, match="at least one usable core"):
         ThreadRule(0)
