@@ -1,0 +1,8 @@
+"""Several animals in one frame: DeepLabCut 3 multi-animal models, live.
+
+* :mod:`.layout`: which animal slots and body parts a multi-animal model has, and how they map onto
+  the flat ``(A*K + U, 3)`` pose every sink already handles (DeepLabCut's multi-animal ``.h5`` column order);
+* :mod:`.params`: DeepLabCut's assembly parameters, as the exporter stores them in the model file.
+
+Pure computation: no I/O, threads or clocks (time is an argument).
+"""
