@@ -43,6 +43,7 @@ torch and DeepLabCut are imported only when a function here runs
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import io
 import warnings
@@ -286,6 +287,7 @@ def wrapper(model: Dlc3Model, net, desc: ModelDescription):
 
 def smoothing_kernel(ma: PafModel, channels: int):
     """DeepLabCut's (channels, 1, 2r+1, 2r+1) Gaussian kernel, made by its own ``make_2d_gaussian_kernel``."""
+    deps.dlc3_pose_model()  # imports DeepLabCut as the exporter does (triton blocked)
     from deeplabcut.pose_estimation_pytorch.models.predictors.paf_predictor import PartAffinityFieldPredictor
 
     kernel = PartAffinityFieldPredictor.make_2d_gaussian_kernel(sigma=ma.sigma, size=ma.nms_radius * 2 + 1)
@@ -375,6 +377,40 @@ def reference(model: Dlc3Model, net, desc: ModelDescription, batch: np.ndarray):
     return sc, (np.ascontiguousarray(np.concatenate(locrefs)) if locrefs else None)
 
 
+@contextlib.contextmanager
+def _exportable_dlcrnet_resize(net):
+    """While tracing, DeepLabCut's ``DLCRNet`` backbone resizes its fused feature banks without antialiasing.
+
+    ``DLCRNet.forward`` (``models/backbones/resnet.py``) brings two feature banks to the stride-16 output's
+    size with torchvision's ``resize(..., antialias=True)``, which traces to ``aten::_upsample_bilinear2d_aa``,
+    an operator ONNX has no export for. The banks come from unpadded stride-2 convolutions, so they are
+    never larger than the output (``floor((n - 1) / 2) <= ceil(n / 2)``): the resize only enlarges (or keeps)
+    them, and PyTorch's antialiased bilinear filter enlarging is plain bilinear interpolation with half-pixel
+    centres (the filter's support is one input pixel; edge weights renormalised = edge index clamped).
+    ``antialias=False`` is therefore the same computation, and the numeric check compares the result with
+    DeepLabCut's own forward (antialias on).
+    """
+    from importlib import import_module
+
+    if type(getattr(net, "backbone", None)).__name__ != "DLCRNet":
+        yield
+        return
+    module = import_module(type(net.backbone).__module__)
+    original = module.resize
+
+    def resize(img, size, *args, antialias=True, **kwargs):
+        if img.shape[-2] > size[0] or img.shape[-1] > size[1]:
+            raise ExportError(f"DLCRNet resizes a {tuple(img.shape[-2:])} feature bank down to {tuple(size)}; rtpose "
+                              "exports only its enlarging resize; please report this with the model")
+        return original(img, size, *args, antialias=False, **kwargs)
+
+    module.resize = resize
+    try:
+        yield
+    finally:
+        module.resize = original
+
+
 def convert(model: Dlc3Model, net, desc: ModelDescription, *, opset: int, example: np.ndarray):
     """Trace the wrapped network to an ONNX ModelProto (dynamic batch, height and width)."""
     torch = deps.torch()
@@ -386,7 +422,7 @@ def convert(model: Dlc3Model, net, desc: ModelDescription, *, opset: int, exampl
     buf = io.BytesIO()
     x = torch.from_numpy(np.ascontiguousarray(example[:1]))
     try:
-        with warnings.catch_warnings(), torch.inference_mode():
+        with warnings.catch_warnings(), torch.inference_mode(), _exportable_dlcrnet_resize(net):
             warnings.simplefilter("ignore")
             torch.onnx.export(module, (x,), buf, input_names=["image"], output_names=outputs, dynamic_axes=dims,
                               opset_version=opset, do_constant_folding=True, dynamo=False)

@@ -47,8 +47,13 @@ REFERENCE_VIDEO = (0, 200)
 TRAINED_PREFIXES = ("heads.bodypart.heatmap_head.", "heads.bodypart.locref_head.", "heads.bodypart.paf_head.")
 
 
-def config() -> dict:
-    return json.loads((DATA / f"{NET}.config.json").read_text())
+#: The same project's ``dlcrnet_stride16_ms5`` shuffle (DeepLabCut's multi-scale DLCRNet backbone, same head):
+#: only its config is kept (``<net>.config.json``); tested with DeepLabCut's seeded initialisation alone.
+DLCRNET = "dlcrnet_stride16_ms5"
+
+
+def config(net: str = NET) -> dict:
+    return json.loads((DATA / f"{net}.config.json").read_text())
 
 
 def folder_name(cfg: dict) -> str:
@@ -115,11 +120,14 @@ def seeded_model(cfg: dict):
 
 
 def build_state(cfg: dict | None = None, heads: Path | None = None) -> dict:
-    """The fixture's state dict: seeded initialisation + the stored trained head layers."""
+    """The fixture's state dict: seeded initialisation + the stored trained head layers
+    (``<net_type>.heads.npz``, when the repository has them for the config's network)."""
     torch, _ = _torch_and_pose_model()
     cfg = cfg or config()
     state = seeded_model(cfg).state_dict()
-    heads = heads or DATA / f"{NET}.heads.npz"
+    heads = heads or DATA / f"{cfg['net_type']}.heads.npz"
+    if not heads.is_file():
+        return state
     with np.load(heads) as z:
         for name in z.files:
             if name not in state or tuple(state[name].shape) != z[name].shape:

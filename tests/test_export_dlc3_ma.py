@@ -116,6 +116,22 @@ def test_export_reproduces_deeplabcut_maps_and_poses(exported, reference):
 
 @pytest.mark.slow
 @pytest.mark.export_torch
+def test_dlcrnet_stride16_ms5_exports_with_its_multiscale_backbone(torch_stack, tmp_path):
+    """DeepLabCut's other multi-animal network: DLCRNet fuses feature banks with an antialiased resize,
+    which the exporter traces as plain bilinear enlarging (exporters/torch_dlc3.py); the check against
+    DeepLabCut's own forward (antialias on) at 203x298, 240x320 and 480x640 must hold."""
+    from rtpose.exporters import export_model
+
+    folder, _ = M.build_export(tmp_path, M.config(M.DLCRNET))
+    report = export_model(folder, tmp_path / "dlcrnet.onnx")
+    assert report.variant == f"dlc3-{M.DLCRNET}" and report.metadata.stride == 4.0
+    assert report.parity.ok and report.parity.paf_max_abs is not None and report.batch_invariance.ok
+    assert {"480x640", "203x298"} <= set(report.parity.frame_sizes)
+    assert report.metadata.layout.individuals == M.INDIVIDUALS
+
+
+@pytest.mark.slow
+@pytest.mark.export_torch
 def test_runtime_reads_the_file_and_refuses_to_run_it_typed(exported, capsys):
     from rtpose.cli import main as cli_main
     from rtpose.model import OnnxPoseModel

@@ -18,7 +18,10 @@ Runs in the DeepLabCut 3 side environment (see ``examples/dlc3_openfield/make_mo
    backbone and head stages, with DeepLabCut's own target generators (plateau heat maps, locref, PAF) and
    losses (``model.get_target``, ``model.get_loss``), Adam, ``--steps`` steps on the labelled frames.
    The result is saved as the shuffle's snapshot (``snapshot-<steps>.pt``, ``{"model": state_dict}``);
-4. ``deeplabcut.export_model`` writes ``exported-models-pytorch/DLC_twomice_..._shuffle-1/*.pt``.
+4. ``deeplabcut.export_model`` writes ``exported-models-pytorch/DLC_twomice_..._shuffle-1/*.pt``;
+5. with ``--dlcrnet``, shuffle 2 is DeepLabCut's other multi-animal network, ``dlcrnet_stride16_ms5``
+   (multi-scale DLCRNet backbone, same head), with DeepLabCut's seeded initialisation alone (saved as
+   ``snapshot-000.pt``, untrained) and exported the same way.
 
 It prints the export folder and the final losses. Nothing here imports rtpose (only tests/dlc3_ma_models.py and
 the synthetic source, drivers/sources/synthetic.py).
@@ -190,6 +193,7 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=300)
     p.add_argument("--lr", type=float, default=0.01)
     p.add_argument("--existing", action="store_true", help="retrain the heads of the project an earlier run made")
+    p.add_argument("--dlcrnet", action="store_true", help="also export a seeded dlcrnet_stride16_ms5 (shuffle 2)")
     args = p.parse_args()
     import deeplabcut
     from deeplabcut.core.engine import Engine
@@ -204,6 +208,17 @@ def main() -> None:
     print(train_heads(config, args.steps, args.lr), flush=True)
     deeplabcut.export_model(str(config), shuffle=1, overwrite=True, wipepaths=True)
     print(sorted(config.parent.glob("exported-models-pytorch/*_shuffle-1"))[-1], flush=True)
+    if args.dlcrnet:
+        import torch
+        import yaml
+
+        deeplabcut.create_training_dataset(str(config), Shuffles=[2], net_type=M.DLCRNET, engine=Engine.PYTORCH,
+                                           userfeedback=False)
+        train_dir = next(config.parent.glob("dlc-models-pytorch/iteration-0/*shuffle2/train"))
+        model_cfg = yaml.safe_load((train_dir / "pytorch_config.yaml").read_text())
+        torch.save({"model": M.seeded_model(model_cfg).state_dict()}, train_dir / "snapshot-000.pt")
+        deeplabcut.export_model(str(config), shuffle=2, overwrite=True, wipepaths=True)
+        print(sorted(config.parent.glob("exported-models-pytorch/*_shuffle-2"))[-1], flush=True)
 
 
 if __name__ == "__main__":

@@ -5,7 +5,10 @@ Runs in the DeepLabCut 3 side environment (DeepLabCut 3.0.2 + DeepLabCut-Live 1.
     HF_HUB_OFFLINE=1 OMP_NUM_THREADS=1 /work/side/dlc3-torch/bin/python tests/data/dlc3_ma/build_fixtures.py \\
         PROJECT/exported-models-pytorch/DLC_twomice_NetType.RESNET_50_iteration-0_shuffle-1
 
-where PROJECT was made by ``examples/dlc3_multianimal/make_model.py``. It
+    [PROJECT/exported-models-pytorch/DLC_twomice_NetType.DLCRNET_STRIDE16_MS5_iteration-0_shuffle-2]
+
+where PROJECT was made by ``examples/dlc3_multianimal/make_model.py [--dlcrnet]``. With the second
+export it only writes that export's config (``dlcrnet_stride16_ms5.config.json``). For the first, it
 
 1. writes ``resnet_50.config.json``: the export's ``config`` (``export_model(wipe_paths=True)``);
 2. writes ``resnet_50.heads.npz``: the export's weights of the trained head layers
@@ -128,5 +131,16 @@ def main(export: str) -> None:
     print("DLC poses frame 0:\n", poses[0].round(2), "\nDLC-Live:\n", live_poses[0].round(2), flush=True)
 
 
+def save_config(export: str) -> None:
+    import torch
+
+    export = Path(export)
+    pt = next(export.glob("*.pt")) if export.is_dir() else export
+    cfg = torch.load(pt, map_location="cpu", weights_only=True)["config"]
+    (HERE / f"{cfg['net_type']}.config.json").write_text(json.dumps(cfg, indent=1, sort_keys=True) + "\n")
+
+
 if __name__ == "__main__":
     main(sys.argv[1])
+    for other in sys.argv[2:]:
+        save_config(other)
