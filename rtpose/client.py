@@ -61,6 +61,11 @@ class PoseMessage:
     #: the part of the frame the model saw, (x1, x2, y1, y2) full-frame pixels; None from a publisher
     #: older than the ``crop`` key
     crop_box: tuple[int, int, int, int] | None = None
+    #: the camera's own frame counter and hardware timestamp (ns of the camera's clock) for the frame
+    #: (Basler, GenICam cameras); -1 where the source has none (files, OpenCV cameras) or the publisher is
+    #: older than the ``cam`` key
+    camera_frame: int = -1
+    camera_timestamp_ns: int = -1
 
     @property
     def receive_latency_ms(self) -> float:
@@ -85,6 +90,8 @@ class PoseMessage:
             "predicted": _pose_json(self.bodyparts, self.predicted),
             "triggers": dict(self.trigger_states),
             "crop_box": list(self.crop_box) if self.crop_box is not None else None,
+            "camera_frame": self.camera_frame,
+            "camera_timestamp_ns": self.camera_timestamp_ns,
         }
 
 
@@ -331,6 +338,8 @@ class PoseClient:
             latencies_ns=dict(zip(header.get("latencies", []), data["lat_ns"])),
             trigger_states=dict(zip(rules, data["trig"])), header_id=data["hdr"],
             crop_box=tuple(data["crop"]) if "crop" in data else None,
+            camera_frame=int(data["cam"][0]) if "cam" in data else -1,
+            camera_timestamp_ns=int(data["cam"][1]) if "cam" in data else -1,
         )
 
     # -- lifecycle ------------------------------------------------------------------------

@@ -42,6 +42,7 @@ def test_client_yields_numpy_poses_exactly(transport, ipc_dir):
                 assert m.latencies_ns["queue"] == batch.t_dequeued_ns[i] - batch.t_capture_ns[i]
                 assert m.trigger_states == {"zone": True} and m.header_id == sink.header_id
                 assert m.crop_box == tuple(batch.crop_box[i])
+                assert (m.camera_frame, m.camera_timestamp_ns) == (batch.device_frame_id[i], batch.device_timestamp_ns[i])
                 assert 5 * 10**12 < m.t_recv_ns <= recv_clock.now
             assert msgs[0].receive_latency_ms == (msgs[0].t_recv_ns - msgs[0].t_capture_ns) / 1e6
             j = msgs[1].to_json()
@@ -49,6 +50,8 @@ def test_client_yields_numpy_poses_exactly(transport, ipc_dir):
                                           round(float(msgs[1].pose[0, 2]), 4)]
             assert msgs[0].to_json()["pose"]["snout"][0] is None  # NaN -> null
             assert msgs[3].to_json()["crop_box"] == [96, 352, 40, 296]
+            assert (j["camera_frame"], j["camera_timestamp_ns"]) == (9, batch.device_timestamp_ns[1])
+            assert (msgs[3].camera_frame, msgs[3].to_json()["camera_timestamp_ns"]) == (-1, -1)
             assert (client.received, client.dropped, client.skipped) == (4, 0, 0)
     finally:
         sink.close()

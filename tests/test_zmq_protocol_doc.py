@@ -43,7 +43,7 @@ def example_messages(payload_format: str = "msgpack") -> dict[str, list[bytes]]:
         sub = ctx.socket(zmq.SUB)
         sub.subscribe(b"")
         sub.connect("inproc://protocol-doc")
-        sink.open([StreamInfo("camera:0", 640, 480, 30.0, BP)])
+        sink.open([StreamInfo("basler:0", 640, 480, 30.0, BP)])
         b = PoseBatch(1, len(BP))
         b.n = 1
         b.frame_index[0] = 1234
@@ -58,6 +58,8 @@ def example_messages(payload_format: str = "msgpack") -> dict[str, list[bytes]]:
         b.predicted[0] = b.pose[0]
         b.predicted[0, :, 0] += 2.0
         b.crop_box[0] = [0, 640, 0, 480]  # the whole frame: no --crop or --dynamic-crop
+        b.device_frame_id[0] = 1240  # the camera's own counter: it had numbered 6 frames before rtpose's first
+        b.device_timestamp_ns[0] = 41_333_333_000  # the camera's clock (since it was powered), not CLOCK_MONOTONIC
         b.trigger_states["snout_in_zone"] = True
         b.actions.append(Action("event", "snout_in_zone", T0, 1234))
         sink.write(b)

@@ -199,10 +199,11 @@ class ZmqPublisherSink(Sink):
         self._pred_rows: list[memoryview] = []
         self._lat = [0] * len(LATENCY_NAMES)
         self._crop = [0, 0, 0, 0]
+        self._cam = [-1, -1]
         self._msg = {
             "v": SCHEMA_VERSION, "hdr": 0, "seq": 0, "stream": 0, "frame": 0,
             "t_capture_ns": 0, "t_send_ns": 0, "t_target_ns": 0,
-            "lat_ns": self._lat, "pose": b"", "pred": b"", "trig": [], "crop": self._crop,
+            "lat_ns": self._lat, "pose": b"", "pred": b"", "trig": [], "crop": self._crop, "cam": self._cam,
         }
 
     @staticmethod
@@ -242,7 +243,7 @@ class ZmqPublisherSink(Sink):
             np.copyto(self._pose32[:n], batch.pose[:n], casting="same_kind")
             np.copyto(self._pred32[:n], batch.predicted[:n], casting="same_kind")
             states = batch.trigger_states
-            msg, lat, crop = self._msg, self._lat, self._crop
+            msg, lat, crop, cam = self._msg, self._lat, self._crop, self._cam
             msg["hdr"] = self.header_id
             msg["trig"] = [bool(states[r]) for r in rules]
             stamps = [getattr(batch, s) for s in _STAMP_NAMES]
@@ -256,6 +257,7 @@ class ZmqPublisherSink(Sink):
                 t_cap = int(batch.t_capture_ns[i])
                 box = batch.crop_box[i]
                 crop[0], crop[1], crop[2], crop[3] = int(box[0]), int(box[1]), int(box[2]), int(box[3])
+                cam[0], cam[1] = int(batch.device_frame_id[i]), int(batch.device_timestamp_ns[i])
                 msg["seq"] = self._seq
                 msg["stream"] = int(batch.stream[i])
                 msg["frame"] = int(batch.frame_index[i])
@@ -376,6 +378,7 @@ class ZmqPublisherSink(Sink):
         out["pose"] = _json_floats(self._pose32[i])
         out["pred"] = _json_floats(self._pred32[i])
         out["crop"] = list(msg["crop"])
+        out["cam"] = list(msg["cam"])
         return _JSON_ENCODER.encode(out)
 
     def _ensure_buffers(self, batch: PoseBatch) -> None:
