@@ -66,6 +66,20 @@ class PoseMessage:
     #: older than the ``cam`` key
     camera_frame: int = -1
     camera_timestamp_ns: int = -1
+    #: multi-animal streams: the animal slots (header ``individuals``), the parts of each animal and the
+    #: unique parts; ``bodyparts`` are then the flat names (``mouse1.snout``, ..., unique parts) and
+    #: ``track_ids`` the tracker's id of the animal in each slot (-1: empty). Empty for one animal.
+    individuals: tuple[str, ...] = ()
+    animal_bodyparts: tuple[str, ...] = ()
+    track_ids: tuple[int, ...] = ()
+
+    def animals(self, predicted: bool = False) -> np.ndarray:
+        """Multi-animal streams: ``(A, K, 3)`` view of the slots' poses (NaN: not seen); ``predicted`` for
+        the Kalman prediction. The unique parts are the rows after them in :attr:`pose`."""
+        if not self.individuals:
+            raise ProtocolError(f"stream {self.stream_id} is not a multi-animal stream (its header lists no individuals)")
+        a, k = len(self.individuals), len(self.animal_bodyparts)
+        return (self.predicted if predicted else self.pose)[: a * k].reshape(a, k, 3)
 
     @property
     def receive_latency_ms(self) -> float:
@@ -92,6 +106,7 @@ class PoseMessage:
             "crop_box": list(self.crop_box) if self.crop_box is not None else None,
             "camera_frame": self.camera_frame,
             "camera_timestamp_ns": self.camera_timestamp_ns,
+            **({"tracks": dict(zip(self.individuals, self.track_ids))} if self.individuals else {}),
         }
 
 
@@ -116,6 +131,17 @@ class EventMessage:
             "t_send_ns": self.t_send_ns, "t_recv_ns": self.t_recv_ns,
             "latency_ms": round((self.t_recv_ns - self.t_ns) / 1e6, 3),
         }
+
+
+def _animals(stream: dict, data: dict) -> dict:
+    """PoseMessage's multi-animal fields from a header stream entry and a pose message ({} for one animal)."""
+    if "individuals" not in stream:
+        return {}
+    individuals = tuple(stream["individuals"])
+    track = tuple(int(t) for t in data.get("track", ()))
+    if len(track) != len(individuals):
+        raise ProtocolError(f"pose message has {len(track)} track ids, its header lists {len(individuals)} individuals")
+    return {"individuals": individuals, "animal_bodyparts": tuple(stream["animal_bodyparts"]), "track_ids": track}
 
 
 def _finite(v: float, digits: int) -> float | None:
@@ -340,6 +366,7 @@ class PoseClient:
             crop_box=tuple(data["crop"]) if "crop" in data else None,
             camera_frame=int(data["cam"][0]) if "cam" in data else -1,
             camera_timestamp_ns=int(data["cam"][1]) if "cam" in data else -1,
+            **_animals(header["streams"][stream], data),
         )
 
     # -- lifecycle ------------------------------------------------------------------------

@@ -354,3 +354,23 @@ if __name__ == "__main__":
         text = pattern.sub(lambda m: m.group(1) + block + m.group(3), text)
     DOC.write_text(text)
     print(f"updated {DOC}")
+
+
+def test_doc_lists_exactly_the_multi_animal_keys_sent():
+    """The multi-animal subsection's tables name exactly what a multi-animal stream adds."""
+    from rtpose.multianimal.layout import AnimalLayout
+
+    layout = AnimalLayout(("mouse1", "mouse2"), ("snout", "tailbase"), ("lever",))
+    sink = ZmqPublisherSink("inproc://unused-ma", context=zmq.Context.instance())
+    try:
+        sink.open([StreamInfo("synthetic", 640, 480, 30.0, layout.flat_names(), layout=layout)])
+        single = zmq_pub._stream_entry(StreamInfo("x", 1, 1, 1.0, BP))
+        multi = sink.header(0)["streams"][0]
+        assert "track" in sink._msg
+    finally:
+        sink.close()
+    section = _section("## 4. Pose message")
+    header_keys = [k.split(".")[-1] for k in _table_keys(section, "<!-- multi-animal header -->")]
+    assert header_keys == [k for k in multi if k not in single]
+    assert _table_keys(section, "<!-- multi-animal pose -->") == ["track"]
+    assert multi["individuals"] == ["mouse1", "mouse2"] and multi["bodyparts"][-1] == "lever"
