@@ -265,6 +265,21 @@ def test_condition_level_animal_inside_a_per_animal_rule():
     assert changes == [(1, "both", True, 0)]  # mouse3 is not in the zone itself: only mouse1 fires
 
 
+def test_condition_level_any_other_all():
+    other_in = Rule("other_in", Zone("snout", ZONE, animal="other"), actions=(SendEvent(),))
+    any_in = Rule("any_in", Zone("snout", ZONE, animal="any"))
+    all_in = Rule("all_in", Zone("snout", ZONE, animal="all"))
+    eng = engine(other_in, any_in, all_in)
+    changes, actions = run(eng, [frame(mouse1=IN, mouse2=OUT)])
+    # other_in is per animal: mouse2 sees another animal (mouse1) in the zone, mouse1 does not
+    assert changes == [(0, "other_in", True, 1), (0, "any_in", True, -1)]
+    # nobody there: 'some animal' is false (so its negation holds), 'every animal' unknown (neither holds)
+    eng = engine(Rule("none_in", Not(Zone("snout", ZONE, animal="any"))),
+                 Rule("not_all_in", Not(Zone("snout", ZONE, animal="all"))), all_in)
+    eng.evaluate(0, 0, frame())
+    assert eng.states == {"none_in": True, "not_all_in": False, "all_in": False}
+
+
 # --- the pipeline stage ---------------------------------------------------------------------------
 def test_stage_passes_track_ids_and_events_name_the_animal():
     stage = RulesStage.from_rules([Rule("t7", Zone("snout", ZONE), animal=7, actions=(Pulse(0, 5.0),))], FLAT,

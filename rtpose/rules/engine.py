@@ -76,7 +76,7 @@ class _RuleState:
 
 class _StreamState:
     __slots__ = ("rules", "measured", "predicted", "prev_measured", "prev_predicted", "prev_t_ns", "has_prev",
-                 "track_ids", "prev_track_ids", "has_track_ids")
+                 "track_ids", "prev_track_ids", "has_track_ids", "finite")
 
     def __init__(self, rules: Sequence[Rule], index: PartIndex, bodyparts: tuple[str, ...]):
         k = len(bodyparts)
@@ -91,6 +91,7 @@ class _StreamState:
         self.track_ids = np.full(a, -1, np.int64)
         self.prev_track_ids = np.full(a, -1, np.int64)
         self.has_track_ids = False
+        self.finite = np.zeros((a, index.n_parts), bool)  # scratch: which animal rows have an x
 
 
 class RuleEngine:
@@ -202,7 +203,8 @@ class RuleEngine:
                     ctx.track_ids = st.track_ids
                     ctx.prev_track_ids = st.prev_track_ids if st.has_track_ids and st.has_prev else None
                 else:
-                    ctx.occupied[:] = np.isfinite(self.layout.animals(cur)[:, :, 0]).any(axis=1)
+                    np.isfinite(self.layout.animals(cur)[:, :, 0], out=st.finite)
+                    np.any(st.finite, axis=1, out=ctx.occupied)
                     ctx.track_ids = ctx.prev_track_ids = None
 
         changes = self.last_changes
