@@ -47,6 +47,7 @@ class Event:
 
     ``kind`` is a short machine-readable word ("drop", "trigger", "device", ...),
     ``name`` says which (rule name, device, stream), ``detail`` is free text.
+    ``animal``: the identity slot (multi-animal models) the event is about, -1 when none.
     """
 
     kind: str
@@ -55,6 +56,7 @@ class Event:
     name: str = ""
     detail: str = ""
     stream: int = 0
+    animal: int = -1
 
 
 @dataclass(frozen=True)
@@ -64,7 +66,10 @@ class Action:
     ``kind``: "pulse" (``duration_ms`` long), "high", "low" (set a TTL line) or
     "event" (no hardware; published on ZeroMQ and recorded). ``channel`` is the
     output line/pin number on the trigger device. ``t_ns`` is the time the rule
-    decided it (the frame's timeline, not a wall clock).
+    decided it (the frame's timeline, not a wall clock). ``animal`` is the identity slot
+    (row of the multi-animal layout, see :mod:`rtpose.multianimal.layout`) the rule fired
+    for, or -1 when the action is not about one animal (single-animal models, rules on
+    unique body parts or with ``animal: all``).
     """
 
     kind: str
@@ -74,6 +79,7 @@ class Action:
     channel: int = 0
     duration_ms: float = 0.0
     stream: int = 0
+    animal: int = -1
 
 
 class PoseBatch:
