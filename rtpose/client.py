@@ -123,6 +123,8 @@ class EventMessage:
     t_ns: int  # frame time at which the rule decided
     t_send_ns: int
     t_recv_ns: int
+    #: multi-animal streams: the slot the rule fired for (-1: not about one animal); None for one animal
+    animal: int | None = None
 
     def to_json(self) -> dict:
         return {
@@ -130,6 +132,7 @@ class EventMessage:
             "stream_index": self.stream, "frame": self.frame_index, "seq": self.seq, "t_ns": self.t_ns,
             "t_send_ns": self.t_send_ns, "t_recv_ns": self.t_recv_ns,
             "latency_ms": round((self.t_recv_ns - self.t_ns) / 1e6, 3),
+            **({"animal": self.animal} if self.animal is not None else {}),
         }
 
 
@@ -334,7 +337,7 @@ class PoseClient:
             return EventMessage(
                 kind=data["kind"], rule=data["rule"], stream=data["stream"],
                 stream_id=_stream_id(header, data["stream"]), frame_index=data["frame"], seq=data["seq"],
-                t_ns=data["t_ns"], t_send_ns=data["t_send_ns"], t_recv_ns=t_recv,
+                t_ns=data["t_ns"], t_send_ns=data["t_send_ns"], t_recv_ns=t_recv, animal=data.get("animal"),
             )
         return None  # a topic added by a later minor version: ignore
 

@@ -195,17 +195,19 @@ def test_multi_animal_stream_carries_slots_parts_and_track_ids(payload_format):
     info = StreamInfo("synthetic", 640, 480, 30.0, layout.flat_names(), layout=layout)
     sink = ZmqPublisherSink("tcp://127.0.0.1:*", clock=FakeClock(), payload_format=payload_format)
     try:
-        with PoseClient(sink.endpoint, timeout_ms=10_000) as client:
+        with PoseClient(sink.endpoint, timeout_ms=10_000, events=True) as client:
             wait_pose_subscription(sink)
             sink.open([info])
             batch = make_batch(np.random.default_rng(5), 2, k=layout.n_flat)
             batch.n_animals = 3
             batch.track_id = np.array([[0, 5, -1], [0, 5, 6]], np.int64)
             batch.pose[0, layout.index(2, 0):layout.index(2, 1) + 1] = np.nan  # slot mouse3 empty on frame 0
+            batch.actions.append(Action("event", "near_lever", int(batch.t_capture_ns[1]), 1, animal=1))
             sink.write(batch)
-            first, second = client.recv(), client.recv()
+            first, second, event = client.recv(), client.recv(), client.recv()
     finally:
         sink.close()
+    assert event.rule == "near_lever" and event.animal == 1 and event.to_json()["animal"] == 1
     assert first.individuals == layout.individuals and first.animal_bodyparts == layout.bodyparts
     assert first.bodyparts == layout.flat_names()
     assert (first.track_ids, second.track_ids) == ((0, 5, -1), (0, 5, 6))

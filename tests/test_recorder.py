@@ -143,6 +143,7 @@ def test_multi_animal_recording_has_deeplabcuts_four_levels_and_track_ids(tmp_pa
     b.pose[1, layout.index(1, 0):layout.index(1, 1) + 1] = np.nan  # frame 1: slot mouse2 empty
     b.predicted[:3] = b.pose[:3] + 1
     b.track_id[:3] = [[4, 7], [4, -1], [4, 9]]  # a new animal took slot mouse2 on frame 2
+    b.events.append(Event("trigger", 5, 2, name="near", detail="on", animal=1))
     rec = RecorderSink(tmp_path / "ma.h5", chunk_frames=2)
     rec.open([info])
     rec.write(b)
@@ -158,3 +159,5 @@ def test_multi_animal_recording_has_deeplabcuts_four_levels_and_track_ids(tmp_pa
     np.testing.assert_array_equal(got.pose, b.pose[:3])  # NaN where NaN, everything else exact
     np.testing.assert_array_equal(got.predicted, b.predicted[:3])
     assert got.timing[["track_mouse1", "track_mouse2"]].to_numpy().tolist() == [[4, 7], [4, -1], [4, 9]]
+    assert got.track_id.tolist() == [[4, 7], [4, -1], [4, 9]]
+    assert got.events[["name", "animal"]].values.tolist() == [["near", 1]]

@@ -373,4 +373,5 @@ def test_doc_lists_exactly_the_multi_animal_keys_sent():
     header_keys = [k.split(".")[-1] for k in _table_keys(section, "<!-- multi-animal header -->")]
     assert header_keys == [k for k in multi if k not in single]
     assert _table_keys(section, "<!-- multi-animal pose -->") == ["track"]
+    assert _table_keys(section, "<!-- multi-animal event -->") == ["animal"]
     assert multi["individuals"] == ["mouse1", "mouse2"] and multi["bodyparts"][-1] == "lever"

@@ -23,7 +23,7 @@ import pandas as pd
 from ..errors import RecordingError
 from ..multianimal.layout import AnimalLayout
 from .dlc_table import H5_KEY, csv_header_rows, dlc_columns, table_layout
-from .recorder import RecordingPaths
+from .recorder import TRACK_COLUMN_PREFIX, RecordingPaths
 
 
 @dataclass
@@ -53,6 +53,17 @@ class Recording:
 
     def __len__(self) -> int:
         return len(self.frame)
+
+    @property
+    def track_id(self) -> np.ndarray | None:
+        """Multi-animal recordings: (N, A) track id per slot (the timing table's ``track_<individual>``
+        columns; -1: empty slot); None for one animal or without a timing table."""
+        if self.layout is None or self.timing is None:
+            return None
+        cols = [TRACK_COLUMN_PREFIX + ind for ind in self.layout.individuals]
+        if not set(cols) <= set(self.timing.columns):
+            return None
+        return self.timing[cols].to_numpy(np.int64)
 
     def times_s(self, fps: float | None = None) -> np.ndarray:
         """Seconds since the first row: from ``t_frame_ns`` when recorded, else ``frame / fps``

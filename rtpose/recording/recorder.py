@@ -81,6 +81,19 @@ def timing_columns(info: StreamInfo) -> tuple[str, ...]:
 
 
 EVENT_COLUMNS = ("t_ns", "frame", "stream", "kind", "name", "detail")
+#: The events column a multi-animal stream adds: the animal slot an event is about (-1: none).
+ANIMAL_EVENT_COLUMN = "animal"
+
+
+def event_columns(info: StreamInfo) -> tuple[str, ...]:
+    """The ``_events.csv`` header of a stream: EVENT_COLUMNS, plus ``animal`` for a multi-animal stream."""
+    return EVENT_COLUMNS + ((ANIMAL_EVENT_COLUMN,) if info.layout is not None else ())
+
+
+def event_row(e, with_animal: bool) -> tuple:
+    """One ``_events.csv`` row of an :class:`~rtpose.results.Event` (see :func:`event_columns`)."""
+    row = (e.t_ns, e.frame_index, e.stream, e.kind, e.name, e.detail)
+    return row + (e.animal,) if with_animal else row
 
 
 @dataclass(frozen=True)
@@ -349,7 +362,7 @@ class RecorderSink(Sink):
         with open(paths.timing_csv, "w", newline="") as f:
             csv.writer(f).writerow(timing_columns(info))
         with open(paths.events_csv, "w", newline="") as f:
-            csv.writer(f).writerow(EVENT_COLUMNS)
+            csv.writer(f).writerow(event_columns(info))
         if self.settings is not None:
             paths.settings_json.write_text(json.dumps(self.settings, indent=2, sort_keys=True) + "\n")
 
@@ -388,8 +401,8 @@ class RecorderSink(Sink):
             texts.append((paths.predicted_csv, predicted.to_csv(header=False).encode()))
             texts.append((paths.timing_csv, _csv_bytes(chunk.timing[:n].tolist())))
         if chunk.events:
-            texts.append((paths.events_csv, _csv_bytes([(e.t_ns, e.frame_index, e.stream, e.kind, e.name, e.detail)
-                                                        for e in chunk.events])))
+            with_animal = files.info.layout is not None
+            texts.append((paths.events_csv, _csv_bytes([event_row(e, with_animal) for e in chunk.events])))
         need = sum(len(t) for _, t in texts) + (2 * measured.memory_usage(deep=True).sum() if n else 0)
         self._check_space(files, paths.h5.parent, int(need) + SPACE_MARGIN_BYTES, n)
         rollback = _Rollback()

@@ -298,6 +298,8 @@ class ZmqPublisherSink(Sink):
                     "rule": a.rule, "stream": a.stream, "frame": a.frame_index, "t_ns": a.t_ns,
                     "t_send_ns": self._clock(),
                 }
+                if "track" in self._msg:  # multi-animal: the slot the rule fired for (-1: not one animal)
+                    event["animal"] = a.animal
                 self._event_seq += 1
                 if self._send(TOPIC_EVENT, self._encode(event)):
                     self.events_sent += 1
