@@ -315,6 +315,9 @@ class OnnxPoseModel:
         missing = [w for w in wanted if w not in outputs]
         if missing:
             raise ModelError(f"{self.path}: outputs {missing} named in the metadata are not in the graph (it has {list(outputs)}); re-export the model")
+        if meta.paf_output and meta.paf_output not in outputs:
+            raise ModelError(f"{self.path}: the metadata names the part-affinity-field output {meta.paf_output!r} but "
+                             f"the graph has {list(outputs)}; re-export the model")
         self._output_names = wanted
         self._pose_output = None
         if meta.pose_output:
@@ -343,6 +346,12 @@ class OnnxPoseModel:
         :meth:`set_input_size` may later switch to any smaller size (dynamic cropping) within the
         same buffers; say so with ``variable_size`` (GPU providers then build for the range of sizes
         and run without CUDA graphs)."""
+        if self.metadata.multianimal:
+            raise ModelError(
+                f"{self.path}: a multi-animal model ({self.metadata.layout.n_animals} individuals "
+                f"{', '.join(self.metadata.layout.individuals)}; score maps, offsets and part-affinity fields). "
+                "This rtpose reads it (`rtpose info`) but its pipeline does not decode multi-animal maps yet; "
+                "run a single-animal model, or use a rtpose with the multi-animal decoder")
         stride = int(self.metadata.stride)
         if height < stride or width < stride:
             raise ModelInputError(f"frames of {width}x{height} are smaller than the model stride {stride}")
