@@ -36,6 +36,7 @@ from math import sqrt
 import numpy as np
 
 from .lsap import lsap_buffers, lsap_max
+from .paf import linspace_f32
 from .params import AssemblyParams
 
 #: DeepLabCut's hard-coded peak threshold, compared in float32 like the torch tensor comparison.
@@ -86,22 +87,6 @@ def peak_locations(locref: np.ndarray, peaks: np.ndarray, stride: float, locref_
     x = (st * c.astype(np.float32) + half) + dx
     y = (st * r.astype(np.float32) + half) + dy
     return np.stack([x, y], axis=1).astype(np.float32)
-
-
-def linspace_f32(n_points: int) -> np.ndarray:
-    """``torch.linspace(0, 1, n_points, dtype=float32)`` bit for bit.
-
-    torch computes a float32 step, then ``start + step*i`` for the first half and ``end - step*(n-1-i)``
-    (one rounding, a fused multiply-add) for the second; checked against torch for n = 2..199.
-    """
-    n = int(n_points)
-    step = float(np.float32(1.0) / np.float32(n - 1))
-    half = n // 2
-    t = np.empty(n, np.float32)
-    for i in range(n):
-        # step*i is exact in float64 (a float32 times a small int), so one rounding = the FMA's
-        t[i] = np.float32(step * i) if i < half else np.float32(1.0 - step * (n - i - 1))
-    return t
 
 
 def limb_affinity(paf: np.ndarray, e: int, rs, cs, rt, ct, t_vals: np.ndarray, n_decimals: int):
