@@ -91,6 +91,12 @@ class ModelMetadata:
         return self.layout is not None
 
     @property
+    def pose_names(self) -> tuple[str, ...]:
+        """Names of the rows of a decoded pose: the body parts, or for a multi-animal model its flat names
+        (``mouse1.snout``, ..., unique parts; :mod:`rtpose.multianimal.layout`)."""
+        return self.layout.flat_names() if self.layout is not None else tuple(self.bodyparts)
+
+    @property
     def num_bodyparts(self) -> int:
         return len(self.bodyparts)
 
