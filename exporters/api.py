@@ -224,9 +224,9 @@ def _export_dlc3(source, out, *, fp16, opset, check_frames, user_extra, decode_i
     from . import torch_dlc3
 
     model = torch_dlc3.load(source.model_file)
-    if model.multianimal is not None and (fp16 or decode_in_graph):
-        raise ExportError(f"{source.model_file}: a multi-animal DeepLabCut 3 model exports in float32 with the maps "
-                          "as outputs for now; drop --fp16/--decode-in-graph")
+    if model.multianimal is not None and decode_in_graph:
+        raise ExportError(f"{source.model_file}: a multi-animal DeepLabCut 3 model exports its maps as outputs "
+                          "(rtpose's multi-animal decoder assembles the animals); drop --decode-in-graph")
     net, desc = torch_dlc3.build(model)
     frames = check_frames if check_frames is not None else frames_mod.synthetic_frames(torch_dlc3.CHECK_SIZES)
     batches, ref = _reference(lambda b: torch_dlc3.reference(model, net, desc, b), desc, frames, (None, None),

@@ -153,17 +153,12 @@ def test_dlcrnet_stride16_ms5_exports_with_its_multiscale_backbone(torch_stack, 
     assert report.metadata.layout.individuals == M.INDIVIDUALS
 
 
-@pytest.mark.slow
-@pytest.mark.export_torch
-def test_runtime_decodes_the_export_like_deeplabcut(exported, reference, capsys):
-    """End to end on the exported file: rtpose's runtime (load_frame, run_animals) and its multi-animal
-    decoder (rtpose.multianimal.decoder) against DeepLabCut's own final poses on the six 640x480 frames:
-    the same animals, the same keypoints (issue goal: mean |dxy| < 0.05 px per matched keypoint)."""
-    from rtpose.cli import main as cli_main
+def _decode_vs_deeplabcut(onnx_path, reference):
+    """rtpose's runtime + MultiAnimalDecoder on the reference frames vs DeepLabCut's stored final poses:
+    asserts the same keypoints are found; returns (|dxy| px, |dlikelihood|) of the matched keypoints."""
     from rtpose.model import OnnxPoseModel
     from rtpose.multianimal.decoder import MultiAnimalDecoder
 
-    _, onnx_path, _ = exported
     model = OnnxPoseModel(onnx_path, providers=["cpu"])
     meta = model.metadata
     assert meta.layout.individuals == M.INDIVIDUALS
@@ -182,7 +177,35 @@ def test_runtime_decodes_the_export_like_deeplabcut(exported, reference, capsys)
         assert np.array_equal(found, ref_found[i]), f"frame {i}: keypoints found {found} vs DeepLabCut's {ref_found[i]}"
         dxy.append(np.hypot(*(mine[found][:, :2] - ref[i][found][:, :2]).T))
         dlik.append(np.abs(mine[found][:, 2] - ref[i][found][:, 2]))
-    dxy, dlik = np.concatenate(dxy), np.concatenate(dlik)
+    return np.concatenate(dxy), np.concatenate(dlik)
+
+
+@pytest.mark.slow
+@pytest.mark.export_torch
+def test_fp16_export_finds_deeplabcuts_animals(exported, reference, tmp_path):
+    """--fp16 (weights float16, checked against the float32 export, PAFs included): the same animals and
+    keypoints as DeepLabCut (measured mean |dxy| 0.010 px, likelihood |d| <= 1e-3)."""
+    from rtpose.exporters import export_model
+
+    folder, _, _ = exported
+    report = export_model(folder, tmp_path / "fp16.onnx", fp16=True)
+    assert report.parity_fp16.ok and report.parity_fp16.paf_max_abs is not None
+    assert report.metadata.extra["precision"] == "fp16" and report.metadata.multianimal
+    dxy, dlik = _decode_vs_deeplabcut(tmp_path / "fp16.onnx", reference)
+    assert dxy.size >= 24 and dxy.mean() < 0.05 and dxy.max() < 0.2, (dxy.mean(), dxy.max())
+    assert dlik.max() < 5e-3
+
+
+@pytest.mark.slow
+@pytest.mark.export_torch
+def test_runtime_decodes_the_export_like_deeplabcut(exported, reference, capsys):
+    """End to end on the exported file: rtpose's runtime (load_frame, run_animals) and its multi-animal
+    decoder (rtpose.multianimal.decoder) against DeepLabCut's own final poses on the six 640x480 frames:
+    the same animals, the same keypoints (issue goal: mean |dxy| < 0.05 px per matched keypoint)."""
+    from rtpose.cli import main as cli_main
+
+    _, onnx_path, _ = exported
+    dxy, dlik = _decode_vs_deeplabcut(onnx_path, reference)
     assert dxy.size >= 24 and dxy.mean() < 0.05 and dxy.max() < 0.1, (dxy.mean(), dxy.max())
     assert dlik.max() < 1e-3
     assert cli_main(["info", str(onnx_path)]) == 0
@@ -196,9 +219,10 @@ def test_multianimal_options_not_available_yet_are_refused(torch_stack, tmp_path
     from rtpose.exporters import export_model
 
     folder, _ = M.build_export(tmp_path)
-    for kwargs in ({"fp16": True}, {"decode_in_graph": True}):
-        with pytest.raises(ExportError, match="multi-animal DeepLabCut 3 model exports in float32"):
-            export_model(folder, tmp_path / "x.onnx", **kwargs)
+    with pytest.raises(ExportError, match="multi-animal DeepLabCut 3 model exports its maps as outputs"):
+        export_model(folder, tmp_path / "x.onnx", decode_in_graph=True)
+    with pytest.raises(ExportError, match="uint8-bgr is not available for DeepLabCut 3 models"):
+        export_model(folder, tmp_path / "x.onnx", uint8_bgr=True)
     assert not list(tmp_path.glob("*.onnx"))
 
 
