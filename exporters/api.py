@@ -170,7 +170,8 @@ def recheck_onnx(src, out=None, *, check_images=None) -> ExportReport:
     check_frames = frames_mod.load_images(check_images) if check_images else None
     figures = _check_batch_invariance(
         model, check_frames, input_hw,
-        (meta.scoremap_output, meta.locref_output) + ((meta.paf_output,) if meta.paf_output else ()), meta.stride,
+        (meta.scoremap_output, meta.locref_output) + ((meta.paf_output,) if meta.paf_output else ())
+    + ((meta.unique_scoremap_output, meta.unique_locref_output) if meta.unique_scoremap_output else ()), meta.stride,
         meta.locref_stdev,
         str(src), "Export the model again from its source (DeepLabCut folder, SavedModel or Keras file): the "
         "exporter rewrites such nodes.")
@@ -234,7 +235,8 @@ def _export_dlc3(source, out, *, fp16, opset, check_frames, user_extra, decode_i
     onnx_model = torch_dlc3.convert(model, net, desc, opset=opset, example=batches[0])
     multianimal = None
     if model.multianimal is not None:
-        multianimal = (model.multianimal.layout, model.multianimal.assembly(desc.stride, desc))
+        multianimal = (model.multianimal.layout,
+                       model.multianimal.assembly(desc.stride, desc, torch_dlc3.unique_stride(net)))
     return _finish(onnx_model, batches, ref, desc, out, source_name=str(source.path), source_kind="dlc3",
                    source_sha256=source.sha256(), variant=f"dlc3-{model.net_type}", note=model.note(), fp16=fp16,
                    opset=opset, input_hw=(None, None), has_locref=bool(desc.location_refinement),
@@ -301,13 +303,15 @@ def _finish(model, batches, ref, desc, out: Path, *, source_name, source_kind, s
     fixes = onnx_graph.fix_padding(model)
     h, w = input_hw
     paf_channels = 2 * len(multianimal[1].graph) if multianimal else None
-    _set_io_dims(model, h, w, k, has_locref, paf_channels)
+    n_unique = multianimal[0].n_unique if multianimal else 0
+    _set_io_dims(model, h, w, k, has_locref, paf_channels, n_unique)
     try:
         onnx.checker.check_model(model)
     except Exception as exc:
         raise ExportError(f"{source_name}: the converted ONNX model is invalid ({exc}); please report this") from exc
     stride, stdev = desc.stride, desc.locref_stdev
-    outputs = ("scoremap", "locref" if has_locref else None) + (("paf",) if multianimal else ())
+    outputs = (("scoremap", "locref" if has_locref else None) + (("paf",) if multianimal else ())
+               + (("unique_scoremap", "unique_locref") if n_unique else ()))
     framework = "pytorch" if source_kind == "dlc3" else "tensorflow"
     batch_figures = _check_batch_invariance(
         model, check_frames, input_hw, outputs, stride, stdev, source_name,
@@ -378,7 +382,9 @@ def _finish(model, batches, ref, desc, out: Path, *, source_name, source_kind, s
         input_color=input_color, input_range=input_range,
         preprocessing_in_graph=desc.preprocessing_in_graph, clip_scores=desc.clip_scores, extra=extra,
         layout=multianimal[0] if multianimal else None, paf_output="paf" if multianimal else None,
-        assembly=multianimal[1] if multianimal else None)
+        assembly=multianimal[1] if multianimal else None,
+        unique_scoremap_output="unique_scoremap" if n_unique else None,
+        unique_locref_output="unique_locref" if n_unique else None)
     decode_check = ""
     if decode_in_graph:  # last: after --fp16 (maps cast back to float32) and --input uint8-bgr (input only)
         frames_in = uint8_input.uint8_bgr_batches(batches) if uint8_bgr else batches
@@ -392,7 +398,7 @@ def _finish(model, batches, ref, desc, out: Path, *, source_name, source_kind, s
                         decode_check=decode_check)
 
 
-def _set_io_dims(model, h, w, k: int, has_locref: bool, paf_channels: int | None = None) -> None:
+def _set_io_dims(model, h, w, k: int, has_locref: bool, paf_channels: int | None = None, n_unique: int = 0) -> None:
     g = model.graph
     if len(g.input) != 1 or g.input[0].name != "image":
         names = [i.name for i in g.input]
@@ -403,6 +409,8 @@ def _set_io_dims(model, h, w, k: int, has_locref: bool, paf_channels: int | None
         want["locref"] = 2 * k
     if paf_channels:
         want["paf"] = paf_channels
+    if n_unique:
+        want["unique_scoremap"], want["unique_locref"] = n_unique, 2 * n_unique
     got = {o.name for o in g.output}
     if got != set(want):
         raise ExportError(f"the converted model has outputs {sorted(got)}, expected {sorted(want)}; please report this")

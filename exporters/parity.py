@@ -7,7 +7,9 @@ and inside batches of other frames. Pose differences use DeepLabCut's single-ani
 first maximum of each score map (row-major), offsets ``(dx, dy)`` times
 ``locref_stdev``, ``x = col * stride + stride / 2 + dx``. Multi-animal models have a third output,
 the part-affinity fields (``paf``), compared element-wise (``paf_max_abs``); their score maps and
-offsets are compared as above (the first maximum is a fixed point of the map, whichever animal it is on).
+offsets are compared as above (the first maximum is a fixed point of the map, whichever animal it is on);
+a unique-body-part head's score maps and offsets (outputs 4 and 5) count in the same figures. Its pose
+figure uses the PAF head's stride: a near-enough bound for a check of equal maps.
 """
 
 from __future__ import annotations
@@ -120,6 +122,11 @@ def check(model_bytes: bytes, batches, reference, *, outputs, stride: float, loc
                     raise ExportError(f"ONNX PAF output shape {got_pair[2].shape} differs from the reference "
                                       f"{ref_pair[2].shape}; please report this")
                 paf_worst = _worst(paf_worst, float(np.max(np.abs(ref_pair[2].astype(np.float64) - got_pair[2]))))
+            if len(ref_pair) > 3:  # a unique-body-part head: its own (scoremap, locref) pair, same figures
+                us, ulr, up, uamb, un = compare(ref_pair[3:5], got_pair[3:5], stride=stride, locref_stdev=locref_stdev,
+                                                score_tolerance=tolerance.scoremap)
+                s, lr, p = _worst(s, us), _worst(lr, ulr), _worst(p, up)
+                amb, n = amb + uamb, n + un
             worst[0] = _worst(worst[0], s)
             worst[1] = None if lr is None else _worst(worst[1], lr)
             worst[2] = _worst(worst[2], p)

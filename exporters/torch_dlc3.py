@@ -84,7 +84,8 @@ class Dlc3Model:
     def outputs(self) -> tuple[str, ...]:
         """The ONNX outputs, in order."""
         if self.multianimal is not None:
-            return ("scoremap", "locref", "paf")
+            unique = ("unique_scoremap", "unique_locref") if self.multianimal.unique is not None else ()
+            return ("scoremap", "locref", "paf") + unique
         return ("scoremap", "locref") if self.description.location_refinement else ("scoremap",)
 
     def note(self) -> str:
@@ -104,6 +105,15 @@ class Dlc3Model:
 
 
 @dataclass(frozen=True)
+class UniqueHead:
+    """DeepLabCut 3's unique-body-part head: a ``HeatmapHead`` with a ``HeatmapPredictor`` (argmax per part)."""
+
+    apply_sigmoid: bool
+    clip_scores: bool
+    locref_stdev: float
+
+
+@dataclass(frozen=True)
 class PafModel:
     """A multi-animal ``PartAffinityFieldPredictor``'s settings, as its config gives them."""
 
@@ -115,14 +125,16 @@ class PafModel:
     min_affinity: float
     add_discarded: bool
     force_fusion: bool
+    unique: UniqueHead | None = None
 
     @property
     def graph(self) -> tuple[tuple[int, int], ...]:
         """The limbs the ONNX ``paf`` output holds, in channel order: ``full_graph[edges_to_keep]``."""
         return tuple(self.full_graph[i] for i in self.edges_to_keep)
 
-    def assembly(self, stride: float, desc: ModelDescription) -> AssemblyParams:
+    def assembly(self, stride: float, desc: ModelDescription, unique_stride: float | None = None) -> AssemblyParams:
         return AssemblyParams(
+            unique_stride=None if unique_stride is None or unique_stride == stride else float(unique_stride),
             num_animals=len(self.layout.individuals), graph=self.graph, stride=float(stride),
             locref_stdev=desc.locref_stdev, nms_radius=self.nms_radius, sigma=self.sigma,
             min_affinity=self.min_affinity, force_fusion=self.force_fusion, add_discarded=self.add_discarded,
@@ -142,11 +154,26 @@ def _paf_model(pt: Path, net: str, meta: dict, heads: dict) -> PafModel | None:
         return None
     what = (f"{pt}: a multi-animal DeepLabCut 3 model ({net}, {len(individuals)} individuals, heads "
             f"{sorted(heads)}, {head.get('type')} with {predictor.get('type')})")
+    unique_head = None
     if unique or "unique_bodypart" in heads:
-        raise ExportError(f"{what} with unique body parts ({', '.join(unique) or 'a unique_bodypart head'}). rtpose "
-                          "exports multi-animal PAF models without unique body parts for now; train a shuffle whose "
-                          "project lists no uniquebodyparts")
-    if set(heads) != {"bodypart"}:
+        u = heads.get("unique_bodypart", {})
+        upred = u.get("predictor", {})
+        if (not unique or u.get("type") != "HeatmapHead" or upred.get("type") != "HeatmapPredictor"
+                or not upred.get("location_refinement", True)):
+            raise ExportError(f"{what} with unique body parts ({', '.join(unique) or 'none listed'}) and a "
+                              f"{u.get('type')} unique head with {upred.get('type')}. rtpose exports the unique "
+                              "body parts of DeepLabCut's own unique head (HeatmapHead + HeatmapPredictor with "
+                              "location refinement); export it again with deeplabcut.export_model")
+        unique_head = UniqueHead(apply_sigmoid=bool(upred.get("apply_sigmoid", True)),
+                                 clip_scores=bool(upred.get("clip_scores", False)),
+                                 locref_stdev=float(upred.get("locref_std", 7.2801)))
+        paf_stdev = float(predictor.get("locref_stdev", 7.2801))
+        if unique_head.locref_stdev != paf_stdev or not unique_head.clip_scores:
+            raise ExportError(f"{what}: its unique head has locref_std {unique_head.locref_stdev:g} and clip_scores "
+                              f"{unique_head.clip_scores} where rtpose's decoder uses the PAF head's locref_stdev "
+                              f"{paf_stdev:g} and clips the unique likelihoods (DeepLabCut's defaults); export a model "
+                              "with those defaults")
+    if set(heads) - {"unique_bodypart"} != {"bodypart"}:
         raise ExportError(f"{what}. rtpose exports multi-animal models with the PAF head only (no identity or other "
                           "extra heads) for now; train a shuffle without identity (identity: false)")
     if head.get("type") != "DLCRNetHead" or predictor.get("type") != "PartAffinityFieldPredictor":
@@ -167,12 +194,12 @@ def _paf_model(pt: Path, net: str, meta: dict, heads: dict) -> PafModel | None:
                           f"{len(individuals)} individuals; export it again with deeplabcut.export_model")
     defaults = {"nms_radius": 5, "sigma": 1.0, "min_affinity": 0.05}  # PartAffinityFieldPredictor.default_init
     return PafModel(
-        layout=AnimalLayout(tuple(individuals), tuple(bodyparts), ()), full_graph=full, edges_to_keep=keep,
+        layout=AnimalLayout(tuple(individuals), tuple(bodyparts), tuple(unique)), full_graph=full, edges_to_keep=keep,
         nms_radius=int(predictor.get("nms_radius", defaults["nms_radius"])),
         sigma=float(predictor.get("sigma", defaults["sigma"])),
         min_affinity=float(predictor.get("min_affinity", defaults["min_affinity"])),
         add_discarded=bool(predictor.get("add_discarded", False)),
-        force_fusion=bool(predictor.get("force_fusion", False)))
+        force_fusion=bool(predictor.get("force_fusion", False)), unique=unique_head)
 
 
 def load(pt: Path) -> Dlc3Model:
@@ -242,6 +269,12 @@ def build(model: Dlc3Model):
     return net, replace(model.description, stride=stride)
 
 
+def unique_stride(net) -> float | None:
+    """The unique-body-part head's own map stride (``resnet_50``: 8, while the PAF head's is 4), or None."""
+    strides = getattr(net, "_strides", {})
+    return float(strides["unique_bodypart"]) if "unique_bodypart" in strides else None
+
+
 def wrapper(model: Dlc3Model, net, desc: ModelDescription):
     """An nn.Module: NHWC RGB 0-255 float image -> (scoremap NHWC, locref NHWC) per DeepLabCut-Live's transforms."""
     torch = deps.torch()
@@ -268,7 +301,9 @@ def wrapper(model: Dlc3Model, net, desc: ModelDescription):
                 x = F.pad(x, (0, (dw - w % dw) % dw, 0, (dh - h % dh) % dh), mode="reflect")
             if model.normalize:
                 x = (x - self.mean) / self.std  # torchvision Normalize: sub_(mean).div_(std)
-            out = self.net(x)["bodypart"]
+            outs = self.net(x)
+            out = outs["bodypart"]
+            unique_out = outs.get("unique_bodypart")
             heatmap = out["heatmap"]
             if desc.apply_sigmoid:
                 heatmap = torch.sigmoid(heatmap)
@@ -276,7 +311,12 @@ def wrapper(model: Dlc3Model, net, desc: ModelDescription):
                 heatmap = F.conv2d(heatmap, self.smoothing, padding=model.multianimal.nms_radius,
                                    groups=heatmap.shape[1])
                 paf = out["paf"][:, self.paf_channels] if self.paf_channels is not None else out["paf"]
-                return heatmap.permute(0, 2, 3, 1), out["locref"].permute(0, 2, 3, 1), paf.permute(0, 2, 3, 1)
+                maps = (heatmap.permute(0, 2, 3, 1), out["locref"].permute(0, 2, 3, 1), paf.permute(0, 2, 3, 1))
+                if model.multianimal.unique is None:
+                    return maps
+                u = unique_out
+                uh = torch.sigmoid(u["heatmap"]) if model.multianimal.unique.apply_sigmoid else u["heatmap"]
+                return maps + (uh.permute(0, 2, 3, 1), u["locref"].permute(0, 2, 3, 1))
             scoremap = heatmap.permute(0, 2, 3, 1)
             if not desc.location_refinement:
                 return (scoremap,)
@@ -313,9 +353,12 @@ def predict_multianimal(model: Dlc3Model, net, batch: np.ndarray):
     """DeepLabCut's own multi-animal inference, one frame at a time: ``net(x)`` then the head's
     ``PartAffinityFieldPredictor`` (``net.get_predictions``: sigmoid, smoothing, peaks, PAF costs, Assembler).
 
-    Returns (scoremap, locref, paf, poses): the smoothed score maps the predictor found its peaks on
+    Returns (scoremap, locref, paf, poses[, unique_scoremap, unique_locref, unique_poses]): the smoothed
+    score maps the predictor found its peaks on
     (captured at its ``find_local_peak_indices_maxpool_nms`` call), NHWC; the raw locref; the PAF
-    channels of the kept limbs (NHWC, :attr:`PafModel.graph` order); its poses (B, A, K, 5).
+    channels of the kept limbs (NHWC, :attr:`PafModel.graph` order); its poses (B, A, K, 5); with unique
+    body parts also the unique head's maps (after its sigmoid when it applies one) and its
+    ``HeatmapPredictor``'s poses (B, 1, U, 3).
     """
     torch = deps.torch()
     ma = model.multianimal
@@ -328,21 +371,30 @@ def predict_multianimal(model: Dlc3Model, net, batch: np.ndarray):
         return find_peaks(input_, radius, threshold)
 
     channels = [2 * e + c for e in ma.edges_to_keep for c in (0, 1)]
-    maps, poses = ([], [], [], []), []
+    maps, poses, unique_maps, unique_poses = ([], [], []), [], ([], []), []
     predictor.find_local_peak_indices_maxpool_nms = capture
     try:
         with torch.inference_mode():
             for frame in batch:
                 out = net(_dlc_input(model, frame))
                 captured.clear()
-                pred = net.get_predictions(out)["bodypart"]["poses"]
+                predictions = net.get_predictions(out)
                 heads = out["bodypart"]
                 for dst, t in zip(maps, (captured[0], heads["locref"], heads["paf"][:, channels])):
                     dst.append(t.permute(0, 2, 3, 1).numpy())
-                poses.append(np.asarray(pred.numpy(), np.float32))
+                poses.append(np.asarray(predictions["bodypart"]["poses"].numpy(), np.float32))
+                if ma.unique is not None:
+                    u = out["unique_bodypart"]
+                    uh = torch.sigmoid(u["heatmap"]) if ma.unique.apply_sigmoid else u["heatmap"]
+                    unique_maps[0].append(uh.permute(0, 2, 3, 1).numpy())
+                    unique_maps[1].append(u["locref"].permute(0, 2, 3, 1).numpy())
+                    unique_poses.append(np.asarray(predictions["unique_bodypart"]["poses"].numpy(), np.float32))
     finally:
         del predictor.find_local_peak_indices_maxpool_nms
-    return tuple(np.ascontiguousarray(np.concatenate(m)) for m in maps[:3]) + (np.concatenate(poses),)
+    result = tuple(np.ascontiguousarray(np.concatenate(m)) for m in maps) + (np.concatenate(poses),)
+    if ma.unique is not None:
+        result += tuple(np.ascontiguousarray(np.concatenate(m)) for m in unique_maps) + (np.concatenate(unique_poses),)
+    return result
 
 
 def reference(model: Dlc3Model, net, desc: ModelDescription, batch: np.ndarray):
@@ -351,8 +403,9 @@ def reference(model: Dlc3Model, net, desc: ModelDescription, batch: np.ndarray):
     The preprocessing is DeepLabCut-Live's own transforms (torchvision ``v2.ToDtype`` for uint8 input
     is a division by 255; ``AutoPadToDivisor``; ``v2.Normalize``), applied eagerly.
     """
-    if model.multianimal is not None:
-        return predict_multianimal(model, net, batch)[:3]
+    if model.multianimal is not None:  # (scoremap, locref, paf[, unique_scoremap, unique_locref])
+        out = predict_multianimal(model, net, batch)
+        return out[:3] + (out[4:6] if model.multianimal.unique is not None else ())
     torch = deps.torch()
     from torchvision.transforms import v2
 

@@ -47,6 +47,9 @@ class ModelMetadata:
             the multi-animal body parts (= ``bodyparts``, the score-map channels) and the unique body
             parts; None for single-animal models.
         paf_output: ONNX output name of the (B, h, w, 2E) part-affinity fields (multi-animal), or None.
+        unique_scoremap_output, unique_locref_output: multi-animal models with unique body parts: ONNX output
+            names of the unique head's (B, h', w', U) score maps and (B, h', w', 2U) offsets (its own
+            stride: ``assembly.unique_stride``); None otherwise.
         assembly: how the multi-animal maps become animals (DeepLabCut's PAF predictor and Assembler
             parameters, :class:`~rtpose.multianimal.params.AssemblyParams`); set exactly when ``layout`` is.
         extra: everything else (source hash, versions, parity figures), shown by ``rtpose info``.
@@ -67,6 +70,8 @@ class ModelMetadata:
     layout: AnimalLayout | None = None
     paf_output: str | None = None
     assembly: AssemblyParams | None = None
+    unique_scoremap_output: str | None = None
+    unique_locref_output: str | None = None
     extra: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -84,6 +89,10 @@ class ModelMetadata:
         if self.layout is not None and tuple(self.layout.bodyparts) != tuple(self.bodyparts):
             raise ModelError(f"multi-animal model metadata: the score-map body parts {list(self.bodyparts)} differ "
                              f"from the layout's {list(self.layout.bodyparts)}; re-export the model")
+        has_unique = self.layout is not None and bool(self.layout.unique_bodyparts)
+        if has_unique != bool(self.unique_scoremap_output) or has_unique != bool(self.unique_locref_output):
+            raise ModelError("multi-animal model metadata: unique body parts need the unique head's score-map and "
+                             "offset outputs (and only they have them); re-export the model with `rtpose export`")
 
     @property
     def multianimal(self) -> bool:
@@ -141,6 +150,9 @@ class ModelMetadata:
             props["multianimal.layout"] = json.dumps(self.layout.to_dict())
             props["multianimal.assembly"] = self.assembly.to_json()
             props["paf_output"] = self.paf_output
+        if self.unique_scoremap_output:
+            props["unique_scoremap_output"] = self.unique_scoremap_output
+            props["unique_locref_output"] = self.unique_locref_output
         out = {PREFIX + k: v for k, v in props.items()}
         for k, v in self.extra.items():
             out[PREFIX + "extra." + k] = str(v)
@@ -181,6 +193,8 @@ class ModelMetadata:
                 paf_output=ours.get("paf_output") or None,
                 assembly=AssemblyParams.from_json(ours["multianimal.assembly"])
                 if "multianimal.assembly" in ours else None,
+                unique_scoremap_output=ours.get("unique_scoremap_output") or None,
+                unique_locref_output=ours.get("unique_locref_output") or None,
                 extra={k[len("extra."):]: v for k, v in ours.items() if k.startswith("extra.")},
             )
         except (ValueError, TypeError, KeyError, ConfigError) as exc:

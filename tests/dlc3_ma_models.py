@@ -44,7 +44,8 @@ REFERENCE_SYNTHETIC = (7, 211, 433, 1009)
 #: ... and frames of the bundled openfield video (640x480, one real mouse).
 REFERENCE_VIDEO = (0, 200)
 #: Weights of these head layers are stored (the rest is DeepLabCut's seeded initialisation).
-TRAINED_PREFIXES = ("heads.bodypart.heatmap_head.", "heads.bodypart.locref_head.", "heads.bodypart.paf_head.")
+TRAINED_PREFIXES = ("heads.bodypart.heatmap_head.", "heads.bodypart.locref_head.", "heads.bodypart.paf_head.",
+                    "heads.unique_bodypart.")
 
 
 #: The same project's ``dlcrnet_stride16_ms5`` shuffle (DeepLabCut's multi-scale DLCRNet backbone, same head):
@@ -60,8 +61,21 @@ def folder_name(cfg: dict) -> str:
     return f"DLC_twomice_{cfg['net_type']}_iteration-0_shuffle-1"
 
 
-def synthetic_frame(index: int, width: int = 640, height: int = 480, seeds=ANIMAL_SEEDS):
-    """(BGR uint8 frame (H, W, 3), truth (A, 3, 2) float64 head/body/tail per animal) of two-mouse frame ``index``."""
+#: The unique-body-part variant (``make_model.py --unique``): one landmark per frame, a dark disk on a
+#: light ring drawn over the two mice, circling slowly (``marker_xy``).
+UNIQUE_NET = "resnet_50_unique"
+UNIQUE_BODYPARTS = ("marker",)
+
+
+def marker_xy(index: int) -> np.ndarray:
+    """(2,) float64 position of the unique ``marker`` in frame ``index`` (640x480 frames)."""
+    t = index / 30.0
+    return np.array([560.0 + 40.0 * np.cos(0.3 * t), 80.0 + 40.0 * np.sin(0.3 * t)])
+
+
+def synthetic_frame(index: int, width: int = 640, height: int = 480, seeds=ANIMAL_SEEDS, marker: bool = False):
+    """(BGR uint8 frame (H, W, 3), truth (A, 3, 2) float64 head/body/tail per animal) of two-mouse frame ``index``;
+    ``marker``: the unique landmark drawn too (its truth: :func:`marker_xy`)."""
     import sys
 
     sys.path.insert(0, str(HERE.parent))  # the repository root, for drivers/ (side environment)
@@ -75,12 +89,19 @@ def synthetic_frame(index: int, width: int = 640, height: int = 480, seeds=ANIMA
         src.render(index, one)
         np.minimum(frame, one, out=frame)
         truths.append(src.truth(index))
+    if marker:
+        import cv2
+
+        x, y = (int(round(v * 16)) for v in marker_xy(index))
+        cv2.circle(frame, (x, y), 14 * 16, (235, 235, 235), -1, cv2.LINE_AA, 4)
+        cv2.circle(frame, (x, y), 8 * 16, (30, 90, 30), -1, cv2.LINE_AA, 4)
     return frame, np.stack(truths)
 
 
-def reference_frames() -> np.ndarray:
-    """BGR uint8 (N, 480, 640, 3): :data:`REFERENCE_SYNTHETIC` two-mouse frames, then :data:`REFERENCE_VIDEO`."""
-    synth = [synthetic_frame(i)[0] for i in REFERENCE_SYNTHETIC]
+def reference_frames(marker: bool = False) -> np.ndarray:
+    """BGR uint8 (N, 480, 640, 3): :data:`REFERENCE_SYNTHETIC` two-mouse frames (``marker``: with the unique
+    landmark), then :data:`REFERENCE_VIDEO`."""
+    synth = [synthetic_frame(i, marker=marker)[0] for i in REFERENCE_SYNTHETIC]
     return np.ascontiguousarray(np.stack(synth + list(video_frames(REFERENCE_VIDEO))))
 
 
@@ -120,12 +141,12 @@ def seeded_model(cfg: dict):
 
 
 def build_state(cfg: dict | None = None, heads: Path | None = None) -> dict:
-    """The fixture's state dict: seeded initialisation + the stored trained head layers
-    (``<net_type>.heads.npz``, when the repository has them for the config's network)."""
+    """The fixture's state dict: seeded initialisation + the stored trained head layers (``heads``, default
+    ``<NET>.heads.npz``; none when that file does not exist, e.g. ``<DLCRNET>.heads.npz``)."""
     torch, _ = _torch_and_pose_model()
     cfg = cfg or config()
     state = seeded_model(cfg).state_dict()
-    heads = heads or DATA / f"{cfg['net_type']}.heads.npz"
+    heads = heads or DATA / f"{NET}.heads.npz"
     if not heads.is_file():
         return state
     with np.load(heads) as z:
@@ -136,11 +157,13 @@ def build_state(cfg: dict | None = None, heads: Path | None = None) -> dict:
     return state
 
 
-def build_export(out_dir: Path, cfg: dict | None = None) -> tuple[Path, str]:
-    """(export folder, weights sha256) in DeepLabCut's ``exported-models-pytorch`` layout."""
+def build_export(out_dir: Path, cfg: dict | None = None, name: str = NET) -> tuple[Path, str]:
+    """(export folder, weights sha256) in DeepLabCut's ``exported-models-pytorch`` layout, for fixture
+    ``name`` (:data:`NET`, :data:`DLCRNET`, :data:`UNIQUE_NET`): ``<name>.config.json`` (or ``cfg``) and
+    ``<name>.heads.npz`` when it exists."""
     torch, _ = _torch_and_pose_model()
-    cfg = copy.deepcopy(cfg or config())
-    state = build_state(cfg)
+    cfg = copy.deepcopy(cfg or config(name))
+    state = build_state(cfg, DATA / f"{name}.heads.npz")
     folder = Path(out_dir) / "exported-models-pytorch" / folder_name(cfg)
     folder.mkdir(parents=True, exist_ok=True)
     torch.save({"config": cfg, "pose": state}, folder / f"{folder_name(cfg)}_snapshot-seed{SEED}.pt")

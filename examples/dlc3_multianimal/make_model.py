@@ -74,7 +74,7 @@ def _truth(i):
     return np.stack([SyntheticSource(640, 480, seed=s).truth(i) for s in M.ANIMAL_SEEDS])
 
 
-def make_project(out: Path, n_frames: int) -> Path:
+def make_project(out: Path, n_frames: int, unique: bool = False) -> Path:
     import cv2
     import deeplabcut  # noqa: F401  (DeepLabCut's own config helpers below)
     import numpy as np
@@ -82,31 +82,35 @@ def make_project(out: Path, n_frames: int) -> Path:
     import yaml
 
     out.mkdir(parents=True, exist_ok=True)
-    project = out / f"{TASK}-{SCORER}-dlc3"
+    task = TASK + ("u" if unique else "")
+    project = out / f"{task}-{SCORER}-dlc3"
     if project.exists():
         shutil.rmtree(project)
-    folder = project / "labeled-data" / TASK
+    folder = project / "labeled-data" / task
     folder.mkdir(parents=True)
     (project / "videos").mkdir()
     indices = labelled_indices(n_frames)
     rows, data = [], []
     for i in indices:
-        frame, truth = M.synthetic_frame(i)
+        frame, truth = M.synthetic_frame(i, marker=unique)
         name = f"img{i:05d}.png"
         cv2.imwrite(str(folder / name), frame)
-        rows.append(("labeled-data", TASK, name))
-        data.append(truth.reshape(-1))  # (A*K*2,) x, y per individual and body part
+        rows.append(("labeled-data", task, name))
+        row = truth.reshape(-1)  # (A*K*2,) x, y per individual and body part
+        data.append(np.concatenate([row, M.marker_xy(i)]) if unique else row)
     columns = pd.MultiIndex.from_tuples(
-        [(SCORER, ind, bp, c) for ind in M.INDIVIDUALS for bp in M.BODYPARTS for c in ("x", "y")],
+        [(SCORER, ind, bp, c) for ind in M.INDIVIDUALS for bp in M.BODYPARTS for c in ("x", "y")]
+        + ([(SCORER, "single", bp, c) for bp in M.UNIQUE_BODYPARTS for c in ("x", "y")] if unique else []),
         names=["scorer", "individuals", "bodyparts", "coords"])
     df = pd.DataFrame(np.asarray(data, float), index=pd.MultiIndex.from_tuples(rows), columns=columns)
     df.to_hdf(folder / f"CollectedData_{SCORER}.h5", key="df_with_missing", mode="w")
     df.to_csv(folder / f"CollectedData_{SCORER}.csv")
     cfg = {
-        "Task": TASK, "scorer": SCORER, "date": "Nov30", "multianimalproject": True, "identity": False,
+        "Task": task, "scorer": SCORER, "date": "Nov30", "multianimalproject": True, "identity": False,
         "project_path": str(project), "engine": "pytorch",
-        "video_sets": {str(project / "videos" / f"{TASK}.mp4"): {"crop": "0, 640, 0, 480"}},
-        "individuals": list(M.INDIVIDUALS), "uniquebodyparts": [], "multianimalbodyparts": list(M.BODYPARTS),
+        "video_sets": {str(project / "videos" / f"{task}.mp4"): {"crop": "0, 640, 0, 480"}},
+        "individuals": list(M.INDIVIDUALS), "uniquebodyparts": list(M.UNIQUE_BODYPARTS) if unique else [],
+        "multianimalbodyparts": list(M.BODYPARTS),
         "bodyparts": "MULTI!", "start": 0, "stop": 1, "numframes2pick": 20,
         "skeleton": [["head", "body"], ["body", "tail"]], "skeleton_color": "black", "pcutoff": 0.6,
         "dotsize": 8, "alphavalue": 0.7, "colormap": "rainbow", "TrainingFraction": [0.95], "iteration": 0,
@@ -141,26 +145,37 @@ def train_heads(config: Path, steps: int, lr: float) -> Path:
     model.eval()
     head = model.heads["bodypart"]
     finals = {"heatmap": head.heatmap_head, "locref": head.locref_head, "paf": head.paf_head}
+    unique = "unique_bodypart" in model.heads
+    if unique:  # DeepLabCut's unique-body-part head: a HeatmapHead on the backbone (its two layers, trained)
+        finals["u_heatmap"] = model.heads["unique_bodypart"].heatmap_head
+        finals["u_locref"] = model.heads["unique_bodypart"].locref_head
     # the inputs of the three final layers, captured once (everything before them stays frozen)
     captured: dict[str, list] = {k: [] for k in finals}
     hooks = [m.register_forward_hook(lambda mod, inp, out, k=k: captured[k].append(inp[0].detach()))
              for k, m in finals.items()]
-    df = pd.read_hdf(next(project.glob(f"labeled-data/{TASK}/CollectedData_{SCORER}.h5")))
+    task = TASK + ("u" if unique else "")
+    df = pd.read_hdf(next(project.glob(f"labeled-data/{task}/CollectedData_{SCORER}.h5")))
     import cv2
 
     t0 = time.perf_counter()
-    keypoints = []
+    keypoints, keypoints_unique = [], []
+    n_multi = len(M.INDIVIDUALS) * len(M.BODYPARTS) * 2
     with torch.no_grad():
         for (_, _, name), row in df.iterrows():
-            frame = cv2.imread(str(project / "labeled-data" / TASK / name), cv2.IMREAD_COLOR)
+            frame = cv2.imread(str(project / "labeled-data" / task / name), cv2.IMREAD_COLOR)
             model(preprocess(frame))
-            xy = row.to_numpy(float).reshape(len(M.INDIVIDUALS), len(M.BODYPARTS), 2)
+            values = row.to_numpy(float)
+            xy = values[:n_multi].reshape(len(M.INDIVIDUALS), len(M.BODYPARTS), 2)
             keypoints.append(np.concatenate([xy, np.full((*xy.shape[:2], 1), 2.0)], axis=-1))
+            if unique:
+                uxy = values[n_multi:].reshape(len(M.UNIQUE_BODYPARTS), 2)
+                keypoints_unique.append(np.concatenate([uxy, np.full((len(uxy), 1), 2.0)], axis=-1))
     for h in hooks:
         h.remove()
     print(f"features of {len(df)} frames in {time.perf_counter() - t0:.0f} s", flush=True)
     feats = {k: torch.cat(v) for k, v in captured.items()}
     keypoints = torch.from_numpy(np.asarray(keypoints, np.float32))
+    keypoints_unique = torch.from_numpy(np.asarray(keypoints_unique, np.float32)) if unique else None
     params = [p for m in finals.values() for p in m.parameters()]
     for p in model.parameters():
         p.requires_grad_(False)
@@ -172,8 +187,12 @@ def train_heads(config: Path, steps: int, lr: float) -> Path:
     t0 = time.perf_counter()
     for step in range(steps):
         idx = torch.randperm(n, generator=gen)[:batch]
-        outputs = {"bodypart": {k: finals[k](feats[k][idx]) for k in finals}}
-        targets = model.get_target(outputs, {"keypoints": keypoints[idx]})
+        outputs = {"bodypart": {k: finals[k](feats[k][idx]) for k in ("heatmap", "locref", "paf")}}
+        labels = {"keypoints": keypoints[idx]}
+        if unique:
+            outputs["unique_bodypart"] = {k[2:]: finals[k](feats[k][idx]) for k in ("u_heatmap", "u_locref")}
+            labels["keypoints_unique"] = keypoints_unique[idx]
+        targets = model.get_target(outputs, labels)
         losses = model.get_loss(outputs, targets)
         opt.zero_grad()
         losses["total_loss"].backward()
@@ -194,15 +213,17 @@ def main() -> None:
     p.add_argument("--lr", type=float, default=0.01)
     p.add_argument("--existing", action="store_true", help="retrain the heads of the project an earlier run made")
     p.add_argument("--dlcrnet", action="store_true", help="also export a seeded dlcrnet_stride16_ms5 (shuffle 2)")
+    p.add_argument("--unique", action="store_true",
+                   help="the variant with one unique body part (a landmark, 'marker'): project twomiceu-synth-dlc3")
     args = p.parse_args()
     import deeplabcut
     from deeplabcut.core.engine import Engine
 
     out = args.out.resolve()
     if args.existing:
-        config = out / f"{TASK}-{SCORER}-dlc3" / "config.yaml"
+        config = out / f"{TASK}{'u' if args.unique else ''}-{SCORER}-dlc3" / "config.yaml"
     else:
-        config = make_project(out, args.frames)
+        config = make_project(out, args.frames, args.unique)
         deeplabcut.create_training_dataset(str(config), Shuffles=[1], net_type=M.NET, engine=Engine.PYTORCH,
                                            userfeedback=False)
     print(train_heads(config, args.steps, args.lr), flush=True)

@@ -28,6 +28,9 @@ def main(args: argparse.Namespace) -> int:
         lay, asm = meta.layout, meta.assembly
         print(f"  multi-animal: {lay.n_animals} individuals ({', '.join(lay.individuals)}), "
               f"unique bodyparts: {', '.join(lay.unique_bodyparts) or 'none'}; PAF output {meta.paf_output}")
+        if meta.unique_scoremap_output:
+            print(f"  unique head: outputs {meta.unique_scoremap_output}, {meta.unique_locref_output} "
+                  f"(stride {asm.unique_stride or meta.stride:g})")
         print(f"  graph ({len(asm.graph)} limbs): "
               + ", ".join(f"{meta.bodyparts[i]}-{meta.bodyparts[j]}" for i, j in asm.graph))
         print(f"  assembly: score maps{' sigmoid +' if asm.apply_sigmoid else ''} smoothed in graph "

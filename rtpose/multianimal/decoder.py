@@ -150,7 +150,8 @@ class MultiAnimalDecoder:
         self._scale = float(np.float32(10 ** params.n_decimals))
         self.n_regrow = 0
         self._alloc(int(max_peaks), int(max_candidates))
-        self._unique = (Decoder(params.stride, params.locref_stdev, layout.n_unique, self.max_batch,
+        unique_stride = params.unique_stride or params.stride  # DeepLabCut's unique head has its own stride
+        self._unique = (Decoder(unique_stride, params.locref_stdev, layout.n_unique, self.max_batch,
                                 clip_scores=True) if layout.n_unique else None)
         self._unique_out = np.empty((self.max_batch, max(layout.n_unique, 1), 3))
         self._n_animals = np.zeros(self.max_batch, np.int64)

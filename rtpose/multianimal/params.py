@@ -44,6 +44,9 @@ class AssemblyParams:
     apply_sigmoid: bool = True
     clip_scores: bool = False
     smoothed_in_graph: bool = True
+    # the unique-body-part head (DeepLabCut 3: a separate HeatmapHead + HeatmapPredictor, argmax per part):
+    # its map stride when it differs from ``stride`` (resnet_50: 8 vs the PAF head's 4), None = ``stride``
+    unique_stride: float | None = None
     extra: dict = field(default_factory=dict)  # anything else DeepLabCut's config had (shown by `rtpose info`)
 
     def __post_init__(self):

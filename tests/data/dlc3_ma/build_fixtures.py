@@ -59,13 +59,16 @@ def dlc_inference(model, frames):
     channels = [2 * e + c for e in predictor.edges_to_keep for c in (0, 1)]
     mean = torch.tensor(IMAGENET_MEAN).reshape(1, 3, 1, 1)
     std = torch.tensor(IMAGENET_STD).reshape(1, 3, 1, 1)
-    sc, lr, paf, poses, peaks = [], [], [], [], []
+    sc, lr, paf, poses, peaks, unique = [], [], [], [], [], []
     with torch.inference_mode():
         for frame in frames:
             x = torch.from_numpy(np.ascontiguousarray(frame[..., ::-1])).permute(2, 0, 1)[None] / 255.0
             out = model((x - mean) / std)
             captured.clear()
-            pred = model.get_predictions(out)["bodypart"]
+            predictions = model.get_predictions(out)
+            pred = predictions["bodypart"]
+            if "unique_bodypart" in predictions:  # its HeatmapPredictor's (1, 1, U, 3) poses
+                unique.append(predictions["unique_bodypart"]["poses"].numpy()[0])
             heads = out["bodypart"]
             sc.append(captured[0].permute(0, 2, 3, 1).numpy()[0])
             lr.append(heads["locref"].permute(0, 2, 3, 1).numpy()[0])
@@ -76,10 +79,13 @@ def dlc_inference(model, frames):
                           for xy, c in zip(found["coordinates"][0], found["confidence"])])
     del predictor.find_local_peak_indices_maxpool_nms
     assert [tuple(e) for e in graph] and channels
-    return np.stack(sc), np.stack(lr), np.stack(paf), np.stack(poses).astype(np.float32), peaks
+    unique = np.stack(unique).astype(np.float32) if unique else None
+    return np.stack(sc), np.stack(lr), np.stack(paf), np.stack(poses).astype(np.float32), peaks, unique
 
 
-def main(export: str) -> None:
+def main(export: str, name: str | None = None) -> None:
+    """``name``: the fixture's name (default ``dlc3_ma_models.NET``; ``UNIQUE_NET`` for the export of
+    ``make_model.py --unique``, whose reference frames carry the unique landmark)."""
     import deeplabcut
     import dlclive
     import numpy as np
@@ -93,23 +99,25 @@ def main(export: str) -> None:
     raw = torch.load(pt, map_location="cpu", weights_only=True)
     cfg = raw["config"]
     assert cfg["net_type"] == M.NET, cfg["net_type"]
-    (HERE / f"{M.NET}.config.json").write_text(json.dumps(cfg, indent=1, sort_keys=True) + "\n")
+    name = name or M.NET
+    marker = name == M.UNIQUE_NET
+    (HERE / f"{name}.config.json").write_text(json.dumps(cfg, indent=1, sort_keys=True) + "\n")
     trained = {k: v.numpy() for k, v in raw["pose"].items() if k.startswith(M.TRAINED_PREFIXES)}
-    np.savez_compressed(HERE / f"{M.NET}.heads.npz", **trained)
+    np.savez_compressed(HERE / f"{name}.heads.npz", **trained)
     seeded = M.seeded_model(cfg).state_dict()
     differ = [k for k in seeded if k not in trained and not torch.equal(seeded[k], raw["pose"][k])]
     assert not differ, f"weights other than the trained head layers differ from the seeded init: {differ[:5]}"
-    state = M.build_state(cfg)
+    state = M.build_state(cfg, HERE / f"{name}.heads.npz")
     sha = M.weights_sha256(state)
     assert sha == M.weights_sha256(raw["pose"]), "the rebuilt weights differ from the export's"
 
     model = M.seeded_model(cfg)
     model.load_state_dict(state)
     model.eval()
-    frames = M.reference_frames()
-    sc, lr, paf, poses, peaks = dlc_inference(model, frames)
+    frames = M.reference_frames(marker=marker)
+    sc, lr, paf, poses, peaks, unique = dlc_inference(model, frames)
     with tempfile.TemporaryDirectory() as tmp:
-        folder, sha_rebuilt = M.build_export(Path(tmp), cfg)
+        folder, sha_rebuilt = M.build_export(Path(tmp), cfg, name=name)
         assert sha_rebuilt == sha
         live = DLCLive(str(next(folder.glob("*.pt"))), model_type="pytorch", device="cpu", single_animal=False)
         live.init_inference(frames[0])
@@ -119,10 +127,14 @@ def main(export: str) -> None:
     keep = list(MAPS_FRAMES)
     versions = [f"deeplabcut {deeplabcut.__version__}", f"deeplabcut-live {dlclive.VERSION}",
                 f"torch {torch.__version__}", f"numpy {np.__version__}"]
+    extra = {} if unique is None else {"unique_poses": unique}
+    if marker:  # the unique variant keeps the maps of two frames only (one synthetic, one openfield)
+        extra["maps_frames"] = np.asarray([0, 4])
+        keep = [0, 4]
     np.savez_compressed(
-        HERE / f"{M.NET}.reference.npz",
+        HERE / f"{name}.reference.npz", **extra,
         frames_synthetic=np.asarray(M.REFERENCE_SYNTHETIC), frames_video=np.asarray(M.REFERENCE_VIDEO),
-        maps_frames=np.asarray(keep), scoremap=sc[keep], locref=lr[keep], paf=paf[keep], poses=poses,
+        **({} if marker else {"maps_frames": np.asarray(keep)}), scoremap=sc[keep], locref=lr[keep], paf=paf[keep], poses=poses,
         peaks=flat_peaks, n_peaks=n_peaks, dlclive_poses=live_poses, weights_sha256=np.array(sha),
         versions=np.array(versions))
     found = (poses[..., 2] > 0).sum(axis=(1, 2))
@@ -141,6 +153,11 @@ def save_config(export: str) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
-    for other in sys.argv[2:]:
-        save_config(other)
+    if sys.argv[1] == "--unique":  # build_fixtures.py --unique EXPORT (from make_model.py --unique)
+        import dlc3_ma_models
+
+        main(sys.argv[2], dlc3_ma_models.UNIQUE_NET)
+    else:
+        main(sys.argv[1])
+        for other in sys.argv[2:]:
+            save_config(other)
