@@ -75,3 +75,28 @@ rules:
     for frame, slot in zip(fired["frame"], fired["animal"]):
         row = int(np.flatnonzero(rec.frame == frame)[0])
         assert heads[row, slot] < 320  # the slot that fired has its head in the zone
+
+
+def test_rtpose_analyze_writes_deeplabcuts_multi_animal_table(models, tmp_path, capsys):
+    """Offline: a video of two mice analysed into DeepLabCut's multi-animal .h5 (individuals level)."""
+    import cv2
+
+    src = SyntheticSource(640, 480, animals=2, seed=2, n_frames=30)
+    video = tmp_path / "two_mice.avi"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"FFV1"), 30.0, (640, 480))  # lossless
+    frame = np.zeros((480, 640, 3), np.uint8)
+    for i in range(30):
+        src.render(i, frame)
+        writer.write(frame)
+    writer.release()
+    assert main(["analyze", str(video), "--model", str(models[2]), "--out-dir", str(tmp_path / "out"),
+                 "--quiet"]) == 0
+    table = pd.read_hdf(tmp_path / "out" / "two_mice.rtpose.h5")
+    assert table.columns.names == ["scorer", "individuals", "bodyparts", "coords"] and len(table) == 30
+    assert list(table.columns.get_level_values("individuals").unique()) == ["mouse1", "mouse2"]
+    rec = read_recording(tmp_path / "out" / "two_mice.rtpose.h5")
+    truth = src.animal_truth_many(range(30))
+    found = rec.layout.animals(rec.pose)[..., :2]
+    best = np.minimum(np.nanmean(np.hypot(*(found - truth).transpose(3, 0, 1, 2)), axis=(0, 2)),
+                      np.nanmean(np.hypot(*(found - truth[:, ::-1]).transpose(3, 0, 1, 2)), axis=(0, 2)))
+    assert (best < 1.0).all(), best  # each slot is one mouse, to within a pixel on average
