@@ -12,18 +12,20 @@ frames come from ``readers`` threads, each with its own
    (OpenCV's raw stream mode, milliseconds for thousands of frames): each
    frame's presentation timestamp (pts) in frame order, and which frames are
    keyframes (decodable without any earlier frame).
-2. :func:`plan_segments` cuts the video at keyframes into segments of whole
-   groups of pictures (at least :data:`MIN_SEGMENT_FRAMES` frames each).
-   Reader ``r`` decodes segments ``r, r + N, r + 2N, ...`` into its own
-   lossless :class:`~rtpose.ring.FrameRing`.
-3. A reader starts each segment at its keyframe with
-   :meth:`VideoFileSource.seek_keyframe`, which checks the landing frame's pts
-   instead of trusting OpenCV's frame seek; where that check fails it reopens
-   the file and passes over frames with ``grab()`` from the start (slow but
-   exact, counted in :attr:`ParallelVideoSource.seek_fallbacks`). Every frame
-   a reader decodes is checked against the index's pts for its number; a
-   mismatch is a :class:`~rtpose.errors.SourceError` (rerun with one reader),
-   never a frame out of place.
+2. :func:`plan_segments` cuts the video into segments of at least
+   :data:`MIN_SEGMENT_FRAMES` frames, each starting :data:`SEEK_BACKOFF_FRAMES`
+   after a keyframe. Reader ``r`` decodes segments ``r, r + N, r + 2N, ...``
+   into its own lossless :class:`~rtpose.ring.FrameRing`.
+3. A reader starts each segment with :meth:`VideoFileSource.seek`: OpenCV
+   seeks to the keyframe at or before 16 frames earlier and decodes forward
+   (passing over the keyframe's 16 frames, which the previous segment's reader
+   delivers); the landing frame's pts is checked instead of trusting OpenCV's
+   frame numbering. Where that check fails the reader reopens the file and
+   passes over frames with ``grab()`` from the start (slow but exact, counted
+   in :attr:`ParallelVideoSource.seek_fallbacks`). Every frame a reader
+   decodes is checked against the index's pts for its number; a mismatch is a
+   :class:`~rtpose.errors.SourceError` (rerun with one reader), never a frame
+   out of place.
 4. ``read_into`` takes segment after segment from the rings in order and copies
    each frame into the caller's buffer (one copy, ~0.1 ms for 640x480).
 
@@ -58,9 +60,15 @@ from rtpose.ring import FrameRing, RingClosed
 from .base import FrameSource, SourceInfo
 from .video import VideoFileSource
 
-#: A segment is cut only at a keyframe and holds at least this many frames (videos where every frame is
-#: a keyframe, e.g. MJPG, would otherwise seek for every frame).
-MIN_SEGMENT_FRAMES = 64
+#: Frames OpenCV's frame seek backs off before the target (cap_ffmpeg_impl.hpp, ``delta = 16``): it
+#: seeks to the keyframe at or before ``target - 16`` and decodes forward. A segment starting exactly at a
+#: keyframe would cost decoding the whole previous group of pictures (measured on the openfield video:
+#: 375 ms to seek to keyframe 797, 28 ms to frame 813); starting 16 frames after it costs 16 decodes.
+#: Another value in another OpenCV stays exact (the landing is checked), only slower.
+SEEK_BACKOFF_FRAMES = 16
+#: A segment holds at least this many frames: each costs one seek and up to 16 frames decoded twice
+#: (for videos where every frame is a keyframe, e.g. MJPG, at most 1/8 more decoding).
+MIN_SEGMENT_FRAMES = 128
 #: Frames decoded ahead by all readers together, in bytes (1 GiB: 4 readers x 290 frames of 640x480).
 READ_AHEAD_BYTES = 1 << 30
 #: Ring slots of a source that ends up with one reader.
@@ -109,14 +117,15 @@ class VideoIndex:
         return cls(ordered, keyframes)
 
     def keyframe_at_or_before(self, frame: int) -> int:
-        return self.keyframes[bisect.bisect_right(self.keyframes, frame) - 1]
+        return self.keyframes[max(bisect.bisect_right(self.keyframes, frame) - 1, 0)]
 
 
-def plan_segments(keyframes: tuple[int, ...], start: int, n_frames: int,
-                  min_frames: int = MIN_SEGMENT_FRAMES) -> list[tuple[int, int | None]]:
-    """Cut frames ``start`` .. end into ``(first, stop)`` segments at keyframes, each at least ``min_frames``
-    long; the last one's ``stop`` is None (to the end of what decodes: container counts are estimates). Pure."""
-    cuts = [k for k in keyframes if start < k < n_frames]
+def plan_segments(keyframes: tuple[int, ...], start: int, n_frames: int, min_frames: int = MIN_SEGMENT_FRAMES,
+                  backoff: int = SEEK_BACKOFF_FRAMES) -> list[tuple[int, int | None]]:
+    """Cut frames ``start`` .. end into ``(first, stop)`` segments starting ``backoff`` frames after a keyframe,
+    each at least ``min_frames`` long; the last one's ``stop`` is None (to the end of what decodes: container
+    counts are estimates). Pure."""
+    cuts = [k + backoff for k in keyframes if k > 0 and start < k + backoff < n_frames]
     segments: list[tuple[int, int | None]] = []
     first = start
     for k in cuts:
@@ -127,21 +136,37 @@ def plan_segments(keyframes: tuple[int, ...], start: int, n_frames: int,
     return segments
 
 
+def decoder_threads(readers: int) -> int:
+    """FFmpeg decoding threads of each of ``readers`` decoders: the usable cores shared out (at least 1).
+    OpenCV's default gives every decoder threads for all cores; several readers then contend for them
+    (2 readers on 2 loaded cores: 4.1 ms CPU per frame with 1 thread each, 4.3-5.1 ms with 2). FFmpeg's
+    output does not depend on its thread count."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        cores = os.cpu_count() or 1
+    return max(1, cores // readers)
+
+
 class ParallelVideoSource(FrameSource):
     """An unpaced video decoded by ``readers`` threads, delivered in order. See the module docstring.
 
     Args:
         path: the video file.
         readers: decoding threads (>= 1).
-        capture_factory: builds each reader's ``cv2.VideoCapture`` (tests wrap the real one).
+        capture_factory: builds each reader's ``cv2.VideoCapture`` (tests wrap the real one); default:
+            FFmpeg's own decoding threads set to the usable cores / ``readers`` (:func:`decoder_threads`).
         min_segment_frames, read_ahead_bytes: see :data:`MIN_SEGMENT_FRAMES`, :data:`READ_AHEAD_BYTES`.
     """
 
     def __init__(self, path: str | os.PathLike, readers: int, *,
-                 capture_factory: Callable[[str], cv2.VideoCapture] = cv2.VideoCapture,
+                 capture_factory: Callable[[str], cv2.VideoCapture] | None = None,
                  min_segment_frames: int = MIN_SEGMENT_FRAMES, read_ahead_bytes: int = READ_AHEAD_BYTES):
         if not (isinstance(readers, int) and readers >= 1):
             raise ConfigError(f"readers must be a whole number >= 1, got {readers!r}")
+        if capture_factory is None:
+            threads = decoder_threads(readers)
+            capture_factory = lambda p: cv2.VideoCapture(p, cv2.CAP_FFMPEG, [cv2.CAP_PROP_N_THREADS, threads])  # noqa: E731
         self._first = VideoFileSource(path, paced=False, capture_factory=capture_factory)
         super().__init__(self._first.name)
         self.path = self._first.path
@@ -249,9 +274,10 @@ class ParallelVideoSource(FrameSource):
         """``decoder`` (or a reopened one) whose next frame is ``frame``, exactly."""
         if decoder.next_index == frame:
             return decoder
-        key = self.index.keyframe_at_or_before(frame)
-        if key > decoder.next_index or frame < decoder.next_index:
-            if not decoder.seek_keyframe(key, int(self.index.pts[key])):
+        # OpenCV decodes from the keyframe at or before frame - 16: seek if that is past where we are
+        if frame < self.index.n_frames and (frame < decoder.next_index or self.index.keyframe_at_or_before(
+                frame - SEEK_BACKOFF_FRAMES) > decoder.next_index):
+            if not decoder.seek(frame, int(self.index.pts[frame])):
                 self.seek_fallbacks += 1
                 decoder.close()
                 decoder.open()  # at frame 0: grab() from there, as a sequential read

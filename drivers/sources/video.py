@@ -137,13 +137,13 @@ class VideoFileSource(FrameSource):
             raise SourceError(self.name, "source is not open; call open() first")
         return int(self._reader.cap.get(cv2.CAP_PROP_PTS))
 
-    def seek_keyframe(self, frame: int, pts: int) -> bool:
-        """Jump to keyframe ``frame`` whose presentation timestamp is ``pts`` (from a
+    def seek(self, frame: int, pts: int) -> bool:
+        """Jump to frame ``frame`` whose presentation timestamp is ``pts`` (from a
         :class:`~.parallel_video.VideoIndex`), so that the next ``read_into`` returns it. OpenCV's
-        frame seek is checked, not trusted: True only when the decoder landed on the frame with
-        exactly that timestamp (frames it lands before are passed over); False otherwise, and the
-        position is then unknown (reopen the source). Decoding from a keyframe gives the same
-        pictures as decoding the whole file from its start. Unpaced sources only."""
+        frame seek (back to a keyframe, then decoding forward) is checked, not trusted: True only
+        when the decoder landed on the frame with exactly that timestamp (frames it lands before are
+        passed over); False otherwise, and the position is then unknown (reopen the source).
+        Unpaced sources only."""
         if self._reader is None:
             raise SourceError(self.name, "source is not open; call open() first")
         if self._pacer is not None:
