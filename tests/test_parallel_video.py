@@ -261,7 +261,7 @@ def test_closing_mid_video_stops_every_reader(gop_videos):
     with src:
         src.read_into(np.empty(src.frame_shape, np.uint8))
         threads = list(src._threads)
-    assert not any(t.is_alive() for t in threads)
+    assert len(threads) == 3 and not any(t.is_alive() for t in threads)
 
 
 def test_reader_threads_inherit_the_reading_thread_s_lower_priority(gop_videos):
@@ -308,6 +308,12 @@ def test_analyze_with_two_readers_writes_exactly_the_poses_of_one(tmp_path, caps
         tables[readers] = read_dlc_table(out / "clip.rtpose.h5")
     assert len(tables["1"]) == 300 and list(tables["2"].index) == list(range(300))
     assert tables["1"].equals(tables["2"])
+    # from a frame inside a group of pictures (the start of --frame-range, or of a resumed video)
+    out = tmp_path / "range"
+    assert main(["analyze", str(clip), "--out-dir", str(out), "--quiet", "--threads", "1", "--readers", "2",
+                 "--frame-range", "30:"]) == 0
+    assert "decoding: readers=2" in capsys.readouterr().out
+    assert read_dlc_table(out / "clip.rtpose.h5").equals(tables["1"].iloc[30:])
 
 
 def test_analyze_says_how_many_readers_it_chose(tmp_path, capsys, monkeypatch):
@@ -318,3 +324,40 @@ def test_analyze_says_how_many_readers_it_chose(tmp_path, capsys, monkeypatch):
     out = capsys.readouterr().out
     assert "== 4 readers per video (automatic for 8 cores; --readers to change)" in out
     assert "decoding: readers=1, asked=4" in out  # 20 frames: one group of pictures
+
+
+def test_interrupt_ends_a_read_that_waits_for_a_reader(gop_videos):
+    """The pipeline's stop() interrupts the capture thread's read_into while it waits for a segment."""
+    release, waiting = threading.Event(), threading.Event()
+
+    class Held:  # the reader of segment 1 (frames 28-39) waits at its first decode until released
+        def __init__(self, path):
+            self.cap = cv2.VideoCapture(path)
+
+        def retrieve(self, image=None):
+            if self.cap.get(cv2.CAP_PROP_PTS) == 28:
+                waiting.set()
+                release.wait()
+            return self.cap.retrieve()
+
+        def __getattr__(self, name):
+            return getattr(self.cap, name)
+
+    src = BackgroundReader(ParallelVideoSource(gop_videos["mp4v.avi"], 2, min_segment_frames=GOP,
+                                               capture_factory=Held))
+    src.open()
+    buf = np.empty(src.frame_shape, np.uint8)
+    for _ in range(28):  # segment 0
+        assert src.read_into(buf)
+    result = {}
+    consumer = threading.Thread(target=lambda: result.setdefault("read", src.read_into(buf)))
+    consumer.start()
+    assert waiting.wait(30)
+    src.interrupt()
+    consumer.join(30)
+    assert result == {"read": False}
+    threads = list(src.source._threads)
+    assert len(threads) == 2
+    release.set()
+    src.close()
+    assert not any(t.is_alive() for t in threads)
