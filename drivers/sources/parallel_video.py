@@ -90,9 +90,12 @@ class VideoIndex:
     def scan(cls, path: str | os.PathLike) -> "VideoIndex | None":
         """Read the packets of ``path``'s video stream without decoding them. None when they cannot
         place frames exactly: no packets, timestamps missing or repeated, or frame 0 not a keyframe."""
-        cap = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG, [cv2.CAP_PROP_FORMAT, -1])
         pts: list[int] = []
         key_pts: list[int] = []
+        try:
+            cap = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG, [cv2.CAP_PROP_FORMAT, -1])
+        except cv2.error:  # a backend without the raw stream mode: read with one reader
+            return None
         try:
             if not cap.isOpened():
                 return None
@@ -101,6 +104,8 @@ class VideoIndex:
                 pts.append(p)
                 if cap.get(cv2.CAP_PROP_LRF_HAS_KEY_FRAME):
                     key_pts.append(p)
+        except cv2.error:
+            return None
         finally:
             cap.release()
         return cls.from_packets(pts, key_pts)
