@@ -176,9 +176,9 @@ class ParallelVideoSource(FrameSource):
         super().__init__(self._first.name)
         self.path = self._first.path
         self.requested_readers = readers
-        #: readers actually used (1 when the video cannot be cut: see the module docstring); set by open()
+        #: readers actually used (1 when the video cannot be cut: see the module docstring); set by the first read
         self.readers = 1
-        #: segment starts where the checked keyframe seek failed and the reader re-decoded from the start
+        #: segment starts where the checked seek failed and the reader re-decoded from the start
         self.seek_fallbacks = 0
         self.index: VideoIndex | None = None
         self._capture_factory = capture_factory
