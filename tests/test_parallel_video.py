@@ -63,7 +63,8 @@ def frame_hashes(src, start: int = 0, limit: int | None = None) -> list[bytes]:
 def gop_videos(tmp_path_factory):
     folder = tmp_path_factory.mktemp("gop")
     return {"mp4v.avi": write_gop_video(folder / "g.avi"), "mp4v.mp4": write_gop_video(folder / "g.mp4"),
-            "vp9.webm": write_gop_video(folder / "g.webm", fourcc="VP90")}
+            "vp9.webm": write_gop_video(folder / "g.webm", fourcc="VP90"),
+            "mpeg2.ts": write_gop_video(folder / "g.ts", fourcc="MPG2")}  # timestamps from 43 frames on
 
 
 # -- the index and the plan (pure) -----------------------------------------------------------------
@@ -155,6 +156,37 @@ def test_a_truncated_video_ends_with_the_frames_a_sequential_read_gives(gop_vide
         assert 30 < len(expected) < 150, name
         for readers in (2, 3):
             assert frame_hashes(ParallelVideoSource(cut, readers, min_segment_frames=GOP)) == expected, name
+
+
+def test_a_video_whose_timestamps_repeat_is_read_by_one_reader(tmp_path):
+    """MPEG-2 in an MPEG program stream: B-frame packets without their own pts repeat a neighbour's."""
+    path = write_gop_video(tmp_path / "g.mpg", fourcc="MPG2")
+    assert VideoIndex.scan(path) is None
+    src = ParallelVideoSource(path, 3)
+    assert frame_hashes(src, 37) == frame_hashes(VideoFileSource(path, paced=False), 37)
+    assert src.readers == 1
+
+
+def test_seek_says_whether_opencv_landed_on_the_frame(gop_videos):
+    """On MPEG-TS OpenCV 5.0's frame seek lands a group of pictures late for targets in the first group (and
+    right from 16 frames after a keyframe on): seek() returns False there instead of a wrong frame, and where it
+    returns True the next frame is the sequential decode's."""
+    path = gop_videos["mpeg2.ts"]
+    index = VideoIndex.scan(path)
+    expected = frame_hashes(VideoFileSource(path, paced=False))
+    for target in range(0, 60, 3):
+        cap = cv2.VideoCapture(str(path))
+        cap.set(cv2.CAP_PROP_POS_FRAMES, target)
+        ok, frame = cap.read()
+        cap.release()
+        opencv_right = ok and hashlib.blake2b(frame.tobytes(), digest_size=16).digest() == expected[target]
+        with VideoFileSource(path, paced=False) as src:
+            landed = src.seek(target, int(index.pts[target]))
+            assert landed == opencv_right, target
+            if landed:
+                buf = np.empty(src.frame_shape, np.uint8)
+                assert src.read_into(buf) and src.next_index == target + 1
+                assert hashlib.blake2b(buf.tobytes(), digest_size=16).digest() == expected[target]
 
 
 def test_a_video_of_one_group_of_pictures_is_read_by_one_reader(tmp_path):
