@@ -255,7 +255,9 @@ class ParallelVideoSource(FrameSource):
             for first, stop in self._segments[r::self.readers]:
                 decoder = self._position(decoder, first)
                 frame = first
-                while (stop is None or frame < stop) and not self._stop.is_set():
+                while stop is None or frame < stop:
+                    if self._stop.is_set():  # interrupted or closed: no further segment either
+                        return
                     slot = ring.write_slot()  # waits while the consumer is behind; RingClosed when it left
                     if not decoder.read_into(ring.frames[slot]):
                         return  # the end of what decodes: the consumer ends the stream here
