@@ -22,7 +22,8 @@ from rtpose.data import demo_video_path
 from rtpose.drivers.sources.parallel_video import ParallelVideoSource, VideoIndex, plan_segments
 from rtpose.drivers.sources.video import VideoFileSource
 from rtpose.errors import ConfigError, SourceError
-from rtpose.offline.engine import default_readers, inference_threads
+from rtpose.drivers.sources.parallel_video import default_readers
+from rtpose.offline.engine import inference_threads
 from rtpose.offline.reader import BackgroundReader
 from rtpose.recording import read_dlc_table
 

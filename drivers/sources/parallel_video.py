@@ -74,6 +74,19 @@ READ_AHEAD_BYTES = 1 << 30
 #: Ring slots of a source that ends up with one reader.
 SINGLE_READER_SLOTS = 4
 
+#: Most decoding threads per video that the automatic ``--readers`` chooses (one OpenCV reader decodes the
+#: openfield video at ~800 FPS on one core: 4 reach a GPU's ~3000 FPS).
+MAX_AUTO_READERS = 4
+
+
+def default_readers(cores: int, inference_threads: int) -> int:
+    """Decoding threads per video when ``--readers`` is not given: 1 while the model's threads and one
+    reader fill the cores (``cores <= inference_threads + 1``: a second reader would only take cores
+    from the model), else the cores the model leaves free, at most :data:`MAX_AUTO_READERS`. Pure."""
+    if cores <= inference_threads + 1:
+        return 1
+    return max(1, min(cores - inference_threads, MAX_AUTO_READERS))
+
 
 @dataclass(frozen=True)
 class VideoIndex:

@@ -13,7 +13,7 @@ fills the cores' idle gaps instead of preempting the inference threads.
 
 Readers: ``--readers N`` decodes each video with N threads
 (:class:`~rtpose.drivers.sources.parallel_video.ParallelVideoSource`, frames
-identical and in order); by default :func:`default_readers` picks N from the
+identical and in order); by default :func:`~rtpose.drivers.sources.parallel_video.default_readers` picks N from the
 cores the model leaves free.
 
 Batch size: ``--batch`` or, by default, the provider's recorded best
@@ -37,6 +37,7 @@ from ..pipeline import Pipeline, PipelineConfig, RunSummary, Status
 from ..recording import RecorderSink
 from ..recording.dlc_table import H5_KEY, read_dlc_table
 from .inputs import Job
+from ..drivers.sources.parallel_video import default_readers
 from .reader import BackgroundReader
 from .status import Decision, decide, file_sha256, library_versions, settings_key, utc_now, write_status
 
@@ -50,22 +51,10 @@ GPU_BATCH = 8
 #: Ring slots between the decoding thread and the model: enough to ride out a slow frame (a keyframe,
 #: another program taking the CPU) without the model waiting.
 MIN_RING_SLOTS = 16
-#: Most decoding threads per video that the automatic ``--readers`` chooses (one OpenCV reader decodes the
-#: openfield video at ~800 FPS on one core: 4 reach a GPU's ~3000 FPS).
-MAX_AUTO_READERS = 4
 
 
 def default_batch(provider: str) -> int:
     return DEFAULT_BATCH.get(provider, GPU_BATCH)
-
-
-def default_readers(cores: int, inference_threads: int) -> int:
-    """Decoding threads per video when ``--readers`` is not given: 1 while the model's threads and one
-    reader fill the cores (``cores <= inference_threads + 1``: a second reader would only take cores
-    from the model), else the cores the model leaves free, at most :data:`MAX_AUTO_READERS`. Pure."""
-    if cores <= inference_threads + 1:
-        return 1
-    return max(1, min(cores - inference_threads, MAX_AUTO_READERS))
 
 
 def inference_threads(model) -> int:
