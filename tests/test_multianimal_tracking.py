@@ -113,6 +113,22 @@ def test_lost_animal_keeps_its_slot_then_dies_and_a_new_track_takes_a_slot():
     assert ids[slot_b] == 2 and tk.tracks_started == 3  # a new track, a new id
 
 
+def test_a_detection_showing_more_of_the_animal_wins_the_track():
+    """Two detections near a track: all parts 6 px off, or one part 1 px off (an animal half hidden)."""
+    nan = np.nan
+    still = np.array([[[100.0, 100.0, 1.0], [120.0, 100.0, 1.0], [140.0, 100.0, 1.0]]])
+    full = still + np.array([0.0, 6.0, 0.0])
+    partial = np.array([[[101.0, 100.0, 1.0], [nan, nan, nan], [nan, nan, nan]]])
+    for missing_part_px, continues in ((20.0, "full"), (0.0, "partial")):
+        tk = IdentityTracker(2, 3, missing_part_px=missing_part_px)
+        out, ids = np.empty((2, 3, 3)), np.empty(2, np.int64)
+        for f in range(5):
+            tk.update(_t(f), still, out, ids)
+        tk.update(_t(5), np.concatenate([partial, full]), out, ids)
+        assert ids.tolist() == [0, 1]
+        np.testing.assert_array_equal(out[0], (full if continues == "full" else partial)[0])
+
+
 def _scene(n_animals: int, seed: int, frames: int, absences):
     src = SyntheticSource(640, 480, seed=seed, animals=n_animals)
     idx = np.arange(frames)
@@ -171,7 +187,7 @@ def test_tracker_rejects_bad_inputs():
         tk.update(20, good, out, np.empty(2, np.int32))
     with pytest.raises(TrackerInputError, match="integer"):
         tk.update(20.0, good, out, ids)
-    for kw in ({"gate_px": 0}, {"max_lost_s": -1}, {"min_keypoints": 4}, {"measurement_noise_px": 0}):
+    for kw in ({"gate_px": 0}, {"max_lost_s": -1}, {"min_keypoints": 4}, {"measurement_noise_px": 0}, {"missing_part_px": -1}):
         with pytest.raises(ConfigError):
             IdentityTracker(2, 3, **kw)
     with pytest.raises(ConfigError):
