@@ -179,7 +179,7 @@ def test_tracker_rejects_bad_inputs():
     tk.update(10, good, out, ids)
     with pytest.raises(TrackerInputError, match="earlier"):
         tk.update(5, good, out, ids)
-    for bad in (np.zeros((2, 2, 3)), np.zeros((2, 3, 3), np.float32), [[0.0]]):
+    for bad in (np.zeros((2, 2, 3)), np.zeros((2, 3, 3), np.float32), [[0.0]], np.zeros((2, 3, 4))[:, :, :3]):
         with pytest.raises(TrackerInputError, match="detections"):
             tk.update(20, bad, out, ids)
     with pytest.raises(TrackerInputError, match="out_animals"):

@@ -70,6 +70,8 @@ class TrackerInputError(RtposeError, ValueError):
     """Detections, outputs or a timestamp given to the tracker are invalid (wrong shape, time going back)."""
 
 
+# Numba's cache keys on this file only: after editing rtpose/kalman.py's or .assignment's kernels,
+# clear __pycache__ (or touch this file) so this kernel is recompiled with them.
 @numba.njit(cache=True, nogil=True)
 def _track_kernel(det, t_ns, dt, out, out_ids,
                   track_id, t_seen_ns, next_id, dropped,
@@ -382,8 +384,10 @@ class IdentityTracker:
         A, K = self.max_animals, self.num_bodyparts
         det = detections
         if not (isinstance(det, np.ndarray) and det.dtype == np.float64 and det.ndim == 3
-                and det.shape[1:] == (K, 3)):
-            raise TrackerInputError(f"detections must be a float64 array of shape (D, {K}, 3); got "
+                and det.shape[1:] == (K, 3) and det.flags.c_contiguous):
+            raise TrackerInputError(f"detections must be a C-contiguous float64 array of shape (D, {K}, 3) "
+                                    "(np.ascontiguousarray once into a reused buffer: another layout would "
+                                    "compile the kernel again); got "
                                     f"{getattr(det, 'dtype', type(det).__name__)} {getattr(det, 'shape', '')}")
         if not (isinstance(out_animals, np.ndarray) and out_animals.dtype == np.float64
                 and out_animals.shape == (A, K, 3) and out_animals.flags.c_contiguous and out_animals.flags.writeable):
