@@ -91,6 +91,19 @@ def test_empty_slots_are_nan_with_id_minus_one_and_new_animals_take_free_slots()
     assert ids.tolist() == [0, 1, 2] and tk.dropped == 1
 
 
+def test_tracker_writes_into_the_flat_multi_animal_pose():
+    from rtpose.multianimal.layout import AnimalLayout
+
+    layout = AnimalLayout(("m1", "m2"), ("snout", "tail"), ("lever",))
+    flat = np.full((layout.n_flat, 3), 7.0)  # (A*K + U, 3), DeepLabCut's .h5 column order
+    tk = IdentityTracker(layout.n_animals, layout.n_bodyparts)
+    ids = np.empty(2, np.int64)
+    det = np.array([[[10.0, 20.0, 0.9], [30.0, 20.0, 0.8]]])
+    tk.update(0, det, layout.animals(flat), ids)
+    np.testing.assert_array_equal(flat[:2], det[0])  # m1.snout, m1.tail
+    assert np.isnan(flat[2:4]).all() and (flat[4] == 7.0).all()  # m2 empty, the unique part untouched
+
+
 def test_lost_animal_keeps_its_slot_then_dies_and_a_new_track_takes_a_slot():
     tk = IdentityTracker(2, 1, max_lost_s=0.5)
     out = np.empty((2, 1, 3))
