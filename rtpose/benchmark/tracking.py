@@ -18,10 +18,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 
 import numpy as np
 
+from rtpose.benchmark.sysinfo import cpu_model, usable_cores
 from rtpose.drivers.sources import SyntheticSource
 from rtpose.multianimal.metrics import clear_mot
 from rtpose.multianimal.simulate import simulate_detections, source_of_slots
@@ -79,6 +81,8 @@ def main(argv=None) -> None:
     runs = []
     print(f"{frames} frames per run at {args.fps:g} FPS, seeds 0-{args.seeds - 1}, crossings={not args.no_crossings}, "
           f"noise={noise}")
+    print(f"machine: {cpu_model()}, {usable_cores()} usable cores, load average {os.getloadavg()[0]:.1f} at start "
+          "(timings are of one thread; compare within one run)")
     print("animals | update p50 µs | p99 µs | slot switches /1000 frames | track-id switches /1000 | "
           "slot switches by distance /1000 | misses % | MOTP px")
     for n in args.animals:
@@ -91,6 +95,7 @@ def main(argv=None) -> None:
               f"{1000 * sum(r['slot_switches_by_distance'] for r in rs) / total:.2f} | "
               f"{100 * sum(r['misses'] for r in rs) / max(1, sum(r['objects'] for r in rs)):.2f} | "
               f"{np.mean([r['motp_px'] for r in rs]):.2f}")
+    print(f"load average {os.getloadavg()[0]:.1f} at the end")
     if args.json:
         with open(args.json, "w") as fh:
             json.dump(runs, fh, indent=1)
