@@ -263,6 +263,8 @@ def test_bad_configurations_are_refused():
         MultiAnimalDecoder(AssemblyParams(num_animals=2, graph=((0, 2),), stride=8.0), lay, 1)
     with pytest.raises(ConfigError, match="individuals"):
         MultiAnimalDecoder(AssemblyParams(num_animals=3, graph=((0, 1),), stride=8.0), lay, 1)
+    with pytest.raises(ConfigError, match="peak_threshold"):
+        MultiAnimalDecoder(AssemblyParams(num_animals=2, graph=((0, 1),), stride=8.0, peak_threshold=0.0), lay, 1)
     with pytest.raises(ConfigError, match="smoothed"):
         MultiAnimalDecoder(AssemblyParams(num_animals=2, graph=((0, 1),), stride=8.0, smoothed_in_graph=False),
                            lay, 1)

@@ -81,7 +81,7 @@ def make_work(n_parts: int, n_edges: int, num_animals: int, max_peaks: int, max_
         seen=np.empty(P, np.bool_), parent=np.empty(P, np.int64), comp_size=np.empty(P, np.int64),
         node_order=np.empty(P, np.int64),
         h_key=np.empty(L, np.float32), h_cnt=np.empty(L, np.int64), h_link=np.empty(L, np.int64),
-        sel_s=np.empty(P, np.int64), sel_t=np.empty(P, np.int64), taken=np.empty(P, np.bool_),
+        sel_s=np.empty(max(P, A), np.int64), sel_t=np.empty(max(P, A), np.int64), taken=np.empty(P, np.bool_),
         aff=np.empty((A, A), np.float32), aff64=np.empty((A, A)), lsap_w=lw, lsap_iw=liw,
         lsap_r=np.empty(m, np.int64), lsap_c=np.empty(m, np.int64),
         set_t1=t1, set_t2=t2, set_out=np.empty(K, np.int64),

@@ -51,6 +51,8 @@ def check_graph(params: AssemblyParams, n_parts: int) -> np.ndarray:
     if params.nms_radius < 1 or params.nms_radius % 2 == 0:
         raise ConfigError(f"nms_radius {params.nms_radius}: DeepLabCut's peak finder needs an odd radius "
                           "(with an even one its max-pool output has another size and DeepLabCut fails)")
+    if not params.peak_threshold > 0:
+        raise ConfigError(f"peak_threshold {params.peak_threshold}: must be > 0 (DeepLabCut uses 0.01)")
     if params.n_points < 2:
         raise ConfigError(f"n_points {params.n_points}: a PAF line integral needs at least 2 samples")
     pairs = set()
@@ -65,13 +67,13 @@ def check_graph(params: AssemblyParams, n_parts: int) -> np.ndarray:
 
 
 @numba.njit(cache=True, nogil=True)
-def _peaks_batch(scores, locref, n, radius, stride, locref_stdev, tmp, peaks, npk, xy, conf):
+def _peaks_batch(scores, locref, n, radius, threshold, stride, locref_stdev, tmp, peaks, npk, xy, conf):
     """Peaks, positions and confidences of images ``[:n]``. Returns -1 or the image that overflowed.
 
     (A kernel of its own: inside the large assembly kernel LLVM stops vectorising the threshold scan.)
     """
     for b in range(n):
-        c = find_peaks_image(scores, b, radius, 0.01, tmp, peaks[b])
+        c = find_peaks_image(scores, b, radius, threshold, tmp, peaks[b])
         if c < 0:
             return b
         npk[b] = c
@@ -212,8 +214,8 @@ class MultiAnimalDecoder:
         if U and (unique_scores is None or unique_locref is None):
             raise DecodeInputError(f"the model has {U} unique body parts: pass the unique head's score maps "
                                    "and offsets (unique_scores, unique_locref)")
-        while _peaks_batch(scores, locref, n, p.nms_radius, p.stride, p.locref_stdev, self._tmp, self._peaks,
-                           self._npk, self._xy, self._conf) >= 0:
+        while _peaks_batch(scores, locref, n, p.nms_radius, p.peak_threshold, p.stride, p.locref_stdev, self._tmp,
+                           self._peaks, self._npk, self._xy, self._conf) >= 0:
             self.n_regrow += 1
             self._alloc(2 * self.max_peaks, self.max_candidates)
         while True:
