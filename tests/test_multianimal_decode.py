@@ -292,3 +292,62 @@ def test_bad_arrays_are_refused():
 
 def test_warmup_compiles():
     warmup(AssemblyParams(num_animals=2, graph=((0, 1),), stride=8.0), AnimalLayout(("a", "b"), ("x", "y"), ("u",)))
+
+
+# ----------------------------------------------------------------------------- random maps (no DeepLabCut)
+
+
+def _synthetic_batch(rng, B, h, w, K, graph, n_animals, p_missing):
+    """Score maps (already 'smoothed'), locref and PAF for random animals: NumPy only."""
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)
+    scores = rng.uniform(0, 0.006, (B, h, w, K))
+    locref = rng.normal(0, 0.3, (B, h, w, 2 * K))
+    paf = rng.normal(0, 0.1, (B, h, w, 2 * len(graph)))
+    for b in range(B):
+        for _ in range(rng.integers(n_animals[0], n_animals[1] + 1)):
+            c = rng.uniform([2, 2], [w - 3, h - 3])
+            pts = np.clip(c + rng.normal(0, 3, (K, 2)), [0, 0], [w - 1, h - 1])
+            for k in range(K):
+                if rng.random() < p_missing:
+                    pts[k] = np.nan
+                    continue
+                g = rng.uniform(0.3, 0.95) * np.exp(-((xx - pts[k, 0]) ** 2 + (yy - pts[k, 1]) ** 2) / 3)
+                scores[b, :, :, k] = np.maximum(scores[b, :, :, k], g)
+            for e, (s, t) in enumerate(graph):
+                if np.isnan(pts[s, 0]) or np.isnan(pts[t, 0]):
+                    continue
+                v = pts[t] - pts[s]
+                n = np.hypot(*v) + 1e-9
+                for a in np.linspace(0, 1, 12):
+                    x, y = (pts[s] + a * v).round().astype(int)
+                    paf[b, y, x, 2 * e:2 * e + 2] = v / n
+    # rounding the scores makes equal confidences (and so ties) common
+    scores = np.round(scores, 3)
+    return (scores.astype(np.float32), locref.astype(np.float32), paf.astype(np.float32))
+
+
+VARIANTS = [
+    dict(),
+    dict(greedy=True),
+    dict(force_fusion=True),
+    dict(add_discarded=True, min_n_links=3),
+    dict(min_n_links=1, max_overlap=1.0),
+    dict(pcutoff=0.5, min_affinity=0.3, max_overlap=0.5),
+]
+
+
+@pytest.mark.parametrize("variant", range(len(VARIANTS)))
+def test_numba_equals_reference_on_random_maps(variant):
+    rng = np.random.default_rng(100 + variant)
+    K = 5
+    graph = ((0, 1), (1, 2), (3, 2), (2, 4), (4, 0)) if variant % 2 else ((0, 1), (1, 2), (2, 3), (3, 4))
+    p = AssemblyParams(num_animals=3, graph=graph, stride=8.0, **VARIANTS[variant])
+    scores, locref, paf = _synthetic_batch(rng, 40, 20, 26, K, graph, (1, 5), 0.25)
+    dec = MultiAnimalDecoder(p, _layout(p, K), 40, max_peaks=16, max_candidates=8)
+    out = np.empty((40, dec.layout.n_flat, 3))
+    n, aff = dec.decode(scores, locref, paf, out)
+    ref, rn, raff = R.decode_reference(scores, locref, paf, p)
+    np.testing.assert_array_equal(n, rn)
+    np.testing.assert_array_equal(out, ref)
+    np.testing.assert_array_equal(aff, raff)
+    assert n.sum() > 0
