@@ -2,7 +2,10 @@
 
 * :mod:`.layout`: which animal slots and body parts a multi-animal model has, and how they map onto
   the flat ``(A*K + U, 3)`` pose every sink already handles (DeepLabCut's multi-animal ``.h5`` column order);
-* :mod:`.params`: DeepLabCut's assembly parameters, as the exporter stores them in the model file.
+* :mod:`.params`: DeepLabCut's assembly parameters, as the exporter stores them in the model file;
+* :mod:`.decoder`: maps -> animals, DeepLabCut 3.0.2's bottom-up decoding in Numba (:mod:`.peaks`,
+  :mod:`.paf`, :mod:`.assembly` with :mod:`.lsap` and :mod:`.pyset`); :mod:`.reference` is the
+  plain-Python definition it is tested against (docs/multianimal-decode.md).
 
 Pure computation: no I/O, threads or clocks (time is an argument).
 """
