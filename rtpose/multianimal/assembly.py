@@ -26,6 +26,8 @@ from collections import namedtuple
 
 import numba
 import numpy as np
+from numba.core import types
+from numba.experimental import structref
 
 from .lsap import lsap_max_nb
 from .paf import limb_affinity
@@ -35,27 +37,25 @@ from .pyset import set_order, set_scratch
 OVERFLOW_PEAKS = -1
 OVERFLOW_CANDIDATES = -2
 
-Work = namedtuple("Work", [
-    # joints (peaks kept as DeepLabCut's Joint objects), in DeepLabCut's flattening order
-    "j_x", "j_y", "j_conf", "j_label", "j_row", "j_col", "part_start",
-    # links
-    "l_i", "l_j", "l_w", "l_alive", "l_visited", "l_used", "l_order",
-    "adj_start", "adj", "adj_fill",
-    # assemblies (slots) and the list of live ones
-    "a_data", "a_vis", "a_nvis", "a_mem", "a_nmem", "a_links", "a_nlinks", "a_aff", "alist", "alist2",
-    # per-joint flags / maps
-    "assembled", "discarded", "store", "seen", "parent", "comp_size", "node_order",
-    # heap
-    "h_key", "h_cnt", "h_link",
-    # scratch
-    "sel_s", "sel_t", "taken", "aff", "aff64", "lsap_w", "lsap_iw", "lsap_r", "lsap_c",
-    "set_t1", "set_t2", "set_out",
-    "c_i", "c_j", "c_w",
-])
+_FIELDS = ('j_x', 'j_y', 'j_conf', 'j_label', 'j_row', 'j_col', 'part_start', 'l_i', 'l_j', 'l_w', 'l_alive', 'l_visited', 'l_used', 'l_order', 'adj_start', 'adj', 'adj_fill', 'a_data', 'a_vis', 'a_nvis', 'a_mem', 'a_nmem', 'a_links', 'a_nlinks', 'a_aff', 'alist', 'alist2', 'assembled', 'discarded', 'store', 'seen', 'parent', 'comp_size', 'node_order', 'h_key', 'h_cnt', 'h_link', 'sel_s', 'sel_t', 'taken', 'aff', 'aff64', 'lsap_w', 'lsap_iw', 'lsap_r', 'lsap_c', 'set_t1', 'set_t2', 'set_out', 'c_i', 'c_j', 'c_w')
 
 
-#: The same buffers packed in five flat arrays (one per dtype + the sizes): a kernel call unboxes five
-#: arrays instead of fifty (8 µs per call on the development machine); :func:`work_views` cuts them.
+@structref.register
+class _WorkType(types.StructRef):
+    def preprocess_fields(self, fields):
+        return tuple((name, types.unliteral(typ)) for name, typ in fields)
+
+
+class Work(structref.StructRefProxy):
+    """The assembler's buffers: one struct passed by reference to every kernel helper (a tuple of fifty
+    arrays would be copied into every call and made compilation slow)."""
+
+
+structref.define_proxy(Work, _WorkType, list(_FIELDS))
+
+
+#: The buffers' memory: one flat array per dtype (+ the sizes), cut into the Work's fields by
+#: :func:`work_views` once, when the buffers are made.
 Packed = namedtuple("Packed", ["f64", "f32", "i64", "b", "dims"])
 
 
@@ -68,7 +68,7 @@ def _sizes(K, A, P, L, M, C, m, T, Pm):
     return f64, f32, i64, b
 
 
-def make_work(n_parts: int, n_edges: int, num_animals: int, max_peaks: int, max_candidates: int) -> Packed:
+def make_work(n_parts: int, n_edges: int, num_animals: int, max_peaks: int, max_candidates: int) -> "Work":
     """Buffers for images with at most ``max_peaks`` peaks (all parts together) and, for greedy linking,
     ``max_candidates`` candidate pairs per limb."""
     K = max(int(n_parts), 1)
@@ -81,13 +81,13 @@ def make_work(n_parts: int, n_edges: int, num_animals: int, max_peaks: int, max_
     T = set_scratch(K)[0].shape[0]
     Pm = max(P, A)
     f64, f32, i64, b = _sizes(K, A, P, L, M, C, m, T, Pm)
-    return Packed(np.empty(f64), np.empty(f32, np.float32), np.empty(i64, np.int64), np.empty(b, np.bool_),
-                  np.array([K, A, P, L, M, C, m, T, Pm], np.int64))
+    return work_views(Packed(np.empty(f64), np.empty(f32, np.float32), np.empty(i64, np.int64),
+                             np.empty(b, np.bool_), np.array([K, A, P, L, M, C, m, T, Pm], np.int64)))
 
 
 @numba.njit(cache=True, nogil=True)
 def work_views(pk):
-    """The :class:`Work` views of a :class:`Packed` (no copy, no allocation)."""
+    """A :class:`Work` whose fields are views of a :class:`Packed` (no copy)."""
     K, A, P, L, M, C, m, T, Pm = (pk.dims[0], pk.dims[1], pk.dims[2], pk.dims[3], pk.dims[4], pk.dims[5],
                                    pk.dims[6], pk.dims[7], pk.dims[8])
     f = pk.f64

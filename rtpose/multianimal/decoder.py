@@ -35,7 +35,7 @@ import numpy as np
 
 from ..decode import Decoder, DecodeInputError, _check_f32c
 from ..errors import ConfigError
-from .assembly import OVERFLOW_CANDIDATES, assemble_image, make_work, work_views
+from .assembly import OVERFLOW_CANDIDATES, assemble_image, make_work
 from .layout import AnimalLayout
 from .params import AssemblyParams
 from .paf import linspace_f32
@@ -83,9 +83,8 @@ def _peaks_batch(scores, locref, n, radius, threshold, stride, locref_stdev, tmp
 
 @numba.njit(cache=True, nogil=True)
 def _assemble_batch(paf, n, K, npk, peaks, xy, conf, graph, t_vals, scale, A, pcutoff, min_affinity, min_n_links,
-                    max_overlap, greedy, force_fusion, add_discarded, clip_scores, packed, out, n_animals, affinity):
+                    max_overlap, greedy, force_fusion, add_discarded, clip_scores, ws, out, n_animals, affinity):
     """Animals of images ``[:n]`` into ``out``. Returns (0, 0) or (overflow code, image index)."""
-    ws = work_views(packed)
     total = 0
     for b in range(n):
         for r in range(A * K):
