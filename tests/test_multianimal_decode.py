@@ -216,8 +216,9 @@ def test_limb_affinity_numba_equals_reference():
             e = int(rng.integers(E))
             rs, cs, rt, ct = int(rng.integers(h)), int(rng.integers(w)), int(rng.integers(h)), int(rng.integers(w))
             ref, _ = R.limb_affinity(paf[0], e, rs, cs, rt, ct, t, 3)
-            got = limb_affinity(paf, 0, e, rs, cs, rt, ct, t, np.float32(1000.0))
-            assert got == (0 if np.isnan(ref) else ref), (n_points, rs, cs, rt, ct)
+            want = 0 if np.isnan(ref) else ref
+            assert limb_affinity(paf, 0, e, rs, cs, rt, ct, t, np.float32(1000.0)) == want
+            assert limb_affinity(paf, 0, e, rs, cs, rt, ct, t, 1000.0) == want, (n_points, rs, cs, rt, ct)
 
 
 def test_assignment_equals_scipy_with_ties():
@@ -351,3 +352,14 @@ def test_numba_equals_reference_on_random_maps(variant):
     np.testing.assert_array_equal(out, ref)
     np.testing.assert_array_equal(aff, raff)
     assert n.sum() > 0
+
+
+def test_limb_affinity_rounds_in_float32():
+    """torch rounds float32(aff * 1000): this value gives 0.006 there, 0.005 if the product were float64."""
+    v = np.float32(0.005500000435858965)
+    paf = np.zeros((1, 2, 3, 2), np.float32)
+    paf[0, 0, :, 0] = v
+    t = linspace_f32(2)
+    ref, _ = R.limb_affinity(paf[0], 0, 0, 0, 0, 1, t, 3)
+    assert ref == np.float32(0.006)
+    assert limb_affinity(paf, 0, 0, 0, 0, 0, 1, t, 1000.0) == ref

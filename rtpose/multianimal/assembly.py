@@ -33,11 +33,25 @@ from .lsap import lsap_max_nb
 from .paf import limb_affinity
 from .pyset import set_order, set_scratch
 
-#: Returned per image when a buffer was too small (the caller grows it and decodes the batch again).
-OVERFLOW_PEAKS = -1
+#: Returned by :func:`assemble_image` when the greedy candidate buffer was too small (the caller grows
+#: it and decodes the batch again).
 OVERFLOW_CANDIDATES = -2
 
-_FIELDS = ('j_x', 'j_y', 'j_conf', 'j_label', 'j_row', 'j_col', 'part_start', 'l_i', 'l_j', 'l_w', 'l_alive', 'l_visited', 'l_used', 'l_order', 'adj_start', 'adj', 'adj_fill', 'a_data', 'a_vis', 'a_nvis', 'a_mem', 'a_nmem', 'a_links', 'a_nlinks', 'a_aff', 'alist', 'alist2', 'assembled', 'discarded', 'store', 'seen', 'parent', 'comp_size', 'node_order', 'h_key', 'h_cnt', 'h_link', 'sel_s', 'sel_t', 'taken', 'aff', 'aff64', 'lsap_w', 'lsap_iw', 'lsap_r', 'lsap_c', 'set_t1', 'set_t2', 'set_out', 'c_i', 'c_j', 'c_w')
+_FIELDS = (
+    # joints (peaks kept as DeepLabCut's Joint objects), in DeepLabCut's flattening order
+    "j_x", "j_y", "j_conf", "j_label", "j_row", "j_col", "part_start",
+    # links
+    "l_i", "l_j", "l_w", "l_alive", "l_visited", "l_used", "l_order", "adj_start", "adj", "adj_fill",
+    # assemblies (slots) and the list of live ones
+    "a_data", "a_vis", "a_nvis", "a_mem", "a_nmem", "a_links", "a_nlinks", "a_aff", "alist", "alist2",
+    # per-joint flags / maps
+    "assembled", "discarded", "store", "seen", "parent", "comp_size", "node_order",
+    # heap
+    "h_key", "h_cnt", "h_link",
+    # scratch
+    "sel_s", "sel_t", "taken", "aff", "aff64", "lsap_w", "lsap_iw", "lsap_r", "lsap_c",
+    "set_t1", "set_t2", "set_out", "c_i", "c_j", "c_w",
+)
 
 
 @structref.register
