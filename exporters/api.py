@@ -169,7 +169,9 @@ def recheck_onnx(src, out=None, *, check_images=None) -> ExportReport:
         else (None, None)
     check_frames = frames_mod.load_images(check_images) if check_images else None
     figures = _check_batch_invariance(
-        model, check_frames, input_hw, (meta.scoremap_output, meta.locref_output), meta.stride, meta.locref_stdev,
+        model, check_frames, input_hw,
+        (meta.scoremap_output, meta.locref_output) + ((meta.paf_output,) if meta.paf_output else ()), meta.stride,
+        meta.locref_stdev,
         str(src), "Export the model again from its source (DeepLabCut folder, SavedModel or Keras file): the "
         "exporter rewrites such nodes.")
     extra = dict(meta.extra, exporter_revision=str(EXPORTER_REVISION), batch_invariant="true",
@@ -222,15 +224,22 @@ def _export_dlc3(source, out, *, fp16, opset, check_frames, user_extra, decode_i
     from . import torch_dlc3
 
     model = torch_dlc3.load(source.model_file)
+    if model.multianimal is not None and (fp16 or decode_in_graph):
+        raise ExportError(f"{source.model_file}: a multi-animal DeepLabCut 3 model exports in float32 with the maps "
+                          "as outputs for now; drop --fp16/--decode-in-graph")
     net, desc = torch_dlc3.build(model)
     frames = check_frames if check_frames is not None else frames_mod.synthetic_frames(torch_dlc3.CHECK_SIZES)
     batches, ref = _reference(lambda b: torch_dlc3.reference(model, net, desc, b), desc, frames, (None, None),
                               source_name=str(source.path), described_by=desc.described_by)
     onnx_model = torch_dlc3.convert(model, net, desc, opset=opset, example=batches[0])
+    multianimal = None
+    if model.multianimal is not None:
+        multianimal = (model.multianimal.layout, model.multianimal.assembly(desc.stride, desc))
     return _finish(onnx_model, batches, ref, desc, out, source_name=str(source.path), source_kind="dlc3",
                    source_sha256=source.sha256(), variant=f"dlc3-{model.net_type}", note=model.note(), fp16=fp16,
                    opset=opset, input_hw=(None, None), has_locref=bool(desc.location_refinement),
-                   user_extra=user_extra, check_frames=check_frames, decode_in_graph=decode_in_graph)
+                   user_extra=user_extra, check_frames=check_frames, decode_in_graph=decode_in_graph,
+                   multianimal=multianimal)
 
 
 def _export_wrapped(wrapped, desc, out, *, source_name, source_kind, source_sha256, fp16, opset,
@@ -285,18 +294,20 @@ def _reference(reference, desc, check_frames, input_hw, *, source_name, describe
 
 def _finish(model, batches, ref, desc, out: Path, *, source_name, source_kind, source_sha256, variant, note, fp16,
             opset, input_hw, has_locref, check_frames, per_frame_rewrites=(), user_extra=None,
-            uint8_bgr=False, decode_in_graph=False) -> ExportReport:
+            uint8_bgr=False, decode_in_graph=False, multianimal=None) -> ExportReport:
+    """``multianimal``: (AnimalLayout, AssemblyParams) of a multi-animal model with a ``paf`` output."""
     onnx = deps.onnx()
     k = len(desc.bodyparts)
     fixes = onnx_graph.fix_padding(model)
     h, w = input_hw
-    _set_io_dims(model, h, w, k, has_locref)
+    paf_channels = 2 * len(multianimal[1].graph) if multianimal else None
+    _set_io_dims(model, h, w, k, has_locref, paf_channels)
     try:
         onnx.checker.check_model(model)
     except Exception as exc:
         raise ExportError(f"{source_name}: the converted ONNX model is invalid ({exc}); please report this") from exc
     stride, stdev = desc.stride, desc.locref_stdev
-    outputs = ("scoremap", "locref" if has_locref else None)
+    outputs = ("scoremap", "locref" if has_locref else None) + (("paf",) if multianimal else ())
     framework = "pytorch" if source_kind == "dlc3" else "tensorflow"
     batch_figures = _check_batch_invariance(
         model, check_frames, input_hw, outputs, stride, stdev, source_name,
@@ -365,7 +376,9 @@ def _finish(model, batches, ref, desc, out: Path, *, source_name, source_kind, s
         bodyparts=desc.bodyparts, stride=stride, locref_stdev=stdev, location_refinement=has_locref,
         scoremap_output="scoremap", locref_output="locref" if has_locref else None, input_name="image",
         input_color=input_color, input_range=input_range,
-        preprocessing_in_graph=desc.preprocessing_in_graph, clip_scores=desc.clip_scores, extra=extra)
+        preprocessing_in_graph=desc.preprocessing_in_graph, clip_scores=desc.clip_scores, extra=extra,
+        layout=multianimal[0] if multianimal else None, paf_output="paf" if multianimal else None,
+        assembly=multianimal[1] if multianimal else None)
     decode_check = ""
     if decode_in_graph:  # last: after --fp16 (maps cast back to float32) and --input uint8-bgr (input only)
         frames_in = uint8_input.uint8_bgr_batches(batches) if uint8_bgr else batches
@@ -379,7 +392,7 @@ def _finish(model, batches, ref, desc, out: Path, *, source_name, source_kind, s
                         decode_check=decode_check)
 
 
-def _set_io_dims(model, h, w, k: int, has_locref: bool) -> None:
+def _set_io_dims(model, h, w, k: int, has_locref: bool, paf_channels: int | None = None) -> None:
     g = model.graph
     if len(g.input) != 1 or g.input[0].name != "image":
         names = [i.name for i in g.input]
@@ -388,6 +401,8 @@ def _set_io_dims(model, h, w, k: int, has_locref: bool) -> None:
     want = {"scoremap": k}
     if has_locref:
         want["locref"] = 2 * k
+    if paf_channels:
+        want["paf"] = paf_channels
     got = {o.name for o in g.output}
     if got != set(want):
         raise ExportError(f"the converted model has outputs {sorted(got)}, expected {sorted(want)}; please report this")

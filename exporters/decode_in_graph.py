@@ -267,6 +267,9 @@ def model_batches(model, meta: ModelMetadata) -> list[np.ndarray]:
 def add_checked(model, meta: ModelMetadata, *, source: str = "model", batches=None):
     """:func:`add_decode`, then :func:`check_decode` on ``batches`` (default: synthetic frames);
     :class:`ExportError` (nothing to write) when a single point differs. Returns ``(model, metadata)``."""
+    if meta.multianimal:
+        raise ExportError(f"{source}: a multi-animal model (individuals {', '.join(meta.layout.individuals)}) is "
+                          "decoded by rtpose's multi-animal decoder, not inside the graph; drop --decode-in-graph")
     out, new_meta = add_decode(model, meta, source=source)
     check = check_decode(out.SerializeToString(), new_meta, batches or model_batches(out, new_meta), source=source)
     if not check.ok:

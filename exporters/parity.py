@@ -5,7 +5,9 @@ model must work whichever the runtime picks); the figures are the worst over
 levels and frames. :func:`batch_invariance` runs the model on each frame alone
 and inside batches of other frames. Pose differences use DeepLabCut's single-animal decode:
 first maximum of each score map (row-major), offsets ``(dx, dy)`` times
-``locref_stdev``, ``x = col * stride + stride / 2 + dx``.
+``locref_stdev``, ``x = col * stride + stride / 2 + dx``. Multi-animal models have a third output,
+the part-affinity fields (``paf``), compared element-wise (``paf_max_abs``); their score maps and
+offsets are compared as above (the first maximum is a fixed point of the map, whichever animal it is on).
 """
 
 from __future__ import annotations
@@ -79,8 +81,8 @@ def session(model_bytes: bytes, level: str):
     return ort.InferenceSession(model_bytes, opts, providers=["CPUExecutionProvider"])
 
 
-def run_onnx(model_bytes: bytes, batches, outputs: tuple[str, str | None], level: str, source: str):
-    """Run every batch; returns a list of (scoremap, locref) per batch."""
+def run_onnx(model_bytes: bytes, batches, outputs: tuple[str | None, ...], level: str, source: str):
+    """Run every batch; returns a list of (scoremap, locref) per batch ((scoremap, locref, paf) with a PAF output)."""
     try:
         sess = session(model_bytes, level)
     except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph/... types
@@ -94,7 +96,7 @@ def run_onnx(model_bytes: bytes, batches, outputs: tuple[str, str | None], level
         except Exception as exc:
             raise ExportError(f"{source}: onnxruntime fails to run the exported model at optimisation level "
                               f"{level} on a {batch.shape} batch ({exc}); please report this") from exc
-        results.append((arrays[0], arrays[1] if len(arrays) > 1 else None))
+        results.append((arrays[0], arrays[1] if len(arrays) > 1 else None, *arrays[2:]))
     return results
 
 
@@ -105,13 +107,19 @@ def check(model_bytes: bytes, batches, reference, *, outputs, stride: float, loc
     Returns (ParityFigures, outputs of the last level) - the latter a reference for an FP16 check.
     """
     worst = [0.0, None if reference[0][1] is None else 0.0, 0.0, 0, 0]
+    paf_worst = 0.0 if len(reference[0]) > 2 else None
     got = None
     for level in levels:
         got = run_onnx(model_bytes, batches, outputs, level, source)
         amb_level, points = 0, 0
         for ref_pair, got_pair in zip(reference, got):
-            s, lr, p, amb, n = compare(ref_pair, got_pair, stride=stride, locref_stdev=locref_stdev,
+            s, lr, p, amb, n = compare(ref_pair[:2], got_pair[:2], stride=stride, locref_stdev=locref_stdev,
                                       score_tolerance=tolerance.scoremap)
+            if paf_worst is not None:
+                if ref_pair[2].shape != got_pair[2].shape:
+                    raise ExportError(f"ONNX PAF output shape {got_pair[2].shape} differs from the reference "
+                                      f"{ref_pair[2].shape}; please report this")
+                paf_worst = _worst(paf_worst, float(np.max(np.abs(ref_pair[2].astype(np.float64) - got_pair[2]))))
             worst[0] = _worst(worst[0], s)
             worst[1] = None if lr is None else _worst(worst[1], lr)
             worst[2] = _worst(worst[2], p)
@@ -123,7 +131,7 @@ def check(model_bytes: bytes, batches, reference, *, outputs, stride: float, loc
     figures = ParityFigures(
         reference=reference_name, scoremap_max_abs=worst[0], locref_max_abs=worst[1], pose_max_px=worst[2],
         ambiguous_peaks=worst[3], points=worst[4], frames=len(sizes), frame_sizes=sizes,
-        ort_levels=tuple(levels), tolerance=tolerance,
+        ort_levels=tuple(levels), tolerance=tolerance, paf_max_abs=paf_worst,
     )
     return figures, got
 
@@ -155,10 +163,9 @@ def batch_invariance(model_bytes: bytes, batches, *, outputs, stride: float, loc
 
 
 def stack_frames(pairs):
-    """[(scoremap, locref), ...] of single frames -> one (scoremap, locref) batch."""
-    scoremaps = np.concatenate([p[0] for p in pairs])
-    locrefs = None if pairs[0][1] is None else np.concatenate([p[1] for p in pairs])
-    return scoremaps, locrefs
+    """[(scoremap, locref[, paf]), ...] of single frames -> one (scoremap, locref[, paf]) batch."""
+    return tuple(None if pairs[0][i] is None else np.concatenate([p[i] for p in pairs])
+                 for i in range(len(pairs[0])))
 
 
 def _worst(a: float, b: float) -> float:

@@ -11,6 +11,8 @@ Tolerances (see docs/export.md for the measurements behind them):
   error (a wrong padding, a swapped channel, a missing op) is orders larger.
 * Batch invariance (the ONNX model on a frame alone vs inside a batch of
   other frames): score maps 1e-4, offsets 1e-3, pose 0.01 px.
+* Part-affinity fields (multi-animal models; raw values, a limb's unit vector where it lies):
+  held to the offsets' tolerance (1e-2 vs the framework, 1e-3 batch invariance, 0.15 FP16).
 * FP16 ONNX vs FP32 ONNX: score maps 2e-2, offsets 5e-2, pose 1.0 px (float16
   keeps ~3 significant digits; the pose bound is an eighth of a stride-8 cell).
 
@@ -36,6 +38,11 @@ class Tolerance:
     locref: float
     pose_px: float
 
+    @property
+    def paf(self) -> float:
+        """Part-affinity fields are raw regression maps like the offsets: the same bound."""
+        return self.locref
+
 
 FP32_TOLERANCE = Tolerance(scoremap=1e-3, locref=1e-2, pose_px=0.5)
 FP16_TOLERANCE = Tolerance(scoremap=0.1, locref=0.15, pose_px=1.0)
@@ -59,6 +66,7 @@ class ParityFigures:
     frame_sizes: tuple[str, ...]  # "HxW"
     ort_levels: tuple[str, ...]
     tolerance: Tolerance
+    paf_max_abs: float | None = None  # part-affinity fields (multi-animal models); None without them
 
     def failures(self) -> list[str]:
         tol = self.tolerance
@@ -69,6 +77,8 @@ class ParityFigures:
             out.append(f"offsets differ by {self.locref_max_abs:.3g} (tolerance {tol.locref:g})")
         if not self.pose_max_px <= tol.pose_px:
             out.append(f"poses differ by {self.pose_max_px:.3g} px (tolerance {tol.pose_px:g} px)")
+        if self.paf_max_abs is not None and not self.paf_max_abs <= tol.paf:
+            out.append(f"part-affinity fields differ by {self.paf_max_abs:.3g} (tolerance {tol.paf:g})")
         return out
 
     @property
@@ -76,7 +86,8 @@ class ParityFigures:
         return not self.failures()
 
     def as_extra(self, prefix: str) -> dict[str, str]:
-        return {
+        paf = {} if self.paf_max_abs is None else {f"{prefix}.paf_max_abs": f"{self.paf_max_abs:.3g}"}
+        return paf | {
             f"{prefix}.reference": self.reference,
             f"{prefix}.scoremap_max_abs": f"{self.scoremap_max_abs:.3g}",
             f"{prefix}.locref_max_abs": "" if self.locref_max_abs is None else f"{self.locref_max_abs:.3g}",
@@ -95,7 +106,8 @@ class ParityFigures:
                        f"({self.ambiguous_peaks} near-tie peak(s) left out)")
         else:
             counted = f"{self.points} points"
-        return (f"vs {self.reference}: score maps {self.scoremap_max_abs:.2e}, offsets {locref}, "
+        paf = "" if self.paf_max_abs is None else f", PAFs {self.paf_max_abs:.2e}"
+        return (f"vs {self.reference}: score maps {self.scoremap_max_abs:.2e}, offsets {locref}{paf}, "
                 f"pose {self.pose_max_px:.3f} px over {counted} "
                 f"[{self.frames} frame(s) {', '.join(sorted(set(self.frame_sizes)))}; ORT levels "
                 f"{', '.join(self.ort_levels)}] -> {'OK' if self.ok else 'FAILED'}")
@@ -128,8 +140,14 @@ class ExportReport:
             f"model:    {len(self.metadata.bodyparts)} bodyparts {', '.join(self.metadata.bodyparts)}; "
             f"stride {self.metadata.stride:g}; locref_stdev {self.metadata.locref_stdev:g}; "
             f"outputs {self.metadata.scoremap_output}"
-            + (f", {self.metadata.locref_output}" if self.metadata.locref_output else ""),
+            + (f", {self.metadata.locref_output}" if self.metadata.locref_output else "")
+            + (f", {self.metadata.paf_output}" if self.metadata.paf_output else ""),
         ]
+        meta = self.metadata
+        if meta.layout is not None:
+            lines.append(f"animals:  {meta.layout.n_animals} individuals {', '.join(meta.layout.individuals)}; "
+                         f"PAF output {meta.paf_output} with {len(meta.assembly.graph)} limbs "
+                         + ", ".join(f"{meta.bodyparts[i]}-{meta.bodyparts[j]}" for i, j in meta.assembly.graph))
         if self.parity is not None:
             lines.append(f"check FP32 {self.parity.summary()}")
         if self.parity_fp16 is not None:

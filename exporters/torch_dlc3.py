@@ -24,9 +24,18 @@ and traces it to ONNX inside a wrapper that makes it an rtpose model:
 existing decoder and pipeline run them unchanged; ``stride`` is the model's
 (``backbone.stride / head.stride``, DeepLabCut's ``PoseModel._strides``).
 
-Only single-animal, bottom-up models with a ``HeatmapHead`` are exported;
-top-down models (a detector, ``method: td``, e.g. RTMPose) and multi-animal
-models raise :class:`~rtpose.errors.ExportError` naming the model type.
+Multi-animal bottom-up models with part-affinity fields (DeepLabCut's ``DLCRNetHead`` with its
+``PartAffinityFieldPredictor``, e.g. a multi-animal project's ``resnet_50`` or ``dlcrnet_stride16_ms5``)
+export too, as rtpose's multi-animal contract (``rtpose/multianimal/params.py``) asks: ``scoremap``
+is the predictor's map AFTER its sigmoid and its Gaussian smoothing (``make_2d_gaussian_kernel(sigma,
+2 * nms_radius + 1)``, a depthwise ``conv2d`` with "same" zero padding, built with DeepLabCut's own
+kernel function), ``locref`` the raw offsets, ``paf`` (B, h, w, 2E) the part-affinity fields of the
+kept limbs ``graph[edges_to_keep]`` in that order (channels 2e, 2e + 1 = DeepLabCut's
+``pafs.reshape(B, -1, 2, h, w)[:, edges_to_keep[e], 0 / 1]``). The metadata carries the
+:class:`~rtpose.multianimal.layout.AnimalLayout` and :class:`~rtpose.multianimal.params.AssemblyParams`.
+
+Top-down models (a detector, ``method: td``, e.g. RTMPose), unique body parts, identity heads and
+other multi-animal heads (DEKR) raise :class:`~rtpose.errors.ExportError` naming the model type.
 
 torch and DeepLabCut are imported only when a function here runs
 (:mod:`.deps`, the ``export-torch`` extra).
@@ -43,6 +52,8 @@ from pathlib import Path
 import numpy as np
 
 from rtpose.errors import ExportError
+from rtpose.multianimal.layout import AnimalLayout
+from rtpose.multianimal.params import AssemblyParams
 
 from . import deps
 from .frames import SYNTHETIC_SIZES
@@ -66,14 +77,101 @@ class Dlc3Model:
     net_type: str
     normalize: bool
     pad_divisor: tuple[int, int] | None  # (height, width) divisors of AutoPadToDivisor, or None
+    multianimal: "PafModel | None" = None
+
+    @property
+    def outputs(self) -> tuple[str, ...]:
+        """The ONNX outputs, in order."""
+        if self.multianimal is not None:
+            return ("scoremap", "locref", "paf")
+        return ("scoremap", "locref") if self.description.location_refinement else ("scoremap",)
 
     def note(self) -> str:
         d = self.description
+        if self.multianimal is not None:
+            ma = self.multianimal
+            return (f"DeepLabCut 3 PyTorch {self.net_type}, multi-animal DLCRNetHead + PartAffinityFieldPredictor "
+                    f"({len(ma.layout.individuals)} individuals, {len(ma.graph)} PAF limbs); score maps"
+                    + (" sigmoid +" if d.apply_sigmoid else "") + f" Gaussian-smoothed (sigma {ma.sigma:g}, "
+                    f"{2 * ma.nms_radius + 1}x{2 * ma.nms_radius + 1}) in the graph"
+                    + (", ImageNet mean/std in the graph" if self.normalize else ""))
         return (f"DeepLabCut 3 PyTorch {self.net_type}, HeatmapHead"
                 + (", sigmoid" if d.apply_sigmoid else ", raw heatmap") + (" + locref" if d.location_refinement else "")
                 + (", likelihood clipped to [0, 1]" if d.clip_scores else "")
                 + (f", reflect-padded to multiples of {self.pad_divisor}" if self.pad_divisor else "")
                 + (", ImageNet mean/std in the graph" if self.normalize else ""))
+
+
+@dataclass(frozen=True)
+class PafModel:
+    """A multi-animal ``PartAffinityFieldPredictor``'s settings, as its config gives them."""
+
+    layout: AnimalLayout
+    full_graph: tuple[tuple[int, int], ...]  # DeepLabCut's ``graph`` (all limbs the head has PAF channels for)
+    edges_to_keep: tuple[int, ...]  # indices into full_graph, in the order the predictor uses them
+    nms_radius: int
+    sigma: float
+    min_affinity: float
+    add_discarded: bool
+    force_fusion: bool
+
+    @property
+    def graph(self) -> tuple[tuple[int, int], ...]:
+        """The limbs the ONNX ``paf`` output holds, in channel order: ``full_graph[edges_to_keep]``."""
+        return tuple(self.full_graph[i] for i in self.edges_to_keep)
+
+    def assembly(self, stride: float, desc: ModelDescription) -> AssemblyParams:
+        return AssemblyParams(
+            num_animals=len(self.layout.individuals), graph=self.graph, stride=float(stride),
+            locref_stdev=desc.locref_stdev, nms_radius=self.nms_radius, sigma=self.sigma,
+            min_affinity=self.min_affinity, force_fusion=self.force_fusion, add_discarded=self.add_discarded,
+            apply_sigmoid=bool(desc.apply_sigmoid), clip_scores=bool(desc.clip_scores), smoothed_in_graph=True,
+            extra={"dlc_graph": [list(e) for e in self.full_graph], "dlc_edges_to_keep": list(self.edges_to_keep)})
+
+
+def _paf_model(pt: Path, net: str, meta: dict, heads: dict) -> PafModel | None:
+    """The multi-animal PAF settings of a bottom-up export, None for single-animal heads;
+    :class:`ExportError` for multi-animal variants rtpose cannot export yet."""
+    individuals = [str(i) for i in (meta.get("individuals") or [])]
+    unique = [str(u) for u in (meta.get("unique_bodyparts") or [])]
+    head = heads.get("bodypart", {})
+    predictor = head.get("predictor", {})
+    paf = head.get("type") == "DLCRNetHead" or predictor.get("type") == "PartAffinityFieldPredictor"
+    if not paf and len(individuals) <= 1 and not unique and set(heads) == {"bodypart"}:
+        return None
+    what = (f"{pt}: a multi-animal DeepLabCut 3 model ({net}, {len(individuals)} individuals, heads "
+            f"{sorted(heads)}, {head.get('type')} with {predictor.get('type')})")
+    if unique or "unique_bodypart" in heads:
+        raise ExportError(f"{what} with unique body parts ({', '.join(unique) or 'a unique_bodypart head'}). rtpose "
+                          "exports multi-animal PAF models without unique body parts for now; train a shuffle whose "
+                          "project lists no uniquebodyparts")
+    if set(heads) != {"bodypart"}:
+        raise ExportError(f"{what}. rtpose exports multi-animal models with the PAF head only (no identity or other "
+                          "extra heads) for now; train a shuffle without identity (identity: false)")
+    if head.get("type") != "DLCRNetHead" or predictor.get("type") != "PartAffinityFieldPredictor":
+        raise ExportError(f"{what}. rtpose exports bottom-up multi-animal models with part-affinity fields "
+                          "(DLCRNetHead + PartAffinityFieldPredictor: resnet_50, dlcrnet_stride16_ms5, ...) for now")
+    bodyparts = [str(b) for b in (meta.get("bodyparts") or [])]
+    if not individuals or not bodyparts:
+        raise ExportError(f"{what}: its config lists no individuals or bodyparts (metadata); export it again with "
+                          "deeplabcut.export_model")
+    full = tuple((int(i), int(j)) for i, j in predictor.get("graph", []))
+    keep = tuple(int(i) for i in predictor.get("edges_to_keep", range(len(full))))
+    if not full or any(not 0 <= i < len(full) for i in keep) or any(
+            not (0 <= a < len(bodyparts) and 0 <= b < len(bodyparts)) for a, b in full):
+        raise ExportError(f"{what}: its PAF graph {list(full)} / edges_to_keep {list(keep)} do not fit its "
+                          f"{len(bodyparts)} body parts; export it again with deeplabcut.export_model")
+    if int(predictor.get("num_animals", len(individuals))) != len(individuals):
+        raise ExportError(f"{what}: its predictor expects {predictor.get('num_animals')} animals but the config lists "
+                          f"{len(individuals)} individuals; export it again with deeplabcut.export_model")
+    defaults = {"nms_radius": 5, "sigma": 1.0, "min_affinity": 0.05}  # PartAffinityFieldPredictor.default_init
+    return PafModel(
+        layout=AnimalLayout(tuple(individuals), tuple(bodyparts), ()), full_graph=full, edges_to_keep=keep,
+        nms_radius=int(predictor.get("nms_radius", defaults["nms_radius"])),
+        sigma=float(predictor.get("sigma", defaults["sigma"])),
+        min_affinity=float(predictor.get("min_affinity", defaults["min_affinity"])),
+        add_discarded=bool(predictor.get("add_discarded", False)),
+        force_fusion=bool(predictor.get("force_fusion", False)))
 
 
 def load(pt: Path) -> Dlc3Model:
@@ -98,14 +196,10 @@ def load(pt: Path) -> Dlc3Model:
         raise ExportError(f"{pt}: a top-down DeepLabCut 3 model ({net}, method {method}, with a detector). rtpose "
                           "exports single-animal bottom-up models (resnet_50/101, hrnet_w18/32/48, ... with the "
                           "heatmap head) for now; train such a shuffle (net_type='resnet_50') for rtpose")
-    individuals = meta.get("individuals") or []
-    if len(individuals) > 1 or meta.get("unique_bodyparts") or set(heads) != {"bodypart"}:
-        raise ExportError(f"{pt}: a multi-animal DeepLabCut 3 model ({net}, {len(individuals)} individuals, heads "
-                          f"{sorted(heads)}). rtpose exports single-animal models for now; train a single-animal "
-                          "shuffle for rtpose")
+    multianimal = _paf_model(pt, net, meta, heads)
     head = heads["bodypart"]
     predictor = head.get("predictor", {})
-    if head.get("type") != "HeatmapHead" or predictor.get("type") != "HeatmapPredictor":
+    if multianimal is None and (head.get("type") != "HeatmapHead" or predictor.get("type") != "HeatmapPredictor"):
         raise ExportError(f"{pt}: DeepLabCut 3 model {net} has a {head.get('type')} head with a "
                           f"{predictor.get('type')}; rtpose exports HeatmapHead/HeatmapPredictor models for now")
     bodyparts = meta.get("bodyparts") or []
@@ -117,18 +211,19 @@ def load(pt: Path) -> Dlc3Model:
     pad_divisor = (int(pad.get("pad_height_divisor", 1)), int(pad.get("pad_width_divisor", 1))) if pad else None
     if pad_divisor == (1, 1):
         pad_divisor = None
-    refine = bool(predictor.get("location_refinement", True))
+    refine = bool(predictor.get("location_refinement", True)) or multianimal is not None  # PAF heads always have locref
     desc = ModelDescription(
         bodyparts=tuple(str(b) for b in bodyparts),
         stride=1.0,  # replaced by the built model's stride in build()
-        locref_stdev=float(predictor.get("locref_std", 7.2801)),
+        locref_stdev=float(predictor.get("locref_stdev" if multianimal else "locref_std", 7.2801)),
         location_refinement=refine,
         apply_sigmoid=bool(predictor.get("apply_sigmoid", True)),
         input_color="RGB", input_range="0-255", preprocessing_in_graph=True,
         clip_scores=bool(predictor.get("clip_scores", False)),
         described_by=f"{pt} (config)")
     return Dlc3Model(pt=pt, config=cfg, state=raw["pose"], description=desc, net_type=net,
-                     normalize=bool(inference.get("normalize_images", False)), pad_divisor=pad_divisor)
+                     normalize=bool(inference.get("normalize_images", False)), pad_divisor=pad_divisor,
+                     multianimal=multianimal)
 
 
 def build(model: Dlc3Model):
@@ -157,6 +252,12 @@ def wrapper(model: Dlc3Model, net, desc: ModelDescription):
             self.net = net
             self.register_buffer("mean", torch.tensor(IMAGENET_MEAN, dtype=torch.float32).reshape(1, 3, 1, 1))
             self.register_buffer("std", torch.tensor(IMAGENET_STD, dtype=torch.float32).reshape(1, 3, 1, 1))
+            self.paf_channels = None
+            if model.multianimal is not None:
+                ma = model.multianimal
+                self.register_buffer("smoothing", smoothing_kernel(ma, len(desc.bodyparts)))
+                if ma.edges_to_keep != tuple(range(len(ma.full_graph))):
+                    self.paf_channels = [2 * e + c for e in ma.edges_to_keep for c in (0, 1)]
 
         def forward(self, image):
             x = image.permute(0, 3, 1, 2) / 255.0  # ToDtype(float32, scale=True)
@@ -170,6 +271,11 @@ def wrapper(model: Dlc3Model, net, desc: ModelDescription):
             heatmap = out["heatmap"]
             if desc.apply_sigmoid:
                 heatmap = torch.sigmoid(heatmap)
+            if model.multianimal is not None:
+                heatmap = F.conv2d(heatmap, self.smoothing, padding=model.multianimal.nms_radius,
+                                   groups=heatmap.shape[1])
+                paf = out["paf"][:, self.paf_channels] if self.paf_channels is not None else out["paf"]
+                return heatmap.permute(0, 2, 3, 1), out["locref"].permute(0, 2, 3, 1), paf.permute(0, 2, 3, 1)
             scoremap = heatmap.permute(0, 2, 3, 1)
             if not desc.location_refinement:
                 return (scoremap,)
@@ -178,12 +284,73 @@ def wrapper(model: Dlc3Model, net, desc: ModelDescription):
     return RtposeDlc3().eval()
 
 
+def smoothing_kernel(ma: PafModel, channels: int):
+    """DeepLabCut's (channels, 1, 2r+1, 2r+1) Gaussian kernel, made by its own ``make_2d_gaussian_kernel``."""
+    from deeplabcut.pose_estimation_pytorch.models.predictors.paf_predictor import PartAffinityFieldPredictor
+
+    kernel = PartAffinityFieldPredictor.make_2d_gaussian_kernel(sigma=ma.sigma, size=ma.nms_radius * 2 + 1)
+    return kernel[None, None].repeat(channels, 1, 1, 1).contiguous()
+
+
+def _dlc_input(model: Dlc3Model, frame: np.ndarray):
+    """One (H, W, 3) RGB 0-255 float frame through DeepLabCut-Live's pose transform -> (1, 3, H', W')."""
+    torch = deps.torch()
+    from torchvision.transforms import v2
+
+    x = torch.from_numpy(np.ascontiguousarray(frame)).permute(2, 0, 1).unsqueeze(0) / 255.0
+    if model.pad_divisor is not None:
+        dh, dw = model.pad_divisor
+        h, w = x.shape[2:]
+        x = torch.nn.functional.pad(x, (0, (dw - w % dw) % dw, 0, (dh - h % dh) % dh), mode="reflect")
+    if model.normalize:
+        x = v2.Normalize(mean=list(IMAGENET_MEAN), std=list(IMAGENET_STD))(x)
+    return x
+
+
+def predict_multianimal(model: Dlc3Model, net, batch: np.ndarray):
+    """DeepLabCut's own multi-animal inference, one frame at a time: ``net(x)`` then the head's
+    ``PartAffinityFieldPredictor`` (``net.get_predictions``: sigmoid, smoothing, peaks, PAF costs, Assembler).
+
+    Returns (scoremap, locref, paf, poses): the smoothed score maps the predictor found its peaks on
+    (captured at its ``find_local_peak_indices_maxpool_nms`` call), NHWC; the raw locref; the PAF
+    channels of the kept limbs (NHWC, :attr:`PafModel.graph` order); its poses (B, A, K, 5).
+    """
+    torch = deps.torch()
+    ma = model.multianimal
+    predictor = net.heads["bodypart"].predictor
+    captured = []
+    find_peaks = type(predictor).find_local_peak_indices_maxpool_nms
+
+    def capture(input_, radius, threshold):
+        captured.append(input_.detach().clone())
+        return find_peaks(input_, radius, threshold)
+
+    channels = [2 * e + c for e in ma.edges_to_keep for c in (0, 1)]
+    maps, poses = ([], [], [], []), []
+    predictor.find_local_peak_indices_maxpool_nms = capture
+    try:
+        with torch.inference_mode():
+            for frame in batch:
+                out = net(_dlc_input(model, frame))
+                captured.clear()
+                pred = net.get_predictions(out)["bodypart"]["poses"]
+                heads = out["bodypart"]
+                for dst, t in zip(maps, (captured[0], heads["locref"], heads["paf"][:, channels])):
+                    dst.append(t.permute(0, 2, 3, 1).numpy())
+                poses.append(np.asarray(pred.numpy(), np.float32))
+    finally:
+        del predictor.find_local_peak_indices_maxpool_nms
+    return tuple(np.ascontiguousarray(np.concatenate(m)) for m in maps[:3]) + (np.concatenate(poses),)
+
+
 def reference(model: Dlc3Model, net, desc: ModelDescription, batch: np.ndarray):
     """PyTorch's maps for a (B, H, W, 3) RGB float batch, one frame at a time (batch 1), as DeepLabCut-Live runs.
 
     The preprocessing is DeepLabCut-Live's own transforms (torchvision ``v2.ToDtype`` for uint8 input
     is a division by 255; ``AutoPadToDivisor``; ``v2.Normalize``), applied eagerly.
     """
+    if model.multianimal is not None:
+        return predict_multianimal(model, net, batch)[:3]
     torch = deps.torch()
     from torchvision.transforms import v2
 
@@ -213,7 +380,7 @@ def convert(model: Dlc3Model, net, desc: ModelDescription, *, opset: int, exampl
     torch = deps.torch()
     onnx = deps.onnx()
     module = wrapper(model, net, desc)
-    outputs = ["scoremap", "locref"] if desc.location_refinement else ["scoremap"]
+    outputs = list(model.outputs)
     dims = {"image": {0: "batch", 1: "height", 2: "width"}}
     dims.update({name: {0: "batch", 1: "map_height", 2: "map_width"} for name in outputs})
     buf = io.BytesIO()

@@ -61,6 +61,25 @@ class PoseMessage:
     #: the part of the frame the model saw, (x1, x2, y1, y2) full-frame pixels; None from a publisher
     #: older than the ``crop`` key
     crop_box: tuple[int, int, int, int] | None = None
+    #: the camera's own frame counter and hardware timestamp (ns of the camera's clock) for the frame
+    #: (Basler, GenICam cameras); -1 where the source has none (files, OpenCV cameras) or the publisher is
+    #: older than the ``cam`` key
+    camera_frame: int = -1
+    camera_timestamp_ns: int = -1
+    #: multi-animal streams: the animal slots (header ``individuals``), the parts of each animal and the
+    #: unique parts; ``bodyparts`` are then the flat names (``mouse1.snout``, ..., unique parts) and
+    #: ``track_ids`` the tracker's id of the animal in each slot (-1: empty). Empty for one animal.
+    individuals: tuple[str, ...] = ()
+    animal_bodyparts: tuple[str, ...] = ()
+    track_ids: tuple[int, ...] = ()
+
+    def animals(self, predicted: bool = False) -> np.ndarray:
+        """Multi-animal streams: ``(A, K, 3)`` view of the slots' poses (NaN: not seen); ``predicted`` for
+        the Kalman prediction. The unique parts are the rows after them in :attr:`pose`."""
+        if not self.individuals:
+            raise ProtocolError(f"stream {self.stream_id} is not a multi-animal stream (its header lists no individuals)")
+        a, k = len(self.individuals), len(self.animal_bodyparts)
+        return (self.predicted if predicted else self.pose)[: a * k].reshape(a, k, 3)
 
     @property
     def receive_latency_ms(self) -> float:
@@ -85,6 +104,9 @@ class PoseMessage:
             "predicted": _pose_json(self.bodyparts, self.predicted),
             "triggers": dict(self.trigger_states),
             "crop_box": list(self.crop_box) if self.crop_box is not None else None,
+            "camera_frame": self.camera_frame,
+            "camera_timestamp_ns": self.camera_timestamp_ns,
+            **({"tracks": dict(zip(self.individuals, self.track_ids))} if self.individuals else {}),
         }
 
 
@@ -101,6 +123,8 @@ class EventMessage:
     t_ns: int  # frame time at which the rule decided
     t_send_ns: int
     t_recv_ns: int
+    #: multi-animal streams: the slot the rule fired for (-1: not about one animal); None for one animal
+    animal: int | None = None
 
     def to_json(self) -> dict:
         return {
@@ -108,7 +132,19 @@ class EventMessage:
             "stream_index": self.stream, "frame": self.frame_index, "seq": self.seq, "t_ns": self.t_ns,
             "t_send_ns": self.t_send_ns, "t_recv_ns": self.t_recv_ns,
             "latency_ms": round((self.t_recv_ns - self.t_ns) / 1e6, 3),
+            **({"animal": self.animal} if self.animal is not None else {}),
         }
+
+
+def _animals(stream: dict, data: dict) -> dict:
+    """PoseMessage's multi-animal fields from a header stream entry and a pose message ({} for one animal)."""
+    if "individuals" not in stream:
+        return {}
+    individuals = tuple(stream["individuals"])
+    track = tuple(int(t) for t in data.get("track", ()))
+    if len(track) != len(individuals):
+        raise ProtocolError(f"pose message has {len(track)} track ids, its header lists {len(individuals)} individuals")
+    return {"individuals": individuals, "animal_bodyparts": tuple(stream["animal_bodyparts"]), "track_ids": track}
 
 
 def _finite(v: float, digits: int) -> float | None:
@@ -301,7 +337,7 @@ class PoseClient:
             return EventMessage(
                 kind=data["kind"], rule=data["rule"], stream=data["stream"],
                 stream_id=_stream_id(header, data["stream"]), frame_index=data["frame"], seq=data["seq"],
-                t_ns=data["t_ns"], t_send_ns=data["t_send_ns"], t_recv_ns=t_recv,
+                t_ns=data["t_ns"], t_send_ns=data["t_send_ns"], t_recv_ns=t_recv, animal=data.get("animal"),
             )
         return None  # a topic added by a later minor version: ignore
 
@@ -331,6 +367,9 @@ class PoseClient:
             latencies_ns=dict(zip(header.get("latencies", []), data["lat_ns"])),
             trigger_states=dict(zip(rules, data["trig"])), header_id=data["hdr"],
             crop_box=tuple(data["crop"]) if "crop" in data else None,
+            camera_frame=int(data["cam"][0]) if "cam" in data else -1,
+            camera_timestamp_ns=int(data["cam"][1]) if "cam" in data else -1,
+            **_animals(header["streams"][stream], data),
         )
 
     # -- lifecycle ------------------------------------------------------------------------

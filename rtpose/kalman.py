@@ -233,6 +233,14 @@ class KalmanPredictor:
         self._like[:] = 0.0
         self._t_ns = None
 
+    def forget(self, start: int, stop: int) -> None:
+        """Untrack parts ``start``..``stop - 1`` (e.g. an animal slot that another animal took): their next
+        valid measurement re-initialises them, as a first one does. Allocates nothing."""
+        if not 0 <= start <= stop <= self.num_bodyparts:
+            raise IndexError(f"parts {start}..{stop - 1} outside 0..{self.num_bodyparts - 1}")
+        self._live[start:stop] = False
+        self._like[start:stop] = 0.0
+
     def update(self, t_ns: int, pose: np.ndarray) -> None:
         """Advance all parts to ``t_ns`` and fuse ``pose`` ((K, 3) float64 x, y, likelihood, C-contiguous)."""
         t_ns = _as_ns(t_ns, "t_ns")

@@ -11,7 +11,9 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
-from .errors import ModelError
+from .errors import ConfigError, ModelError
+from .multianimal.layout import AnimalLayout
+from .multianimal.params import AssemblyParams
 
 FORMAT_VERSION = "1"
 PREFIX = "rtpose."
@@ -41,6 +43,12 @@ class ModelMetadata:
         pose_output: ONNX output name of (B, K, 3) float64 poses (x, y, likelihood) decoded inside the
             graph (``rtpose export --decode-in-graph``), bit-identical to :mod:`rtpose.decode` on the
             maps the graph also outputs; None when the runtime decodes the maps itself.
+        layout: multi-animal models only (DeepLabCut bottom-up, part-affinity fields): the individuals,
+            the multi-animal body parts (= ``bodyparts``, the score-map channels) and the unique body
+            parts; None for single-animal models.
+        paf_output: ONNX output name of the (B, h, w, 2E) part-affinity fields (multi-animal), or None.
+        assembly: how the multi-animal maps become animals (DeepLabCut's PAF predictor and Assembler
+            parameters, :class:`~rtpose.multianimal.params.AssemblyParams`); set exactly when ``layout`` is.
         extra: everything else (source hash, versions, parity figures), shown by ``rtpose info``.
     """
 
@@ -56,6 +64,9 @@ class ModelMetadata:
     preprocessing_in_graph: bool = True
     clip_scores: bool = False
     pose_output: str | None = None
+    layout: AnimalLayout | None = None
+    paf_output: str | None = None
+    assembly: AssemblyParams | None = None
     extra: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -67,6 +78,23 @@ class ModelMetadata:
             raise ModelError(f"model metadata input_color={self.input_color!r}; expected one of {COLOR_ORDERS}")
         if self.location_refinement and not self.locref_output:
             raise ModelError("model metadata says location_refinement but names no locref output")
+        if (self.layout is None) != (self.assembly is None) or (self.layout is None) != (self.paf_output is None):
+            raise ModelError("multi-animal model metadata needs its layout, its assembly parameters and its PAF "
+                             "output together; re-export the model with `rtpose export`")
+        if self.layout is not None and tuple(self.layout.bodyparts) != tuple(self.bodyparts):
+            raise ModelError(f"multi-animal model metadata: the score-map body parts {list(self.bodyparts)} differ "
+                             f"from the layout's {list(self.layout.bodyparts)}; re-export the model")
+
+    @property
+    def multianimal(self) -> bool:
+        """A bottom-up multi-animal model (score maps, offsets and part-affinity fields; ``layout``)."""
+        return self.layout is not None
+
+    @property
+    def pose_names(self) -> tuple[str, ...]:
+        """Names of the rows of a decoded pose: the body parts, or for a multi-animal model its flat names
+        (``mouse1.snout``, ..., unique parts; :mod:`rtpose.multianimal.layout`)."""
+        return self.layout.flat_names() if self.layout is not None else tuple(self.bodyparts)
 
     @property
     def num_bodyparts(self) -> int:
@@ -109,6 +137,10 @@ class ModelMetadata:
         }
         if self.pose_output:  # absent rather than empty: files without the decode stay as they were
             props["pose_output"] = self.pose_output
+        if self.layout is not None:  # likewise: single-animal files carry none of these keys
+            props["multianimal.layout"] = json.dumps(self.layout.to_dict())
+            props["multianimal.assembly"] = self.assembly.to_json()
+            props["paf_output"] = self.paf_output
         out = {PREFIX + k: v for k, v in props.items()}
         for k, v in self.extra.items():
             out[PREFIX + "extra." + k] = str(v)
@@ -144,9 +176,14 @@ class ModelMetadata:
                 preprocessing_in_graph=json.loads(ours.get("preprocessing_in_graph", "true")),
                 clip_scores=json.loads(ours.get("clip_scores", "false")),
                 pose_output=ours.get("pose_output") or None,
+                layout=AnimalLayout.from_dict(json.loads(ours["multianimal.layout"]))
+                if "multianimal.layout" in ours else None,
+                paf_output=ours.get("paf_output") or None,
+                assembly=AssemblyParams.from_json(ours["multianimal.assembly"])
+                if "multianimal.assembly" in ours else None,
                 extra={k[len("extra."):]: v for k, v in ours.items() if k.startswith("extra.")},
             )
-        except (ValueError, TypeError) as exc:
+        except (ValueError, TypeError, KeyError, ConfigError) as exc:
             raise ModelError(f"{source} has malformed rtpose metadata ({exc}); re-export it with `rtpose export`") from exc
 
 

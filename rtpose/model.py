@@ -175,8 +175,8 @@ class OnnxPoseModel:
         self._rgb_flat = np.zeros(0, np.uint8)
         self._max_input_hw: tuple[int, int] | None = None
         self._map_shapes: dict[tuple[int, int], tuple[int, int]] = {}
-        self._scmap = self._locref = None
-        self._scmap_flat = self._locref_flat = None
+        self._scmap = self._locref = self._paf = None
+        self._scmap_flat = self._locref_flat = self._paf_flat = None
         self._poses = np.zeros((0, self.metadata.num_bodyparts, 3), np.float64)
         self._bindings: dict[tuple[int, bool], object] = {}
         self._device = None  # _DeviceIO under io_binding="device"
@@ -315,6 +315,11 @@ class OnnxPoseModel:
         missing = [w for w in wanted if w not in outputs]
         if missing:
             raise ModelError(f"{self.path}: outputs {missing} named in the metadata are not in the graph (it has {list(outputs)}); re-export the model")
+        if meta.paf_output and meta.paf_output not in outputs:
+            raise ModelError(f"{self.path}: the metadata names the part-affinity-field output {meta.paf_output!r} but "
+                             f"the graph has {list(outputs)}; re-export the model")
+        if meta.paf_output:
+            wanted.append(meta.paf_output)
         self._output_names = wanted
         self._pose_output = None
         if meta.pose_output:
@@ -360,6 +365,8 @@ class OnnxPoseModel:
         k = self.metadata.num_bodyparts
         self._scmap_flat = np.zeros(max_batch * h * w * k, np.float32)
         self._locref_flat = np.zeros(max_batch * h * w * 2 * k, np.float32) if self.metadata.location_refinement else None
+        self._paf_flat = (np.zeros(max_batch * h * w * self._paf_channels, np.float32) if self.metadata.paf_output
+                          else None)
         self._poses = np.zeros((max_batch, k, 3), np.float64)
         self._map_shapes = {(height, width): (h, w)}
         self._bindings.clear()
@@ -493,10 +500,17 @@ class OnnxPoseModel:
     def _device_outputs(self) -> list[tuple[str, np.ndarray]]:
         if self.decodes_in_graph:
             return [(self._pose_output, self._poses)]
-        outs = [(self.metadata.scoremap_output, self._scmap)]
-        if self._locref is not None:
-            outs.append((self.metadata.locref_output, self._locref))
-        return outs
+        return list(zip(self._output_names, self._map_buffers()))
+
+    def _map_buffers(self) -> list[np.ndarray]:
+        """The preallocated output arrays, in ``_output_names`` order: score maps, offsets, PAFs."""
+        return ([self._scmap] + ([self._locref] if self._locref is not None else [])
+                + ([self._paf] if self._paf is not None else []))
+
+    @property
+    def _paf_channels(self) -> int:
+        """2E: x and y of each limb of a multi-animal model's graph (0 for single-animal models)."""
+        return 2 * len(self.metadata.assembly.graph) if self.metadata.assembly is not None else 0
 
     def _probe(self, height: int, width: int) -> tuple[int, int]:
         """Run a fixed pseudo-random frame of this size and check what comes out against the metadata:
@@ -529,6 +543,14 @@ class OnnxPoseModel:
             if not np.all(np.isfinite(lr)):
                 raise ModelError(f"{self.path}: the location-refinement offsets of a test frame are not all finite; "
                                  "the model is broken: re-export it with `rtpose export`")
+        if self.metadata.paf_output:
+            paf = probe[-1]
+            if paf.shape[1:] != (h, w, self._paf_channels):
+                raise ModelError(f"{self.path}: part-affinity fields have shape {paf.shape}, expected (batch, {h}, {w}, "
+                                 f"{self._paf_channels}) for the {self._paf_channels // 2} limbs of its graph")
+            if not np.all(np.isfinite(paf)):
+                raise ModelError(f"{self.path}: the part-affinity fields of a test frame are not all finite; the "
+                                 "model is broken: re-export it with `rtpose export`")
         return h, w
 
     def _check_size(self, height: int, width: int) -> None:
@@ -550,6 +572,8 @@ class OnnxPoseModel:
         self._scmap = self._scmap_flat[: b * h * w * k].reshape(b, h, w, k)
         self._locref = (self._locref_flat[: b * h * w * 2 * k].reshape(b, h, w, 2 * k)
                         if self._locref_flat is not None else None)
+        e2 = self._paf_channels
+        self._paf = self._paf_flat[: b * h * w * e2].reshape(b, h, w, e2) if self._paf_flat is not None else None
 
     def set_input_size(self, height: int, width: int) -> None:
         """Switch the model input to ``(height, width)``, at most the prepared size (dynamic cropping).
@@ -600,10 +624,7 @@ class OnnxPoseModel:
             binding = self.session.io_binding()
             buf = self.input_buffer
             binding.bind_input(self.metadata.input_name, "cpu", 0, buf.dtype, [n, *buf.shape[1:]], buf.ctypes.data)
-            if poses:
-                outs = [(self._pose_output, self._poses)]
-            else:
-                outs = list(zip(self._output_names, [self._scmap] + ([self._locref] if self._locref is not None else [])))
+            outs = [(self._pose_output, self._poses)] if poses else list(zip(self._output_names, self._map_buffers()))
             for name, out in outs:
                 binding.bind_output(name, "cpu", 0, out.dtype, [n, *out.shape[1:]], out.ctypes.data)
             self._bindings[(n, poses)] = binding
@@ -638,6 +659,16 @@ class OnnxPoseModel:
             locref = self._locref[:n].reshape(n, *self._locref.shape[1:3], k, 2)
         return self._scmap[:n], locref
 
+    def run_animals(self, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Run rows ``[:n]`` of a multi-animal model; returns views of the preallocated outputs: score maps
+        ``(n, h, w, K)``, offsets ``(n, h, w, 2K)`` and part-affinity fields ``(n, h, w, 2E)``, float32, as
+        :class:`rtpose.multianimal.decoder.MultiAnimalDecoder` takes them."""
+        if not self.metadata.multianimal:
+            raise ModelError(f"{self.path} is a single-animal model: use run()")
+        self._check_n(n)
+        self._run_rows(n, poses=False)
+        return self._scmap[:n], self._locref[:n], self._paf[:n]
+
     def run_poses(self, n: int) -> np.ndarray:
         """Run rows ``[:n]`` of a model that decodes inside its graph; returns a view ``(n, K, 3)`` float64
         of x, y, likelihood in model-input pixels (what :class:`rtpose.decode.Decoder` gives for the maps)."""
@@ -654,9 +685,8 @@ class OnnxPoseModel:
         h, w = outs[0].shape[1:3]
         self._map_shapes[tuple(self.input_buffer.shape[1:3])] = (h, w)
         self._use_maps(h, w)
-        self._scmap[:n] = outs[0]
-        if self._locref is not None:
-            self._locref[:n] = outs[1]
+        for buf, out in zip(self._map_buffers(), outs):
+            buf[:n] = out
 
     def infer(self, frames_bgr: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         """Convenience for scripts: run a (B, H, W, 3) uint8 BGR array (prepares as needed)."""

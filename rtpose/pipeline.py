@@ -37,6 +37,7 @@ from .errors import ConfigError
 from .framing import Framing
 from .kalman import KalmanPredictor
 from .kalman import warmup as warmup_kalman
+from .multianimal.live import AnimalStep
 from .preprocess import FrameLoader
 from .results import Event, PoseBatch, StreamInfo
 from .memory import MODEL_BYTES_PER_PIXEL, check_fits
@@ -67,6 +68,8 @@ class PipelineConfig:
     record_video: str | None = None  # .avi/.mp4 path: every captured frame (one file per stream)
     overwrite: bool = False  # replace an existing record_video file instead of refusing
     framing: Framing | None = None  # crop / resize / dynamic crop (rtpose.framing); None: whole frames
+    #: multi-animal models: keyword arguments of rtpose.multianimal.tracking.IdentityTracker (None: its defaults)
+    tracker_options: dict | None = None
 
     def __post_init__(self) -> None:
         if not (isinstance(self.batch_size, int) and self.batch_size >= 1):
@@ -122,6 +125,8 @@ class RunSummary:
     sinks: dict[str, dict[str, object]] = field(default_factory=dict)
     model_settings: str = ""  # e.g. "2 CPU threads, spinning off"
     stopped_by: str = ""  # the error that ended the run early (e.g. a camera unplugged), "" otherwise
+    #: multi-animal models: animals per frame, assembly and tracking cost per frame (AnimalStep.summary)
+    animals: dict[str, float] = field(default_factory=dict)
     #: how the model ran: provider asked for / used, fallback and its reason, CUDA graphs, I/O binding,
     #: decode in graph, TensorRT engine build (OnnxPoseModel.execution(); empty for other backends)
     execution: dict = field(default_factory=dict)
@@ -192,8 +197,8 @@ class Pipeline:
             raise ConfigError(f"all sources of one run must share a frame size, got {sorted(shapes)}")
         height, width = shapes.pop()
         self._check_memory(height, width)
-        self.streams = [StreamInfo(src.name, i.width, i.height, i.fps, meta.bodyparts,
-                                   _frame_bound(i.n_frames, cfg.max_frames))
+        self.streams = [StreamInfo(src.name, i.width, i.height, i.fps, meta.pose_names,
+                                   _frame_bound(i.n_frames, cfg.max_frames), layout=meta.layout)
                         for src, i in zip(self.sources, infos)]
         wakeup = threading.Event()
         policy = "newest" if cfg.live else "lossless"
@@ -203,6 +208,9 @@ class Pipeline:
         if batch_size > 1 and not meta.batch_invariant:
             batch_size = self._unbatched(batch_size)
         loader = FrameLoader(self.model, cfg.framing, width, height, len(self.sources))
+        if loader.dynamic is not None and meta.multianimal:
+            raise ConfigError("dynamic cropping follows one animal; with a multi-animal model use --crop (a fixed "
+                              "part of the frame) or the whole frame")
         if loader.dynamic is not None and batch_size != 1:
             raise ConfigError(f"dynamic cropping crops each frame around the previous frame's pose, so it runs "
                               f"one frame at a time: use --batch 1 (not {batch_size})")
@@ -225,7 +233,8 @@ class Pipeline:
         captures = [CaptureThread(src, ring, max_frames=cfg.max_frames, clock=self.clock, name=f"rtpose-capture-{i}",
                                   tap=tap, first_index=cfg.first_frame)
                     for i, (src, ring, tap) in enumerate(zip(self.sources, rings, taps))]
-        return rings, captures, batcher, PoseBatch(batch_size, meta.num_bodyparts), loader
+        n_animals = meta.layout.n_animals if meta.multianimal else 0
+        return rings, captures, batcher, PoseBatch(batch_size, len(meta.pose_names), n_animals), loader
 
     def _unbatched(self, batch_size: int) -> int:
         """Batch size 1 for a model that does not declare itself batch-invariant (never batch it silently)."""
@@ -276,13 +285,16 @@ class Pipeline:
             raise
         # A model that decodes inside its graph hands over poses: the pipeline's decoder is skipped.
         graph_decode = bool(getattr(self.model, "decodes_in_graph", False))
-        decoder = None
-        if not graph_decode:
+        decoder = animals = None
+        if meta.multianimal:  # DeepLabCut's assembly, then identity slots per stream
+            animals = AnimalStep(meta.assembly, meta.layout, len(self.sources), batch.capacity, self.clock,
+                                 cfg.tracker_options)
+        elif not graph_decode:
             warmup_decode()  # compile (or load cached) Numba kernels before the first frame, not on it
             decoder = Decoder(meta.stride, meta.locref_stdev, meta.num_bodyparts, batch.capacity,
                               clip_scores=meta.clip_scores)
         warmup_kalman()
-        predictors = [KalmanPredictor(meta.num_bodyparts, model=cfg.kalman_model,
+        predictors = [KalmanPredictor(batch.num_bodyparts, model=cfg.kalman_model,
                                       process_noise=cfg.kalman_process_noise,
                                       measurement_noise_px=cfg.kalman_measurement_noise_px,
                                       min_likelihood=cfg.kalman_min_likelihood, max_gap_s=cfg.kalman_max_gap_s)
@@ -314,7 +326,11 @@ class Pipeline:
                         break
                     continue
                 batch.t_infer_start_ns[:n] = clock()
-                if graph_decode:
+                if animals is not None:
+                    maps = self.model.run_animals(n)
+                    batch.t_infer_end_ns[:n] = clock()
+                    animals.decode(maps, batch, n)
+                elif graph_decode:
                     poses = self.model.run_poses(n)
                     batch.t_infer_end_ns[:n] = clock()
                     np.copyto(batch.pose[:n], poses)
@@ -324,15 +340,16 @@ class Pipeline:
                     decoder.decode(scmap, locref, batch.pose, n)
                 loader.to_full_frame(batch, n)
                 loader.observe(batch, n)
+                for i in range(n):  # the frame's time on its stream's timeline (tracker, Kalman, rules)
+                    batch.t_frame_ns[i] = (int(batch.t_capture_ns[i]) if cfg.live
+                                           else int(batch.frame_index[i]) * frame_period_ns[batch.stream[i]])
+                if animals is not None:
+                    animals.track(batch, n, lambda s, first, stop: predictors[s].forget(first, stop))
                 batch.t_decoded_ns[:n] = t_now = clock()
                 for i in range(n):
                     s = batch.stream[i]
-                    if cfg.live:
-                        t_meas, t_target = int(batch.t_capture_ns[i]), t_now + delay_ns
-                    else:
-                        t_meas = int(batch.frame_index[i]) * frame_period_ns[s]
-                        t_target = t_meas + delay_ns
-                    batch.t_frame_ns[i] = t_meas
+                    t_meas = int(batch.t_frame_ns[i])
+                    t_target = (t_now if cfg.live else t_meas) + delay_ns
                     predictors[s].update(t_meas, batch.pose[i])
                     predictors[s].predict(t_target, batch.predicted[i])
                     batch.t_target_ns[i] = t_target
@@ -417,6 +434,7 @@ class Pipeline:
                 live=cfg.live,
                 interrupted=interrupted,
                 sinks=sink_summaries,
+                animals=animals.summary() if animals is not None else {},
                 stopped_by=f"{type(error).__name__}: {error}" if error is not None else "",
             )
         if error is not None:

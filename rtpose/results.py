@@ -10,8 +10,12 @@ Timestamps are ``CLOCK_MONOTONIC`` nanoseconds (see :mod:`rtpose.clock`).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from .multianimal.layout import AnimalLayout
 
 #: Stage timestamps every frame carries, in pipeline order.
 #: ``t_dequeued_ns``: the inference loop took the frame from the ring; preprocessing
@@ -32,6 +36,9 @@ class StreamInfo:
     fps: float
     bodyparts: tuple[str, ...]
     n_frames: int | None = None  # the most frames the run takes from this stream; None: unbounded (camera)
+    #: a multi-animal model's animal slots and parts; ``bodyparts`` are then its flat names
+    #: (``mouse1.snout``, ..., unique parts), see :mod:`rtpose.multianimal.layout`. None: one animal
+    layout: "AnimalLayout | None" = None
 
 
 @dataclass(frozen=True)
@@ -40,6 +47,7 @@ class Event:
 
     ``kind`` is a short machine-readable word ("drop", "trigger", "device", ...),
     ``name`` says which (rule name, device, stream), ``detail`` is free text.
+    ``animal``: the identity slot (multi-animal models) the event is about, -1 when none.
     """
 
     kind: str
@@ -48,6 +56,7 @@ class Event:
     name: str = ""
     detail: str = ""
     stream: int = 0
+    animal: int = -1
 
 
 @dataclass(frozen=True)
@@ -57,7 +66,10 @@ class Action:
     ``kind``: "pulse" (``duration_ms`` long), "high", "low" (set a TTL line) or
     "event" (no hardware; published on ZeroMQ and recorded). ``channel`` is the
     output line/pin number on the trigger device. ``t_ns`` is the time the rule
-    decided it (the frame's timeline, not a wall clock).
+    decided it (the frame's timeline, not a wall clock). ``animal`` is the identity slot
+    (row of the multi-animal layout, see :mod:`rtpose.multianimal.layout`) the rule fired
+    for, or -1 when the action is not about one animal (single-animal models, rules on
+    unique body parts or with ``animal: all``).
     """
 
     kind: str
@@ -67,6 +79,7 @@ class Action:
     channel: int = 0
     duration_ms: float = 0.0
     stream: int = 0
+    animal: int = -1
 
 
 class PoseBatch:
@@ -89,14 +102,18 @@ class PoseBatch:
         crop_box (B, 4) int64      the part of the frame the model saw: x1, x2, y1, y2 in full-frame pixels
                                    (half-open; the full frame without --crop/--dynamic-crop). Poses are
                                    always in full-frame pixels
+        track_id (B, A) int64      multi-animal models only (``n_animals`` = A > 0): the tracker's id of the
+                                   animal in each slot (row a of the flat pose's animals), -1 for an empty
+                                   slot; a new id in a slot means another animal took it
     ``events`` lists what happened while producing this batch; cleared per batch.
     ``actions`` lists commands the rules stage decided for this batch (consumed by trigger sinks).
     ``trigger_states`` maps rule name -> bool state after this batch (set by the rules stage).
     """
 
-    def __init__(self, capacity: int, num_bodyparts: int):
+    def __init__(self, capacity: int, num_bodyparts: int, n_animals: int = 0):
         self.capacity = capacity
         self.num_bodyparts = num_bodyparts
+        self.n_animals = n_animals
         self.n = 0
         self.stream = np.zeros(capacity, np.int32)
         self.frame_index = np.zeros(capacity, np.int64)
@@ -114,6 +131,7 @@ class PoseBatch:
         self.device_timestamp_ns = np.full(capacity, -1, np.int64)
         self.pose = np.zeros((capacity, num_bodyparts, 3), np.float64)
         self.predicted = np.zeros((capacity, num_bodyparts, 3), np.float64)
+        self.track_id = np.full((capacity, n_animals), -1, np.int64)
         self.events: list[Event] = []
         self.actions: list[Action] = []
         self.trigger_states: dict[str, bool] = {}

@@ -210,12 +210,33 @@ def test_basler_by_serial_number_and_two_cameras_at_once(pylon_emulation):
         assert a.read_into(np.zeros(a.frame_shape, np.uint8)) and b.read_into(np.zeros(b.frame_shape, np.uint8))
 
 
+#: Where the timestamps of :class:`_StampedResult` start: a camera powered 41 s before the run.
+STAMP_T0_NS = 41_000_000_000
+
+
+class _StampedResult:
+    """A real grab result from the emulation, with the hardware timestamp a USB3 Vision camera puts in it
+    (``TimeStamp``, ns of the camera's clock: here ``STAMP_T0_NS + frame number * period``); the emulation's
+    own is always 0."""
+
+    def __init__(self, result, period_ns: int):
+        self._result = result
+        self._period_ns = period_ns
+
+    def __getattr__(self, name):
+        return getattr(self._result, name)
+
+    def GetTimeStamp(self):
+        return STAMP_T0_NS + int(self._result.GetBlockID()) * self._period_ns
+
+
 class _WrappedCamera:
     """A real (emulated) pylon camera with one fault pylon's emulation cannot produce on demand."""
 
     def __init__(self, camera, *, in_use: bool = False, unplug_after: int | None = None, fail_buffers: int = 0,
-                 trigger_after_waits: int | None = None, silent: bool = False):
+                 trigger_after_waits: int | None = None, silent: bool = False, stamp_period_ns: int | None = None):
         self.camera = camera
+        self.stamp_period_ns = stamp_period_ns
         self.in_use = in_use
         self.unplug_after = unplug_after
         self.fail_buffers = fail_buffers
@@ -253,6 +274,8 @@ class _WrappedCamera:
         result = self.camera.RetrieveResult(timeout_ms, handling)
         if result.IsValid():
             self.retrieved += 1
+            if self.stamp_period_ns is not None:
+                return _StampedResult(result, self.stamp_period_ns)
         else:
             self.waits += 1
         return result
@@ -341,6 +364,29 @@ def test_basler_frame_counter_and_frames_skipped_by_grab_latest(pylon_emulation)
             assert src.device_timestamp_ns == -1  # the emulation's TimeStamp is always 0: no timestamp
     assert all(b > a for a, b in zip(ids, ids[1:])), ids
     assert src.frames_lost == sum(b - a - 1 for a, b in zip(ids, ids[1:]))
+
+
+def test_basler_hardware_timestamps_reach_the_frames_and_the_recording(pylon_emulation, analytic_model, tmp_path):
+    """A camera that stamps its frames (the emulation does not: its results are given the USB3 camera's
+    ns timestamps): each frame carries its stamp, and the recording's timing table keeps it beside the
+    camera's frame number."""
+    from rtpose.model import load_model
+    from rtpose.pipeline import Pipeline, PipelineConfig
+    from rtpose.recording import RecorderSink
+
+    period_ns = 33_333_333
+    src = _basler(",roi=64x48,pixel_format=Mono8,grab=all", stamp_period_ns=period_ns)
+    with src:
+        _, ids, stamps = _read(src, 4)
+    assert stamps == [STAMP_T0_NS + i * period_ns for i in ids] and ids == [0, 1, 2, 3]
+
+    src = _basler(",roi=320x240,pixel_format=BGR8,grab=all", stamp_period_ns=period_ns)
+    pipeline = Pipeline([src], load_model(analytic_model), sinks=[RecorderSink(tmp_path / "stamped.h5")],
+                        config=PipelineConfig(live=False, max_frames=5))
+    pipeline.run()
+    timing = pd.read_csv(tmp_path / "stamped_timing.csv")
+    assert timing["camera_frame"].tolist() == [0, 1, 2, 3, 4]
+    assert timing["camera_timestamp_ns"].tolist() == [STAMP_T0_NS + i * period_ns for i in range(5)]
 
 
 def test_basler_incomplete_frames_from_the_emulation_are_lost_frames(pylon_emulation):

@@ -42,6 +42,7 @@ def test_client_yields_numpy_poses_exactly(transport, ipc_dir):
                 assert m.latencies_ns["queue"] == batch.t_dequeued_ns[i] - batch.t_capture_ns[i]
                 assert m.trigger_states == {"zone": True} and m.header_id == sink.header_id
                 assert m.crop_box == tuple(batch.crop_box[i])
+                assert (m.camera_frame, m.camera_timestamp_ns) == (batch.device_frame_id[i], batch.device_timestamp_ns[i])
                 assert 5 * 10**12 < m.t_recv_ns <= recv_clock.now
             assert msgs[0].receive_latency_ms == (msgs[0].t_recv_ns - msgs[0].t_capture_ns) / 1e6
             j = msgs[1].to_json()
@@ -49,6 +50,8 @@ def test_client_yields_numpy_poses_exactly(transport, ipc_dir):
                                           round(float(msgs[1].pose[0, 2]), 4)]
             assert msgs[0].to_json()["pose"]["snout"][0] is None  # NaN -> null
             assert msgs[3].to_json()["crop_box"] == [96, 352, 40, 296]
+            assert (j["camera_frame"], j["camera_timestamp_ns"]) == (9, batch.device_timestamp_ns[1])
+            assert (msgs[3].camera_frame, msgs[3].to_json()["camera_timestamp_ns"]) == (-1, -1)
             assert (client.received, client.dropped, client.skipped) == (4, 0, 0)
     finally:
         sink.close()
@@ -180,3 +183,52 @@ def test_slow_reader_over_ipc_never_blocks_the_publisher_and_sees_gaps(ipc_dir):
             assert client.received + client.dropped + client.skipped == last_seq + 1
     finally:
         sink.close()
+
+
+@pytest.mark.parametrize("payload_format", ["msgpack", "json"])
+def test_multi_animal_stream_carries_slots_parts_and_track_ids(payload_format):
+    """A multi-animal stream: the header names the slots and parts, every pose message the track id in each
+    slot; the client gives the (A, K, 3) animals, listen --json the tracks by individual."""
+    from rtpose.multianimal.layout import AnimalLayout
+
+    layout = AnimalLayout(("mouse1", "mouse2", "mouse3"), ("snout", "tailbase"), ("lever",))
+    info = StreamInfo("synthetic", 640, 480, 30.0, layout.flat_names(), layout=layout)
+    sink = ZmqPublisherSink("tcp://127.0.0.1:*", clock=FakeClock(), payload_format=payload_format)
+    try:
+        with PoseClient(sink.endpoint, timeout_ms=10_000, events=True) as client:
+            wait_pose_subscription(sink)
+            sink.open([info])
+            batch = make_batch(np.random.default_rng(5), 2, k=layout.n_flat)
+            batch.n_animals = 3
+            batch.track_id = np.array([[0, 5, -1], [0, 5, 6]], np.int64)
+            batch.pose[0, layout.index(2, 0):layout.index(2, 1) + 1] = np.nan  # slot mouse3 empty on frame 0
+            batch.actions.append(Action("event", "near_lever", int(batch.t_capture_ns[1]), 1, animal=1))
+            sink.write(batch)
+            first, second, event = client.recv(), client.recv(), client.recv()
+    finally:
+        sink.close()
+    assert event.rule == "near_lever" and event.animal == 1 and event.to_json()["animal"] == 1
+    assert first.individuals == layout.individuals and first.animal_bodyparts == layout.bodyparts
+    assert first.bodyparts == layout.flat_names()
+    assert (first.track_ids, second.track_ids) == ((0, 5, -1), (0, 5, 6))
+    np.testing.assert_array_equal(second.animals(), layout.animals(batch.pose[1]).astype(np.float32))
+    np.testing.assert_array_equal(second.animals(predicted=True), layout.animals(batch.predicted[1]).astype(np.float32))
+    assert np.isnan(first.animals()[2]).all()
+    j = second.to_json()
+    assert j["tracks"] == {"mouse1": 0, "mouse2": 5, "mouse3": 6} and list(j["pose"])[-1] == "lever"
+    assert "mouse2.tailbase" in j["pose"]
+
+
+def test_single_animal_messages_have_no_animal_fields():
+    sink = ZmqPublisherSink("tcp://127.0.0.1:*", clock=FakeClock())
+    try:
+        with PoseClient(sink.endpoint, timeout_ms=10_000) as client:
+            wait_pose_subscription(sink)
+            sink.open([STREAM])
+            sink.write(make_batch(np.random.default_rng(6), 1))
+            m = client.recv()
+    finally:
+        sink.close()
+    assert m.individuals == () and m.track_ids == () and "tracks" not in m.to_json()
+    with pytest.raises(ProtocolError, match="not a multi-animal stream"):
+        m.animals()

@@ -316,6 +316,25 @@ def test_never_seen_and_reset_parts():
     assert np.isnan(out[:, :2]).all() and (out[:, 2] == 0.0).all() and not kf.tracking.any()
 
 
+def test_forgotten_parts_restart_from_their_next_measurement():
+    """forget(): an animal slot taken by another animal starts afresh (no velocity carried over); the
+    other parts keep their tracks."""
+    kf = KalmanPredictor(4)
+    for i in range(5):  # every part moves +10 px a frame in x
+        kf.update(i * FRAME_NS, _pose([[10.0 * i, 0.0]] * 4))
+    kf.forget(2, 4)
+    assert kf.tracking.tolist() == [True, True, False, False]
+    out = np.zeros((4, 3))
+    kf.predict(5 * FRAME_NS, out)
+    assert np.isnan(out[2:, :2]).all() and (out[2:, 2] == 0.0).all() and out[0, 0] == pytest.approx(50.0, abs=0.5)
+    kf.update(5 * FRAME_NS, _pose([[50.0, 0.0]] * 2 + [[300.0, 100.0]] * 2))  # the newcomer
+    kf.predict(6 * FRAME_NS, out)
+    assert out[2, 0] == 300.0 and out[2, 1] == 100.0  # re-initialised: position, velocity zero
+    assert out[0, 0] == pytest.approx(60.0, abs=0.5)
+    with pytest.raises(IndexError):
+        kf.forget(3, 5)
+
+
 def test_vectorised_equals_independent_single_part_filters():
     rng = np.random.default_rng(9)
     K, T = 5, 200

@@ -125,3 +125,39 @@ def test_writer_failure_is_reported_with_frames_written(tmp_path, monkeypatch):
     with pytest.raises(RecordingError, match="disk full.*every file holds the same first 2 frames"):
         rec.close()
     assert len(read_dlc_table(tmp_path / "r.h5")) >= 2  # what was flushed stays readable
+
+
+def test_multi_animal_recording_has_deeplabcuts_four_levels_and_track_ids(tmp_path):
+    """A multi-animal stream: DeepLabCut's (scorer, individuals, bodyparts, coords) columns with the unique
+    parts under 'single', NaN for empty slots, the track id of each slot in the timing table; read back whole."""
+    from rtpose.multianimal.layout import AnimalLayout
+    from rtpose.recording.reader import read_recording
+
+    layout = AnimalLayout(("mouse1", "mouse2"), ("snout", "tailbase"), ("lever",))
+    info = StreamInfo("cam", 64, 48, 30.0, layout.flat_names(), layout=layout)
+    b = PoseBatch(4, layout.n_flat, n_animals=2)
+    b.n = 3
+    rng = np.random.default_rng(3)
+    b.frame_index[:3] = [0, 1, 2]
+    b.pose[:3] = rng.uniform(0, 60, (3, layout.n_flat, 3))
+    b.pose[1, layout.index(1, 0):layout.index(1, 1) + 1] = np.nan  # frame 1: slot mouse2 empty
+    b.predicted[:3] = b.pose[:3] + 1
+    b.track_id[:3] = [[4, 7], [4, -1], [4, 9]]  # a new animal took slot mouse2 on frame 2
+    b.events.append(Event("trigger", 5, 2, name="near", detail="on", animal=1))
+    rec = RecorderSink(tmp_path / "ma.h5", chunk_frames=2)
+    rec.open([info])
+    rec.write(b)
+    rec.close()
+
+    df = read_dlc_table(tmp_path / "ma.h5")
+    assert df.columns.names == ["scorer", "individuals", "bodyparts", "coords"]
+    assert list(df.columns[:3]) == [("rtpose", "mouse1", "snout", c) for c in ("x", "y", "likelihood")]
+    assert list(df.columns[-3:]) == [("rtpose", "single", "lever", c) for c in ("x", "y", "likelihood")]
+    pd.testing.assert_frame_equal(read_dlc_table(tmp_path / "ma.csv"), df, check_exact=False, rtol=1e-12)
+    got = read_recording(tmp_path / "ma.h5")
+    assert got.layout == layout and got.bodyparts == layout.flat_names()
+    np.testing.assert_array_equal(got.pose, b.pose[:3])  # NaN where NaN, everything else exact
+    np.testing.assert_array_equal(got.predicted, b.predicted[:3])
+    assert got.timing[["track_mouse1", "track_mouse2"]].to_numpy().tolist() == [[4, 7], [4, -1], [4, 9]]
+    assert got.track_id.tolist() == [[4, 7], [4, -1], [4, 9]]
+    assert got.events[["name", "animal"]].values.tolist() == [["near", 1]]

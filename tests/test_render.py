@@ -39,6 +39,23 @@ def test_points_skeleton_trail_and_stamp_are_drawn():
     assert blank[:12].any() and not blank[40:].any()  # a frame without a pose still gets its stamp
 
 
+def test_multi_animal_poses_are_coloured_by_animal_and_the_legend_names_them():
+    from rtpose.multianimal.layout import AnimalLayout
+
+    layout = AnimalLayout(("mouse1", "mouse2"), ("snout", "tailbase"), ("lever",))
+    skeleton = layout.animal_edges(parse_skeleton("snout-tailbase", layout.bodyparts))
+    assert skeleton == ((0, 1), (2, 3))
+    overlay = PoseOverlay(layout.flat_names(), 320, 240, skeleton=skeleton, trail=0, legend=True, layout=layout)
+    pose = np.array([[40.0, 60, 0.9], [120, 60, 0.9], [40, 130, 0.9], [120, 130, 0.9], [280, 100, 0.9]])
+    image = np.zeros((240, 320, 3), np.uint8)
+    overlay.draw(image, pose, frame_index=0, t_s=None)
+    assert _close(image[60, 40], bodypart_bgr(0), 0) and _close(image[60, 120], bodypart_bgr(0), 0)  # mouse1
+    assert _close(image[130, 40], bodypart_bgr(1), 0) and _close(image[130, 120], bodypart_bgr(1), 0)  # mouse2
+    assert _close(image[100, 280], bodypart_bgr(2), 0)  # the unique part: a colour of its own
+    assert _close(image[60, 80], SKELETON_BGR, 30) and not image[95, 80].any()  # no edge between animals
+    assert [name for name, _ in overlay._legend_items] == ["mouse1", "mouse2", "lever"]
+
+
 def test_skeleton_specs():
     assert parse_skeleton(None, BODYPARTS) == ()
     assert parse_skeleton("snout-leftear, snout-rightear", BODYPARTS) == ((0, 1), (0, 2))

@@ -137,3 +137,48 @@ def test_the_recording_reads_back_bit_for_bit(live_recording):
     b = replay_rules(stage, rec.bodyparts, frame_index=rec.frame, stream=rec.stream, t_frame_ns=rec.t_frame_ns,
                      pose=rec.pose, predicted=rec.predicted)
     assert a.events == b.events and a.actions == b.actions  # the stage is reset: a second replay is the same
+
+
+def test_a_multi_animal_recording_replays_per_animal_with_its_track_ids(tmp_path, capsys):
+    """A multi-animal recording (DeepLabCut's four column levels, track ids in the timing table) replays
+    through rules that name animals: the events and actions say which slot, and a rule on a track id
+    follows the recorded ids."""
+    from rtpose.multianimal.layout import AnimalLayout
+    from rtpose.results import PoseBatch, StreamInfo
+
+    layout = AnimalLayout(("mouse1", "mouse2"), ("snout", "tailbase"))
+    n = 6
+    batch = PoseBatch(n, layout.n_flat, n_animals=2)
+    batch.n = n
+    batch.frame_index[:] = np.arange(n)
+    batch.t_frame_ns[:] = np.arange(n) * 33_333_333
+    animals = layout.animals(batch.pose[:n])
+    animals[:, :, :, 2] = 1.0
+    animals[:, 0, :, :2] = [300, 300]  # mouse1 stays far away
+    animals[:, 1, :, 0] = np.arange(n)[:, None] * 20.0 + 10  # mouse2 walks right: x = 10, 30, ..., 110
+    animals[:, 1, :, 1] = 50
+    batch.predicted[:n] = batch.pose[:n]
+    batch.track_id[:] = [[3, 8]] * 3 + [[3, 9]] * 3  # from frame 3 slot mouse2 holds another animal
+    rec = RecorderSink(tmp_path / "ma.h5")
+    rec.open([StreamInfo("synthetic", 640, 480, 30.0, layout.flat_names(), layout=layout)])
+    rec.write(batch)
+    rec.close()
+    rules = tmp_path / "rules.yaml"
+    rules.write_text("""
+version: 1
+defaults: {min_likelihood: 0.5, pose: measured}
+rules:
+  - name: left
+    enter: {zone: {bodypart: snout, rectangle: [[0, 0], [40, 100]]}}
+    actions: [{pulse: {channel: 0, ms: 10}}]
+  - name: track9_right
+    animal: 9
+    enter: {zone: {bodypart: snout, rectangle: [[60, 0], [200, 100]]}}
+    actions: [event]
+""")
+    assert main(["replay", str(tmp_path / "ma.h5"), "--rules", str(rules), "--out", str(tmp_path / "re")]) == 0
+    events = pd.read_csv(tmp_path / "re_events.csv")
+    actions = pd.read_csv(tmp_path / "re_actions.csv")
+    on = events[events["detail"] == "on"]
+    assert on[["name", "frame", "animal"]].values.tolist() == [["left", 0, 1], ["track9_right", 3, 1]]
+    assert actions[["rule", "kind", "animal"]].values.tolist() == [["left", "pulse", 1], ["track9_right", "event", 1]]

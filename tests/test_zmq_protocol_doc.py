@@ -43,7 +43,7 @@ def example_messages(payload_format: str = "msgpack") -> dict[str, list[bytes]]:
         sub = ctx.socket(zmq.SUB)
         sub.subscribe(b"")
         sub.connect("inproc://protocol-doc")
-        sink.open([StreamInfo("camera:0", 640, 480, 30.0, BP)])
+        sink.open([StreamInfo("basler:0", 640, 480, 30.0, BP)])
         b = PoseBatch(1, len(BP))
         b.n = 1
         b.frame_index[0] = 1234
@@ -58,6 +58,8 @@ def example_messages(payload_format: str = "msgpack") -> dict[str, list[bytes]]:
         b.predicted[0] = b.pose[0]
         b.predicted[0, :, 0] += 2.0
         b.crop_box[0] = [0, 640, 0, 480]  # the whole frame: no --crop or --dynamic-crop
+        b.device_frame_id[0] = 1240  # the camera's own counter: it had numbered 6 frames before rtpose's first
+        b.device_timestamp_ns[0] = 41_333_333_000  # the camera's clock (since it was powered), not CLOCK_MONOTONIC
         b.trigger_states["snout_in_zone"] = True
         b.actions.append(Action("event", "snout_in_zone", T0, 1234))
         sink.write(b)
@@ -352,3 +354,24 @@ if __name__ == "__main__":
         text = pattern.sub(lambda m: m.group(1) + block + m.group(3), text)
     DOC.write_text(text)
     print(f"updated {DOC}")
+
+
+def test_doc_lists_exactly_the_multi_animal_keys_sent():
+    """The multi-animal subsection's tables name exactly what a multi-animal stream adds."""
+    from rtpose.multianimal.layout import AnimalLayout
+
+    layout = AnimalLayout(("mouse1", "mouse2"), ("snout", "tailbase"), ("lever",))
+    sink = ZmqPublisherSink("inproc://unused-ma", context=zmq.Context.instance())
+    try:
+        sink.open([StreamInfo("synthetic", 640, 480, 30.0, layout.flat_names(), layout=layout)])
+        single = zmq_pub._stream_entry(StreamInfo("x", 1, 1, 1.0, BP))
+        multi = sink.header(0)["streams"][0]
+        assert "track" in sink._msg
+    finally:
+        sink.close()
+    section = _section("## 4. Pose message")
+    header_keys = [k.split(".")[-1] for k in _table_keys(section, "<!-- multi-animal header -->")]
+    assert header_keys == [k for k in multi if k not in single]
+    assert _table_keys(section, "<!-- multi-animal pose -->") == ["track"]
+    assert _table_keys(section, "<!-- multi-animal event -->") == ["animal"]
+    assert multi["individuals"] == ["mouse1", "mouse2"] and multi["bodyparts"][-1] == "lever"

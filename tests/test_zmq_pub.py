@@ -46,6 +46,9 @@ def make_batch(rng, n, k=len(BP), capacity=None, first_frame=0, rules=None) -> P
     b.pose[0, 0, 0] = np.nan
     b.crop_box[:n] = [0, 640, 0, 480]
     b.crop_box[n - 1] = [96, 352, 40, 296]  # a dynamic crop
+    b.device_frame_id[:n] = 7 + 2 * np.arange(n)  # a camera counter that skipped every other frame
+    b.device_timestamp_ns[:n] = rng.integers(10**9, 10**12, n)
+    b.device_frame_id[n - 1] = b.device_timestamp_ns[n - 1] = -1  # a frame without camera numbers
     for name, on in (rules or {}).items():
         b.trigger_states[name] = on
     return b
@@ -150,7 +153,7 @@ def test_messages_decode_to_exactly_what_was_sent(transport, ipc_dir, zmq_ctx):
         poses = [m for t, m in messages if t == b"pose"]
         for i, m in enumerate(poses):
             assert set(m) == {"v", "hdr", "seq", "stream", "frame", "t_capture_ns", "t_send_ns", "t_target_ns",
-                              "lat_ns", "pose", "pred", "trig", "crop"}
+                              "lat_ns", "pose", "pred", "trig", "crop", "cam"}
             assert (m["v"], m["hdr"], m["seq"], m["stream"], m["frame"]) == (1, 43, i, 0, i)
             assert m["t_capture_ns"] == batch.t_capture_ns[i] and m["t_target_ns"] == batch.t_target_ns[i]
             assert t_before < m["t_send_ns"] <= clock.now
@@ -161,6 +164,8 @@ def test_messages_decode_to_exactly_what_was_sent(transport, ipc_dir, zmq_ctx):
             assert m["pred"] == batch.predicted[i].astype("<f4").tobytes()
             assert m["trig"] == [True, False]
             assert m["crop"] == batch.crop_box[i].tolist()
+            assert m["cam"] == [batch.device_frame_id[i], batch.device_timestamp_ns[i]]
+        assert poses[-1]["cam"] == [-1, -1]
         assert np.isnan(np.frombuffer(poses[0]["pose"], "<f4")[0])
 
         topic, event = recv(sub)
@@ -181,7 +186,7 @@ def test_pose_message_is_compact(zmq_ctx):
     try:
         sink.write(make_batch(np.random.default_rng(1), 1, rules={"snout_in_zone": False}))
         frames = sub.recv_multipart()
-        assert frames[0] == b"pose" and len(frames[1]) < 260  # K=4: 96 bytes of pose arrays + ~150
+        assert frames[0] == b"pose" and len(frames[1]) < 285  # K=4: 96 bytes of pose arrays + ~170 (cam: up to 23)
     finally:
         sub.close()
         sink.close()

@@ -6,8 +6,8 @@
 * ``video:PATH`` or a bare path to an existing file: a video file
   (a bare path to an image file — ``.png``, ``.jpg``, ... — gives a one-image source);
 * ``camera:N`` with optional ``,width=W,height=H,fps=F``: OpenCV camera ``N``;
-* ``synthetic`` or ``synthetic:WIDTHxHEIGHT@FPS`` with optional ``,seed=N,frames=N,noise=S``:
-  the synthetic mouse (endless unless ``frames`` is given);
+* ``synthetic`` or ``synthetic:WIDTHxHEIGHT@FPS`` with optional ``,seed=N,frames=N,noise=S,animals=N,crossings=0|1``:
+  the synthetic mouse (endless unless ``frames`` is given), or N of them (paths that cross unless ``crossings=0``);
 * ``basler:N``, ``basler:serial=S`` or ``basler:emulator`` with the camera options below: a Basler
   camera through pypylon (the ``basler`` extra; :mod:`.basler`);
 * ``genicam:PATH.cti`` with optional ``,serial=S`` or ``,index=N`` and the camera options: any
@@ -33,6 +33,7 @@ from rtpose.errors import ConfigError
 from .base import FrameSource, SourceInfo
 from .camera import CameraSource
 from .images import ImageFilesSource
+from .parallel_video import ParallelVideoSource
 from .synthetic import SyntheticSource
 from .video import VideoFileSource
 
@@ -40,6 +41,7 @@ __all__ = [
     "FrameSource",
     "SourceInfo",
     "VideoFileSource",
+    "ParallelVideoSource",
     "CameraSource",
     "ImageFilesSource",
     "SyntheticSource",
@@ -53,7 +55,7 @@ SPEC_FORMS = (
     "PATH (an existing video or image file)",
     "camera:N[,width=W,height=H,fps=F]",
     "synthetic",
-    "synthetic:WIDTHxHEIGHT[@FPS][,seed=N,frames=N,noise=S]",
+    "synthetic:WIDTHxHEIGHT[@FPS][,seed=N,frames=N,noise=S,animals=N,crossings=0|1]",
     "basler:N|serial=S|emulator[,CAMERA OPTIONS]",
     "genicam:PRODUCER.cti[,serial=S|index=N][,CAMERA OPTIONS]",
 )
@@ -114,13 +116,21 @@ def _synthetic(spec: str, rest: str, paced: bool | None) -> SyntheticSource:
         kwargs["width"], kwargs["height"] = int(m.group(1)), int(m.group(2))
         if m.group(3) is not None:
             kwargs["fps"] = float(m.group(3))
-    opts = _options(spec, parts, {"seed": int, "frames": int, "noise": float})
+    opts = _options(spec, parts, {"seed": int, "frames": int, "noise": float, "animals": int, "crossings": int})
     if "seed" in opts:
         kwargs["seed"] = opts["seed"]
     if "frames" in opts:
         kwargs["n_frames"] = opts["frames"]
     if "noise" in opts:
         kwargs["noise_std"] = opts["noise"]
+    if "animals" in opts:
+        if opts["animals"] < 1:
+            raise _bad(spec, "animals must be at least 1")
+        kwargs["animals"] = opts["animals"]
+    if "crossings" in opts:
+        if opts["crossings"] not in (0, 1):
+            raise _bad(spec, "crossings must be 0 or 1")
+        kwargs["crossings"] = bool(opts["crossings"])
     if paced is not None:
         kwargs["paced"] = paced
     if kwargs.get("width", 640) < 32 or kwargs.get("height", 480) < 32:

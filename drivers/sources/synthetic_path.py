@@ -114,3 +114,61 @@ class MousePath:
         head = np.stack([quantize(x + g.head_offset * ux), quantize(y + g.head_offset * uy)], axis=-1)
         tail = np.stack([quantize(x - g.tail_offset * ux), quantize(y - g.tail_offset * uy)], axis=-1)
         return np.stack([head, body, tail], axis=-2)
+
+
+#: With ``crossings``, animal ``i``'s orbit is animal 0's scaled by ``1 - CROSSING_RADIUS_STEP * i``.
+CROSSING_RADIUS_STEP = 0.04
+
+
+def animal_paths(width: int, height: int, seed: int = 0, animals: int = 1, crossings: bool = True) -> list[MousePath]:
+    """One :class:`MousePath` per animal: animal 0's is exactly the single mouse's (``MousePath(seed)``).
+
+    Animal ``i >= 1`` draws its own path from the seed sequence ``[seed, i]``. With ``crossings`` the
+    animals are made to meet, deterministically: every animal shares animal 0's orbit shape (the
+    same slow radius wobble), scaled by ``1 - CROSSING_RADIUS_STEP * i`` (6–11 px closer to the centre
+    per index at 640x480, so neighbours' bodies overlap side by side when they meet), and the
+    direction of travel alternates with the index. Two neighbours then go round in opposite
+    directions: their angle difference changes monotonically by at least ``(ω0_i + ω0_j) / 2 >= 0.5``
+    rad/s, so they pass each other at least once every 2π / 0.5 ≈ 12.6 s (typically every 4–5 s).
+    Without ``crossings`` each path is independent (they may or may not meet).
+    """
+    if animals < 1:
+        raise ValueError(f"animals must be >= 1, got {animals}")
+    first = MousePath(width, height, seed)
+    paths = [first]
+    for i in range(1, animals):
+        p = MousePath(width, height, [int(seed), i])
+        if crossings:
+            scale = 1.0 - CROSSING_RADIUS_STEP * i
+            p.ax0 = first.ax0 * scale
+            p.ay0 = first.ay0 * scale
+            p.omega2 = first.omega2
+            p.phi = p.phi.copy()
+            p.phi[2:] = first.phi[2:]
+            p.direction = first.direction * (-1.0 if i % 2 else 1.0)
+        paths.append(p)
+    return paths
+
+
+def covered(points: np.ndarray, keypoints: np.ndarray, geometry: MouseGeometry, margin_px: float = 0.0) -> np.ndarray:
+    """Which ``points`` ``(..., M, 2)`` lie on an animal drawn at ``keypoints`` (head, body, tail ``(..., 3, 2)``).
+
+    The drawn animal is its outer body ellipse (axes ``semi_major`` along the heading, ``semi_minor``
+    across) plus its head and tail disks; ``margin_px`` grows (or, negative, shrinks) every shape.
+    Returns a ``(..., M)`` bool array (leading dimensions broadcast).
+    """
+    g = geometry
+    p = np.asarray(points, dtype=np.float64)
+    k = np.asarray(keypoints, dtype=np.float64)
+    head, body, tail = k[..., 0:1, :], k[..., 1:2, :], k[..., 2:3, :]
+    u = head - body
+    u = u / np.maximum(np.hypot(u[..., 0:1], u[..., 1:2]), 1e-12)
+    d = p - body
+    along = d[..., 0] * u[..., 0] + d[..., 1] * u[..., 1]
+    across = -d[..., 0] * u[..., 1] + d[..., 1] * u[..., 0]
+    a, b = g.semi_major + margin_px, g.semi_minor + margin_px
+    in_body = (along / a) ** 2 + (across / b) ** 2 <= 1.0 if a > 0 and b > 0 else np.zeros(along.shape, bool)
+    dh, dt = p - head, p - tail
+    in_head = np.hypot(dh[..., 0], dh[..., 1]) <= g.head_radius + margin_px
+    in_tail = np.hypot(dt[..., 0], dt[..., 1]) <= g.tail_radius + margin_px
+    return in_body | in_head | in_tail

@@ -24,6 +24,16 @@ def main(args: argparse.Namespace) -> int:
     print(f"  stride: {meta.stride:g}   locref_stdev: {meta.locref_stdev:g}   location_refinement: {meta.location_refinement}"
           f"   likelihood clipped to [0, 1]: {meta.clip_scores}")
     print(f"  input colour: {meta.input_color}, range {meta.input_range}, preprocessing in graph: {meta.preprocessing_in_graph}")
+    if meta.layout is not None:
+        lay, asm = meta.layout, meta.assembly
+        print(f"  multi-animal: {lay.n_animals} individuals ({', '.join(lay.individuals)}), "
+              f"unique bodyparts: {', '.join(lay.unique_bodyparts) or 'none'}; PAF output {meta.paf_output}")
+        print(f"  graph ({len(asm.graph)} limbs): "
+              + ", ".join(f"{meta.bodyparts[i]}-{meta.bodyparts[j]}" for i, j in asm.graph))
+        print(f"  assembly: score maps{' sigmoid +' if asm.apply_sigmoid else ''} smoothed in graph "
+              f"({asm.smoothed_in_graph}), sigma {asm.sigma:g}, nms_radius {asm.nms_radius}, peak_threshold "
+              f"{asm.peak_threshold:g}, min_affinity {asm.min_affinity:g}, pcutoff {asm.pcutoff:g}, "
+              f"min_n_links {asm.min_n_links}, max_overlap {asm.max_overlap:g}")
     print(f"  decode in graph: {'yes, output ' + meta.pose_output if meta.pose_output else 'no (rtpose decodes the maps)'}")
     print("  inputs:")
     for i in model.session.get_inputs():

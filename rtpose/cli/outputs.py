@@ -79,7 +79,7 @@ def build_outputs(args: argparse.Namespace, metadata: ModelMetadata, *, scorer: 
         if args.rules:
             from ..rules import load_rules
 
-            stages.append(load_rules(args.rules, metadata.bodyparts))
+            stages.append(load_rules(args.rules, metadata.pose_names, layout=metadata.layout))
         if args.publish_format != "msgpack" and not args.publish:
             raise ConfigError(f"--publish-format {args.publish_format} formats the --publish stream; add --publish ADDR")
         lsl = lsl_sink(args)

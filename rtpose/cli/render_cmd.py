@@ -65,7 +65,10 @@ def main(args: argparse.Namespace) -> int:
     if args.trail < 0:
         raise ConfigError(f"--trail {args.trail}: give a number of frames >= 0")
     rec = read_recording(args.poses)
-    skeleton = parse_skeleton(skeleton_spec(args, rec.settings), rec.bodyparts)
+    if rec.layout is None:
+        skeleton = parse_skeleton(skeleton_spec(args, rec.settings), rec.bodyparts)
+    else:  # a multi-animal recording: the skeleton names an animal's parts and is drawn on every animal
+        skeleton = rec.layout.animal_edges(parse_skeleton(skeleton_spec(args, rec.settings), rec.layout.bodyparts))
     out = Path(args.out) if args.out else rec.paths.h5.with_name(rec.paths.h5.stem + "_labelled.mp4")
     refuse_existing([out], args.overwrite)
 
@@ -76,7 +79,7 @@ def main(args: argparse.Namespace) -> int:
 
     stats = render_video(args.video, out, rec.frame, rec.pose,
                          lambda w, h: PoseOverlay(rec.bodyparts, w, h, skeleton=skeleton, pcutoff=args.pcutoff,
-                                                  trail=args.trail), on_progress=progress)
+                                                  trail=args.trail, layout=rec.layout), on_progress=progress)
     if sys.stderr.isatty():
         sys.stderr.write("\n")
     print(f"wrote {out}: {stats.frames} frames ({stats.with_pose} with a pose) in {stats.seconds:.1f} s = "

@@ -33,7 +33,7 @@ def register(sub) -> None:
 
 def main(args: argparse.Namespace) -> int:
     from ..recording.reader import read_recording
-    from ..recording.recorder import EVENT_COLUMNS, refuse_existing
+    from ..recording.recorder import ANIMAL_EVENT_COLUMN, EVENT_COLUMNS, event_row, refuse_existing
     from ..rules import load_rules
     from ..rules.offline import replay_rules
 
@@ -42,7 +42,7 @@ def main(args: argparse.Namespace) -> int:
         raise RecordingError(f"{rec.paths.timing_csv.name} is missing beside {Path(args.recording).name}: replay needs "
                              "the recorded frame times (speeds, min_duration_ms and refractory_ms depend on them); "
                              "give a recording of rtpose run --record or rtpose analyze")
-    stage = load_rules(args.rules, rec.bodyparts)
+    stage = load_rules(args.rules, rec.bodyparts, layout=rec.layout)
     prefix = Path(args.out) if args.out else rec.paths.h5.with_name(rec.paths.h5.stem + "_replay")
     events_csv = prefix.with_name(prefix.name + "_events.csv")
     actions_csv = prefix.with_name(prefix.name + "_actions.csv")
@@ -52,16 +52,18 @@ def main(args: argparse.Namespace) -> int:
     if rec.predicted is None:
         print(f"note: {rec.paths.predicted_csv.name} is missing: rules with pose: predicted see the measured pose")
     result = replay_rules(stage, rec.bodyparts, frame_index=rec.frame, stream=rec.stream, t_frame_ns=rec.t_frame_ns,
-                          pose=rec.pose, predicted=rec.predicted)
+                          pose=rec.pose, predicted=rec.predicted, layout=rec.layout, track_id=rec.track_id)
+    animals = rec.layout is not None  # multi-animal: which slot each event and action is about
+    extra = (ANIMAL_EVENT_COLUMN,) if animals else ()
     with open(events_csv, "w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(EVENT_COLUMNS)
-        w.writerows((e.t_ns, e.frame_index, e.stream, e.kind, e.name, e.detail) for e in result.events)
+        w.writerow(EVENT_COLUMNS + extra)
+        w.writerows(event_row(e, animals) for e in result.events)
     with open(actions_csv, "w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(ACTION_COLUMNS)
+        w.writerow(ACTION_COLUMNS + extra)
         w.writerows((a.t_ns, a.frame_index, a.stream, a.kind, a.rule, a.channel, a.duration_ms)
-                    for a in result.actions)
+                    + ((a.animal,) if animals else ()) for a in result.actions)
     fired = [e for e in result.events if e.detail == "on"]
     print(f"replayed {result.frames} frames of {rec.paths.h5.name} through {args.rules}: "
           f"{len(fired)} firings, {len(result.actions)} actions")

@@ -63,7 +63,9 @@ def main(args: argparse.Namespace) -> int:
         from ..sinks.preview import PreviewSink
         from ..viz.overlay import parse_skeleton
 
-        sinks.append(PreviewSink(skeleton=parse_skeleton(model.metadata.skeleton, model.metadata.bodyparts)))
+        meta = model.metadata
+        skeleton = parse_skeleton(meta.skeleton, meta.bodyparts)
+        sinks.append(PreviewSink(skeleton=meta.layout.animal_edges(skeleton) if meta.layout else skeleton))
     config = PipelineConfig(live=not args.lossless, batch_size=max(args.batch, len(sources)), max_frames=args.frames,
                             max_wait_ms=args.max_wait_ms, output_delay_ms=args.output_delay_ms,
                             record_video=args.record_video, overwrite=args.overwrite, framing=framing)

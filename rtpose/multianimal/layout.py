@@ -80,6 +80,12 @@ class AnimalLayout:
             raise IndexError(f"animal {animal}, body part {bodypart} outside {self.n_animals}x{self.n_bodyparts}")
         return animal * self.n_bodyparts + bodypart
 
+    def animal_edges(self, edges) -> tuple[tuple[int, int], ...]:
+        """Edges between body parts (indices into ``bodyparts``, e.g. a skeleton) -> the same edges within
+        every animal, as flat rows."""
+        k = self.n_bodyparts
+        return tuple((a * k + i, a * k + j) for a in range(self.n_animals) for i, j in edges)
+
     def animals(self, flat: np.ndarray) -> np.ndarray:
         """``(..., A*K + U, C)`` -> a ``(..., A, K, C)`` view of the animals' rows (no copy)."""
         a, k = self.n_animals, self.n_bodyparts

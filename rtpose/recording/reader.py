@@ -21,8 +21,9 @@ import numpy as np
 import pandas as pd
 
 from ..errors import RecordingError
-from .dlc_table import H5_KEY
-from .recorder import RecordingPaths
+from ..multianimal.layout import AnimalLayout
+from .dlc_table import H5_KEY, dlc_columns, read_csv_table, table_layout
+from .recorder import TRACK_COLUMN_PREFIX, RecordingPaths
 
 
 @dataclass
@@ -30,7 +31,8 @@ class Recording:
     """One stream's recorded poses, row ``i`` = one processed frame.
 
     ``frame`` (N,) frame indices; ``stream`` (N,) stream numbers (0 without a timing sidecar);
-    ``pose`` (N, K, 3) measured x, y, likelihood; ``predicted`` the same for the Kalman prediction
+    ``pose`` (N, K, 3) measured x, y, likelihood (multi-animal: K = A*P + U flat rows, ``bodyparts`` their
+    flat names ``mouse1.snout``, ``layout`` the animals; see :mod:`rtpose.multianimal.layout`); ``predicted`` the same for the Kalman prediction
     (None without ``_predicted.csv``); ``t_frame_ns`` (N,) the frames' times as the Kalman filter and
     the rules saw them (None without ``_timing.csv``); ``timing`` / ``events`` the sidecar tables
     (None when absent); ``settings`` the run's settings (None when absent).
@@ -47,9 +49,21 @@ class Recording:
     timing: pd.DataFrame | None
     events: pd.DataFrame | None
     settings: dict | None
+    layout: AnimalLayout | None = None
 
     def __len__(self) -> int:
         return len(self.frame)
+
+    @property
+    def track_id(self) -> np.ndarray | None:
+        """Multi-animal recordings: (N, A) track id per slot (the timing table's ``track_<individual>``
+        columns; -1: empty slot); None for one animal or without a timing table."""
+        if self.layout is None or self.timing is None:
+            return None
+        cols = [TRACK_COLUMN_PREFIX + ind for ind in self.layout.individuals]
+        if not set(cols) <= set(self.timing.columns):
+            return None
+        return self.timing[cols].to_numpy(np.int64)
 
     def times_s(self, fps: float | None = None) -> np.ndarray:
         """Seconds since the first row: from ``t_frame_ns`` when recorded, else ``frame / fps``
@@ -64,7 +78,7 @@ def read_pose_table(path: str | Path) -> pd.DataFrame:
     path = Path(path)
     try:
         if path.suffix == ".csv":
-            return pd.read_csv(path, header=[0, 1, 2], index_col=0, float_precision="round_trip")
+            return read_csv_table(path, exact=True)
         return pd.read_hdf(path, key=H5_KEY)
     except FileNotFoundError:
         raise RecordingError(f"{path} does not exist; give the .h5 (or .csv) a recording or analysis wrote") from None
@@ -74,15 +88,20 @@ def read_pose_table(path: str | Path) -> pd.DataFrame:
 
 
 def table_arrays(table: pd.DataFrame, source: str) -> tuple[str, tuple[str, ...], np.ndarray]:
-    """(scorer, bodyparts, (N, K, 3) float64 x/y/likelihood) of a DeepLabCut pose table."""
+    """(scorer, bodyparts, (N, K, 3) float64 x/y/likelihood) of a DeepLabCut pose table; a multi-animal
+    table's bodyparts are its flat names (``mouse1.snout``, ...; :func:`table_layout` gives the animals)."""
     cols = table.columns
-    if not isinstance(cols, pd.MultiIndex) or cols.nlevels != 3:
-        raise RecordingError(f"{source}: expected DeepLabCut's three column levels (scorer, bodyparts, coords), "
-                             f"got {cols.nlevels}; multi-animal tables are not supported here")
+    if not isinstance(cols, pd.MultiIndex) or cols.nlevels not in (3, 4):
+        raise RecordingError(f"{source}: expected DeepLabCut's column levels (scorer, [individuals,] bodyparts, "
+                             f"coords), got {cols.nlevels}; give a pose file rtpose or DeepLabCut wrote")
     scorer = str(cols.get_level_values(0)[0])
-    bodyparts = tuple(dict.fromkeys(str(b) for b in cols.get_level_values(1)))
-    want = pd.MultiIndex.from_product([[scorer], bodyparts, ["x", "y", "likelihood"]])
-    if list(cols) != list(want):
+    try:
+        layout = table_layout(cols)
+    except ValueError as exc:
+        raise RecordingError(f"{source}: {exc}; give a pose file rtpose or DeepLabCut's analyze_videos wrote") from None
+    bodyparts = (layout.flat_names() if layout is not None
+                 else tuple(dict.fromkeys(str(b) for b in cols.get_level_values(1))))
+    if layout is None and list(cols) != list(dlc_columns(scorer, bodyparts)):
         raise RecordingError(f"{source}: columns are not x, y, likelihood per bodypart in DeepLabCut's order; "
                              "give a pose file rtpose or DeepLabCut's analyze_videos wrote")
     values = table.to_numpy(dtype=np.float64).reshape(len(table), len(bodyparts), 3)
@@ -124,4 +143,5 @@ def read_recording(path: str | Path) -> Recording:
     events = pd.read_csv(paths.events_csv, keep_default_na=False) if paths.events_csv.exists() else None
     settings = json.loads(paths.settings_json.read_text()) if paths.settings_json.exists() else None
     return Recording(paths=paths, scorer=scorer, bodyparts=bodyparts, frame=frame, stream=stream, pose=pose,
-                     predicted=predicted, t_frame_ns=t_frame_ns, timing=timing, events=events, settings=settings)
+                     predicted=predicted, t_frame_ns=t_frame_ns, timing=timing, events=events, settings=settings,
+                     layout=table_layout(table.columns))

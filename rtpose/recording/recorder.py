@@ -16,6 +16,10 @@ inference thread (no I/O there) and hands full chunks (or chunks older than
   pixels; the whole frame without ``--crop``/``--dynamic-crop``) and the
   camera's own frame counter and hardware timestamp (``camera_frame``,
   ``camera_timestamp_ns``; -1 for sources without them, see docs/hardware.md);
+  With a multi-animal model the tables have DeepLabCut's four multi-animal
+  column levels (scorer, individuals, bodyparts, coords) and the timing table
+  ends with one ``track_<individual>`` column per animal slot: the tracker's id
+  of the animal in that slot on that frame (-1: empty).
 - ``<stem>_events.csv`` — drops, triggers and device events.
 - ``<stem>_settings.json`` — how the run was set up (model, threads, spinning,
   resize/crop/dynamic crop, the ``--target-latency-ms`` choice), when given.
@@ -62,7 +66,34 @@ from .dlc_table import H5_KEY, pose_frame
 TIMING_COLUMNS = ("frame", "stream", "t_capture_ns", "t_dequeued_ns", "t_infer_start_ns", "t_infer_end_ns",
                   "t_decoded_ns", "t_predicted_ns", "t_frame_ns", "t_target_ns",
                   "crop_x1", "crop_x2", "crop_y1", "crop_y2", "camera_frame", "camera_timestamp_ns")
+#: Timing columns after TIMING_COLUMNS for a multi-animal stream: the track id in each animal slot.
+TRACK_COLUMN_PREFIX = "track_"
+
+
+def _n_animals(info: StreamInfo) -> int:
+    return info.layout.n_animals if info.layout is not None else 0
+
+
+def timing_columns(info: StreamInfo) -> tuple[str, ...]:
+    """The ``_timing.csv`` header of a stream: TIMING_COLUMNS, then ``track_<individual>`` per animal slot."""
+    extra = tuple(TRACK_COLUMN_PREFIX + ind for ind in info.layout.individuals) if info.layout is not None else ()
+    return TIMING_COLUMNS + extra
+
+
 EVENT_COLUMNS = ("t_ns", "frame", "stream", "kind", "name", "detail")
+#: The events column a multi-animal stream adds: the animal slot an event is about (-1: none).
+ANIMAL_EVENT_COLUMN = "animal"
+
+
+def event_columns(info: StreamInfo) -> tuple[str, ...]:
+    """The ``_events.csv`` header of a stream: EVENT_COLUMNS, plus ``animal`` for a multi-animal stream."""
+    return EVENT_COLUMNS + ((ANIMAL_EVENT_COLUMN,) if info.layout is not None else ())
+
+
+def event_row(e, with_animal: bool) -> tuple:
+    """One ``_events.csv`` row of an :class:`~rtpose.results.Event` (see :func:`event_columns`)."""
+    row = (e.t_ns, e.frame_index, e.stream, e.kind, e.name, e.detail)
+    return row + (e.animal,) if with_animal else row
 
 
 @dataclass(frozen=True)
@@ -148,12 +179,12 @@ def _writer_error(out: Path, error: BaseException, frames_written: int) -> Recor
 class _Chunk:
     """Preallocated rows of one stream waiting to be written."""
 
-    def __init__(self, rows: int, k: int):
+    def __init__(self, rows: int, k: int, n_animals: int = 0):
         self.n = 0
         self.frame = np.zeros(rows, np.int64)
         self.pose = np.zeros((rows, k, 3), np.float64)
         self.predicted = np.zeros((rows, k, 3), np.float64)
-        self.timing = np.zeros((rows, len(TIMING_COLUMNS)), np.int64)
+        self.timing = np.zeros((rows, len(TIMING_COLUMNS) + n_animals), np.int64)
         self.events: list = []
 
 
@@ -225,7 +256,7 @@ class RecorderSink(Sink):
                 raise RecordingError(f"cannot create recording {paths.h5} ({exc.strerror or exc}); "
                                      "check that the folder can be created and is writable, or record elsewhere") from exc
             self._files.append(_StreamFiles(paths, info, self.scorer, self.index_labels if i == 0 else None))
-            self._current.append(self._new_chunk(len(info.bodyparts)))
+            self._current.append(self._new_chunk(info))
             self._chunk_started_ns.append(self.clock())
         self._thread = threading.Thread(target=self._writer, name="rtpose-recorder", daemon=True)
         self._thread.start()
@@ -237,7 +268,7 @@ class RecorderSink(Sink):
         files = _StreamFiles(paths, streams[0], self.scorer, self.index_labels)
         files.frames_written = self.append_rows
         self._files.append(files)
-        self._current.append(self._new_chunk(len(streams[0].bodyparts)))
+        self._current.append(self._new_chunk(streams[0]))
         self._chunk_started_ns.append(self.clock())
         self._thread = threading.Thread(target=self._writer, name="rtpose-recorder", daemon=True)
         self._thread.start()
@@ -267,6 +298,8 @@ class RecorderSink(Sink):
             t[10:14] = batch.crop_box[i]
             t[14] = batch.device_frame_id[i]
             t[15] = batch.device_timestamp_ns[i]
+            if batch.n_animals:
+                t[16:] = batch.track_id[i]
             chunk.n = r + 1
             if chunk.n == self.chunk_frames:
                 self._hand_over(s, now)
@@ -307,7 +340,7 @@ class RecorderSink(Sink):
         return [f.paths for f in self._files]
 
     # -------------------------------------------------------------- internals
-    def _new_chunk(self, k: int) -> _Chunk:
+    def _new_chunk(self, info: StreamInfo) -> _Chunk:
         try:
             chunk = self._free.get_nowait()
             chunk.n = 0
@@ -315,21 +348,21 @@ class RecorderSink(Sink):
             return chunk
         except queue.Empty:
             self.chunks_allocated += 1  # only at start or when the disk falls behind
-            return _Chunk(self.chunk_frames, k)
+            return _Chunk(self.chunk_frames, len(info.bodyparts), _n_animals(info))
 
     def _hand_over(self, stream: int, now: int) -> None:
         self._todo.put((stream, self._current[stream]))
-        self._current[stream] = self._new_chunk(len(self._files[stream].info.bodyparts))
+        self._current[stream] = self._new_chunk(self._files[stream].info)
         self._chunk_started_ns[stream] = now
 
     def _write_headers(self, paths: RecordingPaths, info: StreamInfo) -> None:
-        empty = pose_frame(np.zeros((0, len(info.bodyparts), 3)), self.scorer, info.bodyparts)
+        empty = pose_frame(np.zeros((0, len(info.bodyparts), 3)), self.scorer, info.bodyparts, layout=info.layout)
         empty.to_csv(paths.csv)
         empty.to_csv(paths.predicted_csv)
         with open(paths.timing_csv, "w", newline="") as f:
-            csv.writer(f).writerow(TIMING_COLUMNS)
+            csv.writer(f).writerow(timing_columns(info))
         with open(paths.events_csv, "w", newline="") as f:
-            csv.writer(f).writerow(EVENT_COLUMNS)
+            csv.writer(f).writerow(event_columns(info))
         if self.settings is not None:
             paths.settings_json.write_text(json.dumps(self.settings, indent=2, sort_keys=True) + "\n")
 
@@ -361,14 +394,15 @@ class RecorderSink(Sink):
                 index = [files.index_labels[i] if i < len(files.index_labels) else i for i in chunk.frame[:n]]
             else:
                 index = chunk.frame[:n].copy()
-            measured = pose_frame(chunk.pose[:n], files.scorer, files.info.bodyparts, index)
-            predicted = pose_frame(chunk.predicted[:n], files.scorer, files.info.bodyparts, index)
+            layout = files.info.layout
+            measured = pose_frame(chunk.pose[:n], files.scorer, files.info.bodyparts, index, layout)
+            predicted = pose_frame(chunk.predicted[:n], files.scorer, files.info.bodyparts, index, layout)
             texts.append((paths.csv, measured.to_csv(header=False).encode()))
             texts.append((paths.predicted_csv, predicted.to_csv(header=False).encode()))
             texts.append((paths.timing_csv, _csv_bytes(chunk.timing[:n].tolist())))
         if chunk.events:
-            texts.append((paths.events_csv, _csv_bytes([(e.t_ns, e.frame_index, e.stream, e.kind, e.name, e.detail)
-                                                        for e in chunk.events])))
+            with_animal = files.info.layout is not None
+            texts.append((paths.events_csv, _csv_bytes([event_row(e, with_animal) for e in chunk.events])))
         need = sum(len(t) for _, t in texts) + (2 * measured.memory_usage(deep=True).sum() if n else 0)
         self._check_space(files, paths.h5.parent, int(need) + SPACE_MARGIN_BYTES, n)
         rollback = _Rollback()

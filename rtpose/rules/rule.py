@@ -50,6 +50,11 @@ class Rule:
     whose firing moment falls inside the refractory period never fires. It
     *ends* when it disengages after firing. Its trigger state is True from
     firing to ending.
+
+    ``animal`` (multi-animal models): which animal the rule is about — ``"any"``
+    (each animal separately, with its own timers; the default when a condition
+    reads the rule's animal), ``"all"`` (every animal present at once), an
+    individual's name, or an integer track id. None: the default.
     """
 
     name: str
@@ -60,11 +65,14 @@ class Rule:
     min_duration_ms: float = 0.0
     refractory_ms: float = 0.0
     actions: tuple[ActionSpec, ...] = field(default_factory=tuple)
+    animal: str | int | None = None
 
     def __post_init__(self) -> None:
         where = f"rule {self.name!r}"
         if not isinstance(self.name, str) or not NAME_RE.match(self.name):
             raise ConfigError(f"rule name {self.name!r}: use letters, digits, '_', '.' or '-'")
+        if self.animal is not None and (isinstance(self.animal, bool) or not isinstance(self.animal, (str, int))):
+            raise ConfigError(f"{where}: animal {self.animal!r} must be a name, 'any', 'all' or a track id")
         if self.pose not in POSE_KINDS:
             raise ConfigError(f"{where}: pose is {self.pose!r}; use one of {', '.join(POSE_KINDS)}")
         if not 0.0 <= self.min_likelihood <= 1.0:

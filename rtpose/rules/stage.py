@@ -6,6 +6,11 @@ engine sees the row's measured and predicted pose at the frame's
 filter uses); the stage appends the decided actions to ``batch.actions``,
 one ``Event(kind="trigger", name=rule, detail="on"|"off")`` per rule that
 fired or ended to ``batch.events``, and updates ``batch.trigger_states``.
+
+Multi-animal models: the stage is built with the model's ``AnimalLayout``; the
+batch's poses are the flat ``(A*K + U, 3)`` arrays, and when the batch carries
+``track_id`` ((B, A) int64, -1 for an empty slot) the rules get each row's track
+ids. Actions and trigger events carry the animal (``animal``, a slot, -1: none).
 """
 
 from __future__ import annotations
@@ -28,8 +33,9 @@ class RulesStage:
         self.source = source
 
     @classmethod
-    def from_rules(cls, rules: Sequence[Rule], bodyparts: Sequence[str], *, source: str = "rules") -> "RulesStage":
-        return cls(RuleEngine(rules, bodyparts), source=source)
+    def from_rules(cls, rules: Sequence[Rule], bodyparts: Sequence[str], *, source: str = "rules",
+                   layout=None) -> "RulesStage":
+        return cls(RuleEngine(rules, bodyparts, layout=layout), source=source)
 
     def command_templates(self) -> list[Action]:
         """One Action per hardware command any rule can send (frame -1, time 0), to check them
@@ -55,18 +61,22 @@ class RulesStage:
 
     def process(self, batch: PoseBatch) -> None:
         engine = self.engine
+        track_id = getattr(batch, "track_id", None) if engine.layout is not None else None
         for i in range(batch.n):
             t_ns = int(batch.t_frame_ns[i])
             frame = int(batch.frame_index[i])
             stream = int(batch.stream[i])
-            actions = engine.evaluate(t_ns, frame, batch.pose[i], batch.predicted[i], stream=stream)
+            actions = engine.evaluate(t_ns, frame, batch.pose[i], batch.predicted[i], stream=stream,
+                                      track_ids=None if track_id is None else track_id[i])
             if actions:
                 batch.actions.extend(actions)
-            for rule, on in engine.last_changes:
-                batch.events.append(Event("trigger", t_ns, frame, rule, "on" if on else "off", stream))
+            for (rule, on), animal in zip(engine.last_changes, engine.last_change_animals):
+                batch.events.append(Event("trigger", t_ns, frame, rule, "on" if on else "off", stream, animal))
         batch.trigger_states.update(engine.states)
 
 
-def load_rules(path: str | Path, bodyparts: Sequence[str]) -> RulesStage:
-    """Read a YAML rules file (see docs/rules.md) into a ready-to-run stage."""
-    return RulesStage.from_rules(load_rule_file(path, bodyparts), bodyparts, source=str(path))
+def load_rules(path: str | Path, bodyparts: Sequence[str], layout=None) -> RulesStage:
+    """Read a YAML rules file (see docs/rules.md) into a ready-to-run stage.
+
+    Multi-animal models: pass the model's ``AnimalLayout`` and its flat names as ``bodyparts``."""
+    return RulesStage.from_rules(load_rule_file(path, bodyparts, layout), bodyparts, source=str(path), layout=layout)

@@ -156,7 +156,7 @@ class PreviewSink(Sink):
         from ..viz.overlay import PoseOverlay
 
         self._streams = [_Stream(info, PoseOverlay(info.bodyparts, info.width, info.height, skeleton=self.skeleton,
-                                                   pcutoff=self.pcutoff, trail=self.trail))
+                                                   pcutoff=self.pcutoff, trail=self.trail, layout=info.layout))
                          for info in streams]
         self._thread = threading.Thread(target=self._run, args=([s.stream_id for s in streams],),
                                         name="rtpose-preview", daemon=True)

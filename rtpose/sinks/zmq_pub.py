@@ -122,6 +122,18 @@ def _ipc_file(endpoint: str) -> tuple[str, tuple[int, int]] | None:
     return path, (st.st_dev, st.st_ino)
 
 
+def _stream_entry(s: StreamInfo) -> dict:
+    """A header ``streams`` entry; a multi-animal stream adds its animal slots and parts (``bodyparts`` are
+    then the flat names, see docs/protocol.md section 4)."""
+    entry = {"id": s.stream_id, "width": s.width, "height": s.height, "fps": float(s.fps),
+             "n_frames": s.n_frames, "bodyparts": list(s.bodyparts)}
+    if s.layout is not None:
+        entry["individuals"] = list(s.layout.individuals)
+        entry["animal_bodyparts"] = list(s.layout.bodyparts)
+        entry["unique_bodyparts"] = list(s.layout.unique_bodyparts)
+    return entry
+
+
 class ZmqPublisherSink(Sink):
     """Publish every processed frame on ``address`` (bound at construction).
 
@@ -199,10 +211,12 @@ class ZmqPublisherSink(Sink):
         self._pred_rows: list[memoryview] = []
         self._lat = [0] * len(LATENCY_NAMES)
         self._crop = [0, 0, 0, 0]
+        self._cam = [-1, -1]
+        self._track: list[int] = []
         self._msg = {
             "v": SCHEMA_VERSION, "hdr": 0, "seq": 0, "stream": 0, "frame": 0,
             "t_capture_ns": 0, "t_send_ns": 0, "t_target_ns": 0,
-            "lat_ns": self._lat, "pose": b"", "pred": b"", "trig": [], "crop": self._crop,
+            "lat_ns": self._lat, "pose": b"", "pred": b"", "trig": [], "crop": self._crop, "cam": self._cam,
         }
 
     @staticmethod
@@ -223,6 +237,12 @@ class ZmqPublisherSink(Sink):
         if streams != self._streams:
             self._streams = streams
             self._bump_header()
+        layout = streams[0].layout if streams else None
+        if layout is not None:  # multi-animal: the track id in each animal slot (docs/protocol.md section 4)
+            self._track = [-1] * layout.n_animals
+            self._msg["track"] = self._track
+        else:
+            self._msg.pop("track", None)
         self._send_header(self._clock())
 
     def write(self, batch: PoseBatch) -> None:
@@ -242,7 +262,7 @@ class ZmqPublisherSink(Sink):
             np.copyto(self._pose32[:n], batch.pose[:n], casting="same_kind")
             np.copyto(self._pred32[:n], batch.predicted[:n], casting="same_kind")
             states = batch.trigger_states
-            msg, lat, crop = self._msg, self._lat, self._crop
+            msg, lat, crop, cam = self._msg, self._lat, self._crop, self._cam
             msg["hdr"] = self.header_id
             msg["trig"] = [bool(states[r]) for r in rules]
             stamps = [getattr(batch, s) for s in _STAMP_NAMES]
@@ -256,6 +276,9 @@ class ZmqPublisherSink(Sink):
                 t_cap = int(batch.t_capture_ns[i])
                 box = batch.crop_box[i]
                 crop[0], crop[1], crop[2], crop[3] = int(box[0]), int(box[1]), int(box[2]), int(box[3])
+                cam[0], cam[1] = int(batch.device_frame_id[i]), int(batch.device_timestamp_ns[i])
+                if batch.n_animals:
+                    self._track[:] = batch.track_id[i].tolist()
                 msg["seq"] = self._seq
                 msg["stream"] = int(batch.stream[i])
                 msg["frame"] = int(batch.frame_index[i])
@@ -275,6 +298,8 @@ class ZmqPublisherSink(Sink):
                     "rule": a.rule, "stream": a.stream, "frame": a.frame_index, "t_ns": a.t_ns,
                     "t_send_ns": self._clock(),
                 }
+                if "track" in self._msg:  # multi-animal: the slot the rule fired for (-1: not one animal)
+                    event["animal"] = a.animal
                 self._event_seq += 1
                 if self._send(TOPIC_EVENT, self._encode(event)):
                     self.events_sent += 1
@@ -350,11 +375,7 @@ class ZmqPublisherSink(Sink):
             "v": SCHEMA_VERSION,
             "hdr": self.header_id,
             "t_send_ns": now_ns,
-            "streams": [
-                {"id": s.stream_id, "width": s.width, "height": s.height, "fps": float(s.fps),
-                 "n_frames": s.n_frames, "bodyparts": list(s.bodyparts)}
-                for s in self._streams
-            ],
+            "streams": [_stream_entry(s) for s in self._streams],
             "rules": list(self._rules),
             "latencies": list(LATENCY_NAMES),
             "pose_fields": list(POSE_FIELDS),
@@ -376,6 +397,9 @@ class ZmqPublisherSink(Sink):
         out["pose"] = _json_floats(self._pose32[i])
         out["pred"] = _json_floats(self._pred32[i])
         out["crop"] = list(msg["crop"])
+        out["cam"] = list(msg["cam"])
+        if "track" in msg:
+            out["track"] = list(msg["track"])
         return _JSON_ENCODER.encode(out)
 
     def _ensure_buffers(self, batch: PoseBatch) -> None:

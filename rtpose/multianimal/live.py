@@ -1,0 +1,102 @@
+"""The pipeline's multi-animal step: a batch's maps -> animals in identity slots, per stream.
+
+For each batch the pipeline runs a multi-animal model, then :meth:`AnimalStep.decode` assembles the
+animals of every frame with DeepLabCut's semantics (:class:`~.decoder.MultiAnimalDecoder`) straight
+into the batch's flat poses (assembly order); the pipeline maps them to full-frame pixels and stamps
+each frame's time; then :meth:`AnimalStep.track` hands each frame's animals to its stream's
+:class:`~.tracking.IdentityTracker`, which writes them back in slot order with the track id of each
+slot (``PoseBatch.track_id``), and tells the stream's Kalman predictor to forget a slot that another
+animal took (its velocity must not carry over).
+
+The time spent assembling and tracking is added up per frame (``summary()``), so benchmarks and the
+run summary report it apart from the network. The clock is the pipeline's, passed in.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import numpy as np
+
+from ..results import PoseBatch
+from .decoder import MultiAnimalDecoder
+from .decoder import warmup as warmup_decoder
+from .layout import AnimalLayout
+from .params import AssemblyParams
+from .tracking import IdentityTracker
+from .tracking import warmup as warmup_tracker
+
+
+class AnimalStep:
+    """Decoding and identity tracking for ``n_streams`` streams of a multi-animal model.
+
+    Args:
+        params, layout: the model's (``ModelMetadata.assembly`` / ``.layout``).
+        n_streams: one tracker per stream.
+        capacity: the largest batch.
+        clock: the pipeline's clock (ns), for the cost summary only.
+        tracker_options: keyword arguments of :class:`IdentityTracker` (gate, how long a lost animal keeps
+            its slot, ...).
+    """
+
+    def __init__(self, params: AssemblyParams, layout: AnimalLayout, n_streams: int, capacity: int,
+                 clock: Callable[[], int], tracker_options: dict | None = None):
+        warmup_decoder(params, layout)  # compile (or load cached) kernels before the first frame
+        warmup_tracker()
+        self.layout = layout
+        self.decoder = MultiAnimalDecoder(params, layout, capacity)
+        self.trackers = [IdentityTracker(layout.n_animals, layout.n_bodyparts, **(tracker_options or {}))
+                         for _ in range(n_streams)]
+        self._clock = clock
+        a, k = layout.n_animals, layout.n_bodyparts
+        self._detections = np.empty((a, k, 3))  # one frame's assembled animals, copied out of the batch
+        self._previous_ids = np.full((n_streams, a), -1, np.int64)
+        self._n_animals = np.zeros(capacity, np.int64)
+        self.frames = 0
+        self.animals_seen = 0
+        self.assembly_ns = 0
+        self.tracking_ns = 0
+
+    def decode(self, maps: Sequence[np.ndarray], batch: PoseBatch, n: int) -> None:
+        """Assemble the animals of rows ``[:n]`` into ``batch.pose`` (DeepLabCut's order, NaN beyond them)."""
+        t0 = self._clock()
+        scores, locref, paf = maps
+        n_animals, _ = self.decoder.decode(scores, locref, paf, batch.pose, n)
+        self._n_animals[:n] = n_animals
+        self.assembly_ns += self._clock() - t0
+
+    def track(self, batch: PoseBatch, n: int, forget: Callable[[int, int, int], None]) -> None:
+        """Put each row's animals into its stream's identity slots, at the row's ``t_frame_ns``.
+
+        ``forget(stream, first_row, stop_row)`` is called for the flat pose rows of each slot whose animal
+        changed (a new track id, or the slot emptied), before the Kalman filter sees the frame."""
+        t0 = self._clock()
+        lay = self.layout
+        a, k = lay.n_animals, lay.n_bodyparts
+        det = self._detections
+        for i in range(n):
+            s = int(batch.stream[i])
+            found = int(self._n_animals[i])
+            animals = batch.pose[i, : a * k].reshape(a, k, 3)
+            np.copyto(det, animals)
+            self.trackers[s].update(int(batch.t_frame_ns[i]), det[:found], animals, batch.track_id[i])
+            ids, previous = batch.track_id[i], self._previous_ids[s]
+            for slot in range(a):
+                if ids[slot] != previous[slot]:
+                    forget(s, slot * k, (slot + 1) * k)
+                    previous[slot] = ids[slot]
+            self.animals_seen += found
+        self.frames += n
+        self.tracking_ns += self._clock() - t0
+
+    def summary(self) -> dict[str, float]:
+        """Mean animals assembled per frame and the mean cost of assembly and of tracking (ms per frame)."""
+        f = max(self.frames, 1)
+        return {
+            "frames": self.frames,
+            "animals_per_frame": round(self.animals_seen / f, 3),
+            "assembly_ms_per_frame": round(self.assembly_ns / f / 1e6, 4),
+            "tracking_ms_per_frame": round(self.tracking_ns / f / 1e6, 4),
+            "tracks_started": sum(t.tracks_started for t in self.trackers),
+            "detections_dropped": sum(t.dropped for t in self.trackers),
+        }

@@ -1,0 +1,147 @@
+"""DeepLabCut 3 multi-animal (PAF) test model, built by DeepLabCut 3's own code from a real DeepLabCut 3 config.
+
+What the repository keeps (``tests/data/dlc3_ma/``, made by ``build_fixtures.py`` there from the project
+``examples/dlc3_multianimal/make_model.py`` creates with DeepLabCut 3.0.2):
+
+* ``resnet_50.config.json``: the ``config`` of the real ``deeplabcut.export_model`` export
+  (``wipe_paths=True``): a 2-animal project (individuals ``mouse1``, ``mouse2``; multi-animal body parts
+  ``head``, ``body``, ``tail``), ``resnet_50`` with DeepLabCut's ``DLCRNetHead`` and ``PartAffinityFieldPredictor``;
+* ``resnet_50.heads.npz``: the weights of the three final layers of that head (``heatmap_head``,
+  ``locref_head``, ``paf_head``; ~20 KB), trained on synthetic two-mouse frames over DeepLabCut's frozen,
+  seeded random backbone and head stages (see ``make_model.py``), so the maps have real peaks and limbs;
+* ``resnet_50.reference.npz``: DeepLabCut's own PyTorch inference on :func:`reference_frames`: the
+  smoothed score maps, locref and PAF maps of its ``PartAffinityFieldPredictor`` and its final poses
+  ``(N, A, K, 5)``; plus the sha256 of the weights.
+
+:func:`build_export` rebuilds the model: ``torch.manual_seed(SEED)``, DeepLabCut's
+``PoseModel.build(config["model"], pretrained_backbone=False)`` (its own random initialisation), the stored
+head weights loaded over it, saved in DeepLabCut's export format (``{"config": ..., "pose": state_dict}``).
+Frames: :func:`synthetic_frame` composites single-mouse :class:`SyntheticSource` frames (one seed per
+animal) with ``np.minimum`` (dark bodies on a light background). This module imports torch and DeepLabCut
+only inside its functions, and runs in DeepLabCut's side environment too (no rtpose import at module level).
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+DATA = HERE / "data" / "dlc3_ma"
+VIDEO = HERE.parent / "rtpose" / "data" / "m3v1mp4.mp4"
+NET = "resnet_50"
+SEED = 0
+INDIVIDUALS = ("mouse1", "mouse2")
+BODYPARTS = ("head", "body", "tail")
+#: One SyntheticSource seed per animal (paths chosen so the two mice rarely overlap).
+ANIMAL_SEEDS = (0, 3)
+#: Frames with DeepLabCut references: synthetic two-mouse frames (640x480) ...
+REFERENCE_SYNTHETIC = (7, 211, 433, 1009)
+#: ... and frames of the bundled openfield video (640x480, one real mouse).
+REFERENCE_VIDEO = (0, 200)
+#: Weights of these head layers are stored (the rest is DeepLabCut's seeded initialisation).
+TRAINED_PREFIXES = ("heads.bodypart.heatmap_head.", "heads.bodypart.locref_head.", "heads.bodypart.paf_head.")
+
+
+def config() -> dict:
+    return json.loads((DATA / f"{NET}.config.json").read_text())
+
+
+def folder_name(cfg: dict) -> str:
+    return f"DLC_twomice_{cfg['net_type']}_iteration-0_shuffle-1"
+
+
+def synthetic_frame(index: int, width: int = 640, height: int = 480, seeds=ANIMAL_SEEDS):
+    """(BGR uint8 frame (H, W, 3), truth (A, 3, 2) float64 head/body/tail per animal) of two-mouse frame ``index``."""
+    import sys
+
+    sys.path.insert(0, str(HERE.parent))  # the repository root, for drivers/ (side environment)
+    from drivers.sources.synthetic import SyntheticSource
+
+    frame = np.full((height, width, 3), 255, np.uint8)
+    one = np.empty_like(frame)
+    truths = []
+    for seed in seeds:
+        src = SyntheticSource(width, height, seed=seed)
+        src.render(index, one)
+        np.minimum(frame, one, out=frame)
+        truths.append(src.truth(index))
+    return frame, np.stack(truths)
+
+
+def reference_frames() -> np.ndarray:
+    """BGR uint8 (N, 480, 640, 3): :data:`REFERENCE_SYNTHETIC` two-mouse frames, then :data:`REFERENCE_VIDEO`."""
+    synth = [synthetic_frame(i)[0] for i in REFERENCE_SYNTHETIC]
+    return np.ascontiguousarray(np.stack(synth + list(video_frames(REFERENCE_VIDEO))))
+
+
+def video_frames(indices, video: Path = VIDEO) -> np.ndarray:
+    import cv2
+
+    cap = cv2.VideoCapture(str(video))
+    wanted, frames, i = set(indices), {}, 0
+    while len(frames) < len(wanted):
+        ok, frame = cap.read()
+        if not ok:
+            raise RuntimeError(f"{video} ended before frame {max(wanted)}")
+        if i in wanted:
+            frames[i] = frame
+        i += 1
+    cap.release()
+    return np.stack([frames[i] for i in indices])
+
+
+def _torch_and_pose_model():
+    try:
+        from rtpose.exporters import deps
+    except ImportError:  # DeepLabCut's side environment, without rtpose
+        import torch
+        from deeplabcut.pose_estimation_pytorch.models import PoseModel
+    else:
+        torch = deps.torch()
+        PoseModel = deps.dlc3_pose_model()
+    return torch, PoseModel
+
+
+def seeded_model(cfg: dict):
+    """DeepLabCut's network for ``cfg`` with its own random initialisation under ``torch.manual_seed(SEED)``."""
+    torch, PoseModel = _torch_and_pose_model()
+    torch.manual_seed(SEED)
+    return PoseModel.build(copy.deepcopy(cfg["model"]), pretrained_backbone=False)
+
+
+def build_state(cfg: dict | None = None, heads: Path | None = None) -> dict:
+    """The fixture's state dict: seeded initialisation + the stored trained head layers."""
+    torch, _ = _torch_and_pose_model()
+    cfg = cfg or config()
+    state = seeded_model(cfg).state_dict()
+    heads = heads or DATA / f"{NET}.heads.npz"
+    with np.load(heads) as z:
+        for name in z.files:
+            if name not in state or tuple(state[name].shape) != z[name].shape:
+                raise RuntimeError(f"{heads}: {name} does not fit DeepLabCut's network; rebuild the fixture")
+            state[name] = torch.from_numpy(z[name].copy())
+    return state
+
+
+def build_export(out_dir: Path, cfg: dict | None = None) -> tuple[Path, str]:
+    """(export folder, weights sha256) in DeepLabCut's ``exported-models-pytorch`` layout."""
+    torch, _ = _torch_and_pose_model()
+    cfg = copy.deepcopy(cfg or config())
+    state = build_state(cfg)
+    folder = Path(out_dir) / "exported-models-pytorch" / folder_name(cfg)
+    folder.mkdir(parents=True, exist_ok=True)
+    torch.save({"config": cfg, "pose": state}, folder / f"{folder_name(cfg)}_snapshot-seed{SEED}.pt")
+    return folder, weights_sha256(state)
+
+
+def weights_sha256(state: dict) -> str:
+    digest = hashlib.sha256()
+    for name in sorted(state):
+        digest.update(name.encode())
+        digest.update(state[name].detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
