@@ -43,6 +43,38 @@ def _score(src, rec, frames):
     return clear_mot(gt, hyp, rec.track_id, MATCH_PX, gt_present=visible.any(-1)), truth, hyp
 
 
+def test_two_mice_keep_their_identities_and_poses(models, tmp_path):
+    frames = 240
+    src, summary, rec = _run(models[2], 2, frames, tmp_path / "two.h5")
+    assert rec.layout.individuals == ("mouse1", "mouse2") and rec.bodyparts[0] == "mouse1.head"
+    mot, truth, hyp = _score(src, rec, frames)
+    overlap = np.flatnonzero((~src.visible_many(range(frames))).any(axis=(1, 2)))
+    assert overlap[0] < 60 and (overlap >= 150).any()  # the mice meet twice (frames ~32-48 and ~150-166)
+    # Through the first meeting each mouse keeps its slot and track id; at the second the analytic model
+    # misses one mouse beside the other for a few frames and they swap and swap back (a regression check
+    # of this deterministic run: 2 identity switches, docs/multianimal-tracking.md)
+    assert all(f >= 150 for f in mot.switch_frames) and mot.id_switches <= 2, mot.switch_frames
+    assert (rec.track_id[:150] == rec.track_id[0]).all() and (rec.track_id[0] >= 0).all()
+    assert mot.matches >= 0.9 * mot.objects, mot  # every mouse found on nearly every frame (occlusions aside)
+    assert mot.motp_px < 0.5, mot
+    assert summary.animals["frames"] == frames and 1.8 <= summary.animals["animals_per_frame"] <= 2.0
+
+
+def test_three_crossing_mice_are_tracked_through_their_meetings(models, tmp_path):
+    """Paths made to cross (the bodies overlap side by side, one drawn over the other): the tracker
+    carries identities through; the swaps it makes are counted (CLEAR-MOT) and rare."""
+    frames = 450  # 15 s: every pair meets at least once
+    src, summary, rec = _run(models[3], 3, frames, tmp_path / "three.h5", batch=4)
+    mot, _, _ = _score(src, rec, frames)
+    overlaps = (~src.visible_many(range(frames))).any(axis=(1, 2)).sum()
+    assert overlaps > 100  # the sequence really has occlusions: a third of its frames
+    # where the analytic model misses animals beside each other identities are lost and found again:
+    # 16 switches in this deterministic run (a regression bound, not a goal; the tracker alone on
+    # simulated detections: docs/multianimal-tracking.md)
+    assert mot.id_switches <= 16, (mot.switch_frames, mot)
+    assert mot.matches >= 0.85 * mot.objects and mot.motp_px < 1.0, mot
+
+
 def test_batches_give_exactly_the_poses_of_single_frames(models, tmp_path):
     _, _, one = _run(models[2], 2, 40, tmp_path / "b1.h5", batch=1)
     _, _, four = _run(models[2], 2, 40, tmp_path / "b4.h5", batch=4)
