@@ -11,7 +11,9 @@ What it measures (each step guarded by a time budget; what the budget cuts is li
 3. offline throughput (``rtpose analyze``'s lossless pipeline, no recording) on real openfield frames
    held in memory, CUDA vs TensorRT, FP32 vs FP16, batch 1-64, for both models;
 4. the ``analyze``-equivalent figure: the openfield video decoded by OpenCV again and again (read 9 times:
-   20970 frames, what a concatenated file gives) through the same pipeline, and the decode alone.
+   20970 frames, what a concatenated file gives) through the same pipeline with ``rtpose analyze``'s
+   automatic number of decoding threads (``--readers auto``: up to 4 on a GPU machine), and the decode
+   alone with 1 reader and with that number.
 
 Goals it reports against: >= 3000 FPS offline with the bundled model; live p99 <= 4 ms (bundled) and
 <= 6 ms (ResNet-50-sized).
@@ -314,6 +316,7 @@ def variants(name: str, model, meta, folder: Path, check_batches) -> dict[str, P
 # --------------------------------------------------------------------------- sources and sinks
 def make_sources():
     from rtpose.drivers.sources.base import FrameSource, SourceInfo
+    from rtpose.drivers.sources.parallel_video import ParallelVideoSource
     from rtpose.drivers.sources.video import VideoFileSource
 
     class MemoryFrames(FrameSource):
@@ -346,16 +349,22 @@ def make_sources():
             return True
 
     class LoopedVideo(FrameSource):
-        """The openfield video decoded again and again until ``n_frames`` (a concatenated file, unwritten)."""
+        """The openfield video decoded again and again until ``n_frames`` (a concatenated file, unwritten),
+        by ``readers`` decoding threads (``rtpose analyze --readers``; 1: the plain video source)."""
 
-        def __init__(self, path, n_frames: int):
+        def __init__(self, path, n_frames: int, readers: int = 1):
             super().__init__(f"video-looped:{path}")
-            self.path, self.n_frames = path, n_frames
+            self.path, self.n_frames, self.readers = path, n_frames, readers
             self.inner = None
             self.i = 0
 
+        def _video(self):
+            if self.readers > 1:
+                return ParallelVideoSource(self.path, self.readers)
+            return VideoFileSource(self.path, paced=False)
+
         def _do_open(self):
-            self.inner = VideoFileSource(self.path, paced=False)
+            self.inner = self._video()
             info = self.inner.open()
             self.i = 0
             return SourceInfo(width=info.width, height=info.height, fps=info.fps, n_frames=self.n_frames, live=False)
@@ -365,7 +374,7 @@ def make_sources():
                 return False
             if not self.inner.read_into(out):
                 self.inner.close()
-                self.inner = VideoFileSource(self.path, paced=False)
+                self.inner = self._video()
                 self.inner.open()
                 if not self.inner.read_into(out):
                     return False
@@ -683,6 +692,9 @@ def main(argv=None) -> dict:
     live_fps = 50.0 if smoke else 200.0
     sweep_frames = 16 if smoke else 4096
     video_frames = 64 if smoke else VIDEO_REPEATS * 2330
+    from rtpose.drivers.sources.parallel_video import default_readers
+
+    auto_readers = default_readers(os.cpu_count() or 1, 1)  # rtpose analyze --readers auto with a GPU provider
     gpu = "cpu" if smoke else "cuda"
     gpu_name = "CPU" if smoke else "CUDA"
     trt = "tensorrt" in providers
@@ -729,18 +741,20 @@ def main(argv=None) -> dict:
                                                   f"{io_binding}-bound I/O", batch=b)
         return ("offline", f"offline bundled batch {b}, CUDA graph off, {io_binding}-bound", 10, run)
 
-    def decode_only():
-        src = LoopedVideo(demo_video_path(), video_frames)
-        info = src.open()
-        buf = np.empty((info.height, info.width, 3), np.uint8)
-        t0 = time.perf_counter()
-        n = 0
-        while src.read_into(buf):
-            n += 1
-        src.close()
-        dt = time.perf_counter() - t0
-        return {"model": "none", "label": "OpenCV decode alone (one thread)", "frames": n, "fps": n / dt,
-                "source": "video-decode-only"}
+    def decode_only(readers):
+        def run():
+            src = LoopedVideo(demo_video_path(), video_frames, readers)
+            info = src.open()
+            buf = np.empty((info.height, info.width, 3), np.uint8)
+            t0 = time.perf_counter()
+            n = 0
+            while src.read_into(buf):
+                n += 1
+            src.close()
+            dt = time.perf_counter() - t0
+            return {"model": "none", "label": f"OpenCV decode alone ({readers} reader{'s' if readers > 1 else ''})",
+                    "frames": n, "fps": n / dt, "source": "video-decode-only", "readers": readers}
+        return run
 
     def analyze_step(tag):
         def run():
@@ -752,8 +766,9 @@ def main(argv=None) -> dict:
             if done:
                 return None
             model = load(model_sets["bundled"][pick["key"]], pick["provider"], trt_fp16=pick["trt_fp16"], log=log)
-            r = offline(model, LoopedVideo(demo_video_path(), 32 if smoke else video_frames), pick["batch"])
-            return dict(r, model="bundled", label=pick["label"], batch=pick["batch"], source="video")
+            r = offline(model, LoopedVideo(demo_video_path(), 32 if smoke else video_frames, auto_readers), pick["batch"])
+            return dict(r, model="bundled", label=pick["label"], batch=pick["batch"], source="video",
+                        readers=auto_readers)
         return ("analyze", f"analyze-equivalent ({tag}): {video_frames} video frames, best configuration so far",
                 5 if smoke else 60, run)
 
@@ -781,7 +796,10 @@ def main(argv=None) -> dict:
              if "bundled" in names]  # 3. offline, FP16
     plan += [maps_step(b) for b in ((4, 1) if smoke else (64, 1)) if "bundled" in names]
     plan += [binding_step(b, io) for b in (1, max(batches)) for io in ("host", "device") if "bundled" in names]
-    plan += [("analyze", "video decode alone", 5 if smoke else 40, decode_only), analyze_step("CUDA")]  # 4.
+    plan += [("analyze", "video decode alone, 1 reader", 5 if smoke else 40, decode_only(1)),
+             ("analyze", f"video decode alone, {auto_readers} readers (analyze's automatic choice)", 5 if smoke else 40,
+              decode_only(auto_readers)),
+             analyze_step("CUDA")]  # 4.
     if trt:  # 5. the TensorRT figures that matter most
         plan += [live_step("bundled", "tensorrt", "TensorRT FP16", *t16, 1),
                  offline_step("bundled", "tensorrt", "TensorRT FP16", *t16, 64)]

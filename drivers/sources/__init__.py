@@ -33,6 +33,7 @@ from rtpose.errors import ConfigError
 from .base import FrameSource, SourceInfo
 from .camera import CameraSource
 from .images import ImageFilesSource
+from .parallel_video import ParallelVideoSource
 from .synthetic import SyntheticSource
 from .video import VideoFileSource
 
@@ -40,6 +41,7 @@ __all__ = [
     "FrameSource",
     "SourceInfo",
     "VideoFileSource",
+    "ParallelVideoSource",
     "CameraSource",
     "ImageFilesSource",
     "SyntheticSource",

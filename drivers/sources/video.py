@@ -125,6 +125,43 @@ class VideoFileSource(FrameSource):
         self._next_index += skipped
         return skipped
 
+    @property
+    def next_index(self) -> int:
+        """Frame number (from 0, in presentation order) of the frame the next ``read_into`` returns."""
+        return self._next_index
+
+    @property
+    def frame_pts(self) -> int:
+        """Presentation timestamp (container time base) of the frame last read or grabbed."""
+        if self._reader is None:
+            raise SourceError(self.name, "source is not open; call open() first")
+        return int(self._reader.cap.get(cv2.CAP_PROP_PTS))
+
+    def seek(self, frame: int, pts: int) -> bool:
+        """Jump to frame ``frame`` whose presentation timestamp is ``pts`` (from a
+        :class:`~.parallel_video.VideoIndex`), so that the next ``read_into`` returns it. OpenCV's
+        frame seek (back to a keyframe, then decoding forward) is checked, not trusted: True only
+        when the decoder landed on the frame with exactly that timestamp (frames it lands before are
+        passed over); False otherwise, and the position is then unknown (reopen the source).
+        Unpaced sources only."""
+        if self._reader is None:
+            raise SourceError(self.name, "source is not open; call open() first")
+        if self._pacer is not None:
+            raise SourceError(self.name, "a paced (live) video cannot jump; open it with paced=False")
+        cap = self._reader.cap
+        self._first_grabbed = False
+        if not cap.set(cv2.CAP_PROP_POS_FRAMES, frame):
+            return False
+        while cap.grab():
+            got = int(cap.get(cv2.CAP_PROP_PTS))
+            if got == pts:
+                self._first_grabbed = True
+                self._next_index = frame
+                return True
+            if got > pts:
+                return False
+        return False
+
     def _do_close(self) -> None:
         if self._reader is not None:
             self._reader.release()

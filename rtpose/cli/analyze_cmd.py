@@ -27,9 +27,11 @@ from __future__ import annotations
 
 import argparse
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from ..errors import RtposeError
+from ..model import default_threads
 from ..offline.engine import AnalyzeOptions, Analyzer, FrameRange, expected_frames, probe_frame_count
 from ..offline.inputs import check_out_dir, plan_jobs
 from ..offline.progress import Progress, print_line
@@ -47,6 +49,10 @@ def _probability(text: str) -> float:
     return value
 
 
+def _readers(text: str) -> int | None:
+    return None if text == "auto" else positive_int(text)
+
+
 def register(sub) -> None:
     p = sub.add_parser("analyze", help="analyse videos, folders of videos or images offline (lossless, batched)",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -57,6 +63,10 @@ def register(sub) -> None:
     p.add_argument("--batch", type=positive_int, default=None,
                    help="frames per inference batch (default: the provider's measured best, 1 on CPU and 8 on "
                         "GPUs; docs/offline.md)")
+    p.add_argument("--readers", type=_readers, default=None, metavar="N|auto",
+                   help="threads decoding each video, each its own part of it (frames identical and in order; "
+                        "default auto: 1 when the model's threads fill the cores, else the free cores up to 4; "
+                        "1 per worker with --cluster; docs/offline.md)")
     p.add_argument("--max-wait-ms", type=non_negative_ms, default=50.0,
                    help="how long to wait for a batch to fill before running a partial one (default 50)")
     p.add_argument("--frame-range", default=None, metavar="START:STOP",
@@ -78,7 +88,7 @@ def register(sub) -> None:
 def options_from_args(args: argparse.Namespace) -> AnalyzeOptions:
     return AnalyzeOptions(framing=framing_from_args(args), batch=args.batch, max_wait_ms=args.max_wait_ms,
                           frames=FrameRange.parse(args.frame_range) if args.frame_range else FrameRange(),
-                          pcutoff=args.pcutoff, overwrite=args.overwrite)
+                          pcutoff=args.pcutoff, overwrite=args.overwrite, readers=args.readers)
 
 
 def main(args: argparse.Namespace) -> int:
@@ -95,6 +105,9 @@ def main(args: argparse.Namespace) -> int:
     progress = Progress(totals)
     if options.batch is None:
         print(f"== batch {analyzer.batch} (the default for {analyzer.model.provider}; --batch to change)", flush=True)
+    if options.readers is None:
+        print(f"== {analyzer.readers} reader{'s' if analyzer.readers > 1 else ''} per video (automatic for "
+              f"{default_threads()} cores; --readers to change)", flush=True)
     t0 = time.perf_counter()
     progress.t_start_s = t0
     with StopSignals() as stop:
@@ -130,6 +143,8 @@ def _main_cluster(args: argparse.Namespace, jobs, options: AnalyzeOptions) -> in
     from ..offline.cluster import ModelSpec, import_distributed, run_on_cluster
 
     import_distributed()  # says what to install before anything else happens
+    if options.readers is None:  # the workers already decode several videos at once
+        options = replace(options, readers=1)
     providers = None if args.providers == "auto" else tuple(p.strip() for p in args.providers.split(",") if p.strip())
     model_path = str(Path(args.model).resolve()) if args.model else None  # workers may run in other folders
     spec = ModelSpec(model_path, providers, args.threads, args.spinning == "on")

@@ -6,7 +6,10 @@
 * :mod:`.tracking`: identity over time (Kalman prediction per animal + optimal assignment into slots);
 * :mod:`.assignment`: minimum-cost matching (the Hungarian method, Numba, no SciPy);
 * :mod:`.metrics`: identity switches against ground truth (CLEAR-MOT);
-* :mod:`.simulate`: detections made from ground truth (for tests and measurements without a network).
+* :mod:`.simulate`: detections made from ground truth (for tests and measurements without a network);
+* :mod:`.decoder`: maps -> animals, DeepLabCut 3.0.2's bottom-up decoding in Numba (:mod:`.peaks`,
+  :mod:`.paf`, :mod:`.assembly` with :mod:`.lsap` and :mod:`.pyset`); :mod:`.reference` is the
+  plain-Python definition it is tested against (docs/multianimal-decode.md).
 
 Pure computation: no I/O, threads or clocks (time is an argument).
 """

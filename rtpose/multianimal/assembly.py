@@ -26,21 +26,22 @@ from collections import namedtuple
 
 import numba
 import numpy as np
+from numba.core import types
+from numba.experimental import structref
 
 from .lsap import lsap_max_nb
 from .paf import limb_affinity
 from .pyset import set_order, set_scratch
 
-#: Returned per image when a buffer was too small (the caller grows it and decodes the batch again).
-OVERFLOW_PEAKS = -1
+#: Returned by :func:`assemble_image` when the greedy candidate buffer was too small (the caller grows
+#: it and decodes the batch again).
 OVERFLOW_CANDIDATES = -2
 
-Work = namedtuple("Work", [
+_FIELDS = (
     # joints (peaks kept as DeepLabCut's Joint objects), in DeepLabCut's flattening order
     "j_x", "j_y", "j_conf", "j_label", "j_row", "j_col", "part_start",
     # links
-    "l_i", "l_j", "l_w", "l_alive", "l_visited", "l_used", "l_order",
-    "adj_start", "adj", "adj_fill",
+    "l_i", "l_j", "l_w", "l_alive", "l_visited", "l_used", "l_order", "adj_start", "adj", "adj_fill",
     # assemblies (slots) and the list of live ones
     "a_data", "a_vis", "a_nvis", "a_mem", "a_nmem", "a_links", "a_nlinks", "a_aff", "alist", "alist2",
     # per-joint flags / maps
@@ -49,12 +50,39 @@ Work = namedtuple("Work", [
     "h_key", "h_cnt", "h_link",
     # scratch
     "sel_s", "sel_t", "taken", "aff", "aff64", "lsap_w", "lsap_iw", "lsap_r", "lsap_c",
-    "set_t1", "set_t2", "set_out",
-    "c_i", "c_j", "c_w",
-])
+    "set_t1", "set_t2", "set_out", "c_i", "c_j", "c_w",
+)
 
 
-def make_work(n_parts: int, n_edges: int, num_animals: int, max_peaks: int, max_candidates: int) -> Work:
+@structref.register
+class _WorkType(types.StructRef):
+    def preprocess_fields(self, fields):
+        return tuple((name, types.unliteral(typ)) for name, typ in fields)
+
+
+class Work(structref.StructRefProxy):
+    """The assembler's buffers: one struct passed by reference to every kernel helper (a tuple of fifty
+    arrays would be copied into every call and made compilation slow)."""
+
+
+structref.define_proxy(Work, _WorkType, list(_FIELDS))
+
+
+#: The buffers' memory: one flat array per dtype (+ the sizes), cut into the Work's fields by
+#: :func:`work_views` once, when the buffers are made.
+Packed = namedtuple("Packed", ["f64", "f32", "i64", "b", "dims"])
+
+
+def _sizes(K, A, P, L, M, C, m, T, Pm):
+    f64 = 2 * P + M * K * 3 + M + A * A + 2 * m * m
+    f32 = P + L + L + A * A + C
+    i64 = (3 * P + (K + 1) + 3 * L + (P + 1) + 2 * L + P + M + M * K + M + M * L + M + M + M + 4 * P
+           + 2 * L + 2 * Pm + 6 * m + 2 * m + 2 * T + K + 2 * C)
+    b = 3 * L + M * K + 4 * P
+    return f64, f32, i64, b
+
+
+def make_work(n_parts: int, n_edges: int, num_animals: int, max_peaks: int, max_candidates: int) -> "Work":
     """Buffers for images with at most ``max_peaks`` peaks (all parts together) and, for greedy linking,
     ``max_candidates`` candidate pairs per limb."""
     K = max(int(n_parts), 1)
@@ -64,29 +92,133 @@ def make_work(n_parts: int, n_edges: int, num_animals: int, max_peaks: int, max_
     M = 2 * L + 2 + A  # assemblies: one per link at most, as many force-fusion merges, a scratch, 1-part models
     C = max(int(max_candidates), 1)
     m = max(A, 3)
-    lw, liw = np.empty((2, m, m)), np.empty((6, m), np.int64)
-    t1, t2 = set_scratch(K)
-    return Work(
-        j_x=np.empty(P), j_y=np.empty(P), j_conf=np.empty(P, np.float32), j_label=np.empty(P, np.int64),
-        j_row=np.empty(P, np.int64), j_col=np.empty(P, np.int64), part_start=np.empty(K + 1, np.int64),
-        l_i=np.empty(L, np.int64), l_j=np.empty(L, np.int64), l_w=np.empty(L, np.float32),
-        l_alive=np.empty(L, np.bool_), l_visited=np.empty(L, np.bool_), l_used=np.empty(L, np.bool_),
-        l_order=np.empty(L, np.int64),
-        adj_start=np.empty(P + 1, np.int64), adj=np.empty(2 * L, np.int64), adj_fill=np.empty(P, np.int64),
-        a_data=np.empty((M, K, 3)), a_vis=np.empty((M, K), np.bool_), a_nvis=np.empty(M, np.int64),
-        a_mem=np.empty((M, K), np.int64), a_nmem=np.empty(M, np.int64), a_links=np.empty((M, L), np.int64),
-        a_nlinks=np.empty(M, np.int64), a_aff=np.empty(M), alist=np.empty(M, np.int64),
-        alist2=np.empty(M, np.int64),
-        assembled=np.empty(P, np.bool_), discarded=np.empty(P, np.bool_), store=np.empty(P, np.int64),
-        seen=np.empty(P, np.bool_), parent=np.empty(P, np.int64), comp_size=np.empty(P, np.int64),
-        node_order=np.empty(P, np.int64),
-        h_key=np.empty(L, np.float32), h_cnt=np.empty(L, np.int64), h_link=np.empty(L, np.int64),
-        sel_s=np.empty(P, np.int64), sel_t=np.empty(P, np.int64), taken=np.empty(P, np.bool_),
-        aff=np.empty((A, A), np.float32), aff64=np.empty((A, A)), lsap_w=lw, lsap_iw=liw,
-        lsap_r=np.empty(m, np.int64), lsap_c=np.empty(m, np.int64),
-        set_t1=t1, set_t2=t2, set_out=np.empty(K, np.int64),
-        c_i=np.empty(C, np.int64), c_j=np.empty(C, np.int64), c_w=np.empty(C, np.float32),
-    )
+    T = set_scratch(K)[0].shape[0]
+    Pm = max(P, A)
+    f64, f32, i64, b = _sizes(K, A, P, L, M, C, m, T, Pm)
+    return work_views(Packed(np.empty(f64), np.empty(f32, np.float32), np.empty(i64, np.int64),
+                             np.empty(b, np.bool_), np.array([K, A, P, L, M, C, m, T, Pm], np.int64)))
+
+
+@numba.njit(cache=True, nogil=True)
+def work_views(pk):
+    """A :class:`Work` whose fields are views of a :class:`Packed` (no copy)."""
+    K, A, P, L, M, C, m, T, Pm = (pk.dims[0], pk.dims[1], pk.dims[2], pk.dims[3], pk.dims[4], pk.dims[5],
+                                   pk.dims[6], pk.dims[7], pk.dims[8])
+    f = pk.f64
+    o = 0
+    j_x = f[o:o + P]
+    o += P
+    j_y = f[o:o + P]
+    o += P
+    a_data = f[o:o + M * K * 3].reshape((M, K, 3))
+    o += M * K * 3
+    a_aff = f[o:o + M]
+    o += M
+    aff64 = f[o:o + A * A].reshape((A, A))
+    o += A * A
+    lsap_w = f[o:o + 2 * m * m].reshape((2, m, m))
+    g = pk.f32
+    o = 0
+    j_conf = g[o:o + P]
+    o += P
+    l_w = g[o:o + L]
+    o += L
+    h_key = g[o:o + L]
+    o += L
+    aff = g[o:o + A * A].reshape((A, A))
+    o += A * A
+    c_w = g[o:o + C]
+    q = pk.i64
+    o = 0
+    j_label = q[o:o + P]
+    o += P
+    j_row = q[o:o + P]
+    o += P
+    j_col = q[o:o + P]
+    o += P
+    part_start = q[o:o + K + 1]
+    o += K + 1
+    l_i = q[o:o + L]
+    o += L
+    l_j = q[o:o + L]
+    o += L
+    l_order = q[o:o + L]
+    o += L
+    adj_start = q[o:o + P + 1]
+    o += P + 1
+    adj = q[o:o + 2 * L]
+    o += 2 * L
+    adj_fill = q[o:o + P]
+    o += P
+    a_nvis = q[o:o + M]
+    o += M
+    a_mem = q[o:o + M * K].reshape((M, K))
+    o += M * K
+    a_nmem = q[o:o + M]
+    o += M
+    a_links = q[o:o + M * L].reshape((M, L))
+    o += M * L
+    a_nlinks = q[o:o + M]
+    o += M
+    alist = q[o:o + M]
+    o += M
+    alist2 = q[o:o + M]
+    o += M
+    store = q[o:o + P]
+    o += P
+    parent = q[o:o + P]
+    o += P
+    comp_size = q[o:o + P]
+    o += P
+    node_order = q[o:o + P]
+    o += P
+    h_cnt = q[o:o + L]
+    o += L
+    h_link = q[o:o + L]
+    o += L
+    sel_s = q[o:o + Pm]
+    o += Pm
+    sel_t = q[o:o + Pm]
+    o += Pm
+    lsap_iw = q[o:o + 6 * m].reshape((6, m))
+    o += 6 * m
+    lsap_r = q[o:o + m]
+    o += m
+    lsap_c = q[o:o + m]
+    o += m
+    set_t1 = q[o:o + T]
+    o += T
+    set_t2 = q[o:o + T]
+    o += T
+    set_out = q[o:o + K]
+    o += K
+    c_i = q[o:o + C]
+    o += C
+    c_j = q[o:o + C]
+    bb = pk.b
+    o = 0
+    l_alive = bb[o:o + L]
+    o += L
+    l_visited = bb[o:o + L]
+    o += L
+    l_used = bb[o:o + L]
+    o += L
+    a_vis = bb[o:o + M * K].reshape((M, K))
+    o += M * K
+    assembled = bb[o:o + P]
+    o += P
+    discarded = bb[o:o + P]
+    o += P
+    seen = bb[o:o + P]
+    o += P
+    taken = bb[o:o + P]
+    return Work(j_x, j_y, j_conf, j_label, j_row, j_col, part_start,
+                l_i, l_j, l_w, l_alive, l_visited, l_used, l_order, adj_start, adj, adj_fill,
+                a_data, a_vis, a_nvis, a_mem, a_nmem, a_links, a_nlinks, a_aff, alist, alist2,
+                assembled, discarded, store, seen, parent, comp_size, node_order,
+                h_key, h_cnt, h_link,
+                sel_s, sel_t, taken, aff, aff64, lsap_w, lsap_iw, lsap_r, lsap_c, set_t1, set_t2, set_out,
+                c_i, c_j, c_w)
 
 
 # ----------------------------------------------------------------------------- one assembly

@@ -35,7 +35,7 @@ import numpy as np
 
 from ..decode import Decoder, DecodeInputError, _check_f32c
 from ..errors import ConfigError
-from .assembly import OVERFLOW_CANDIDATES, OVERFLOW_PEAKS, assemble_image, make_work
+from .assembly import OVERFLOW_CANDIDATES, assemble_image, make_work
 from .layout import AnimalLayout
 from .params import AssemblyParams
 from .paf import linspace_f32
@@ -51,6 +51,8 @@ def check_graph(params: AssemblyParams, n_parts: int) -> np.ndarray:
     if params.nms_radius < 1 or params.nms_radius % 2 == 0:
         raise ConfigError(f"nms_radius {params.nms_radius}: DeepLabCut's peak finder needs an odd radius "
                           "(with an even one its max-pool output has another size and DeepLabCut fails)")
+    if not params.peak_threshold > 0:
+        raise ConfigError(f"peak_threshold {params.peak_threshold}: must be > 0 (DeepLabCut uses 0.01)")
     if params.n_points < 2:
         raise ConfigError(f"n_points {params.n_points}: a PAF line integral needs at least 2 samples")
     pairs = set()
@@ -65,13 +67,25 @@ def check_graph(params: AssemblyParams, n_parts: int) -> np.ndarray:
 
 
 @numba.njit(cache=True, nogil=True)
-def _decode_batch(scores, locref, paf, n, radius, stride, locref_stdev, graph, t_vals, scale, A, pcutoff,
-                  min_affinity, min_n_links, max_overlap, greedy, force_fusion, add_discarded, clip_scores,
-                  peaks, tmp, xy, conf, ws, out, n_animals, affinity):
-    """Returns (0, 0) or (overflow code, image index)."""
-    K = scores.shape[3]
+def _peaks_batch(scores, locref, n, radius, threshold, stride, locref_stdev, tmp, peaks, npk, xy, conf):
+    """Peaks, positions and confidences of images ``[:n]``. Returns -1 or the image that overflowed.
+
+    (A kernel of its own: inside the large assembly kernel LLVM stops vectorising the threshold scan.)
+    """
+    for b in range(n):
+        c = find_peaks_image(scores, b, radius, threshold, tmp, peaks[b])
+        if c < 0:
+            return b
+        npk[b] = c
+        peak_positions(scores, locref, b, peaks[b], c, stride, locref_stdev, xy[b], conf[b])
+    return -1
+
+
+@numba.njit(cache=True, nogil=True)
+def _assemble_batch(paf, n, K, npk, peaks, xy, conf, graph, t_vals, scale, A, pcutoff, min_affinity, min_n_links,
+                    max_overlap, greedy, force_fusion, add_discarded, clip_scores, ws, out, n_animals, affinity):
+    """Animals of images ``[:n]`` into ``out``. Returns (0, 0) or (overflow code, image index)."""
     total = 0
-    first_is_origin = False
     for b in range(n):
         for r in range(A * K):
             out[b, r, 0] = np.nan
@@ -80,17 +94,11 @@ def _decode_batch(scores, locref, paf, n, radius, stride, locref_stdev, graph, t
         for a in range(A):
             affinity[b, a] = np.nan
         n_animals[b] = 0
-        npk = find_peaks_image(scores, b, radius, 0.01, tmp, peaks)
-        if npk < 0:
-            return OVERFLOW_PEAKS, b
-        total += npk
-        if b == 0 and npk == 1:
-            first_is_origin = peaks[0, 0] == 0 and peaks[0, 1] == 0 and peaks[0, 2] == 0
-        if npk == 0:
+        total += npk[b]
+        if npk[b] == 0:
             continue
-        peak_positions(scores, locref, b, peaks, npk, stride, locref_stdev, xy, conf)
-        na = assemble_image(ws, peaks, xy, conf, npk, paf, b, graph, t_vals, scale, K, A, pcutoff, min_affinity,
-                            min_n_links, max_overlap, greedy, force_fusion, add_discarded)
+        na = assemble_image(ws, peaks[b], xy[b], conf[b], npk[b], paf, b, graph, t_vals, scale, K, A, pcutoff,
+                            min_affinity, min_n_links, max_overlap, greedy, force_fusion, add_discarded)
         if na < 0:
             return na, b
         for q in range(na):
@@ -106,7 +114,7 @@ def _decode_batch(scores, locref, paf, n, radius, stride, locref_stdev, graph, t
             nl = ws.a_nlinks[s]
             affinity[b, q] = ws.a_aff[s] / nl if nl > 0 else 0.0
         n_animals[b] = na
-    if total == 1 and first_is_origin:
+    if n > 0 and total == 1 and npk[0] == 1 and peaks[0, 0, 0] == 0 and peaks[0, 0, 1] == 0 and peaks[0, 0, 2] == 0:
         # DeepLabCut's `if ~torch.any(peaks)`: a batch whose only peak is (image 0, part 0, row 0, col 0)
         # counts as having none.
         for r in range(A * K):
@@ -161,10 +169,12 @@ class MultiAnimalDecoder:
         K = self.layout.n_bodyparts
         self.max_peaks = max_peaks
         self.max_candidates = max_candidates
-        self._peaks = np.empty((max_peaks, 3), np.int32)
+        B = self.max_batch
+        self._peaks = np.empty((B, max_peaks, 3), np.int32)
         self._tmp = np.empty((max_peaks, 3), np.int32)
-        self._xy = np.empty((max_peaks, 2), np.float32)
-        self._conf = np.empty(max_peaks, np.float32)
+        self._npk = np.zeros(B, np.int64)
+        self._xy = np.empty((B, max_peaks, 2), np.float32)
+        self._conf = np.empty((B, max_peaks), np.float32)
         self._ws = make_work(K, len(self._graph), self.params.num_animals, max_peaks, max_candidates)
 
     def decode(self, scores: np.ndarray, locref: np.ndarray, paf: np.ndarray, out: np.ndarray,
@@ -205,21 +215,22 @@ class MultiAnimalDecoder:
         if U and (unique_scores is None or unique_locref is None):
             raise DecodeInputError(f"the model has {U} unique body parts: pass the unique head's score maps "
                                    "and offsets (unique_scores, unique_locref)")
+        while _peaks_batch(scores, locref, n, p.nms_radius, p.peak_threshold, p.stride, p.locref_stdev, self._tmp,
+                           self._peaks, self._npk, self._xy, self._conf) >= 0:
+            self.n_regrow += 1
+            self._alloc(2 * self.max_peaks, self.max_candidates)
         while True:
-            code, where = _decode_batch(
-                scores, locref, paf, n, p.nms_radius, p.stride, p.locref_stdev, self._graph, self._t_vals,
-                self._scale, A, p.pcutoff, p.min_affinity, p.min_n_links, p.max_overlap, p.greedy,
-                p.force_fusion, p.add_discarded, p.clip_scores, self._peaks, self._tmp, self._xy, self._conf,
-                self._ws, out, self._n_animals, self._affinity)
+            code, where = _assemble_batch(
+                paf, n, K, self._npk, self._peaks, self._xy, self._conf, self._graph, self._t_vals, self._scale, A,
+                p.pcutoff, p.min_affinity, p.min_n_links, p.max_overlap, p.greedy, p.force_fusion, p.add_discarded,
+                p.clip_scores, self._ws, out, self._n_animals, self._affinity)
             if code == 0:
                 break
-            self.n_regrow += 1
-            if code == OVERFLOW_PEAKS:
-                self._alloc(2 * self.max_peaks, self.max_candidates)
-            elif code == OVERFLOW_CANDIDATES:
-                self._alloc(self.max_peaks, 2 * self.max_candidates)
-            else:  # pragma: no cover - assemble_image returns only these codes
+            if code != OVERFLOW_CANDIDATES:  # pragma: no cover - assemble_image returns no other code
                 raise RuntimeError(f"multi-animal decode failed with code {code} on image {where}")
+            self.n_regrow += 1
+            self._ws = make_work(K, E, A, self.max_peaks, 2 * self.max_candidates)
+            self.max_candidates *= 2
         if U:
             self._unique.decode(unique_scores, unique_locref, self._unique_out, n)
             out[:n, A * K:, :] = self._unique_out[:n]

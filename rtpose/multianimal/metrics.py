@@ -6,6 +6,13 @@ Object Tracking Performance: The CLEAR MOT Metrics" (EURASIP J. Image Video Proc
 * Objects are the ground-truth animals present in a frame; hypotheses are the tracker's animals
   with an id (a track id, or a slot index: whatever identity you want to score) and at least one
   keypoint. Their distance is the mean keypoint distance (px) over the body parts both have.
+  Where it is known which animal each hypothesis really is (simulated detections,
+  :func:`.simulate.source_of_slots`), pass it as ``hyp_truth``: the correspondence is then exact
+  (an object matches the hypothesis made from it, whatever the distance) and no threshold decides.
+  With distances alone, animals closer to each other than ``max_distance_px`` can be matched
+  crosswise and kept so (the rule below) until the distance breaks, which counts switches the
+  tracker did not make; pick ``max_distance_px`` well below the animals' closest spacing and well
+  above the keypoint error.
 * Frame by frame, a correspondence (object, hypothesis) from the previous frame is kept if both
   are still present and closer than ``max_distance_px``. The remaining objects and hypotheses are
   matched by minimum total distance (:mod:`.assignment`), pairs further than ``max_distance_px``
@@ -63,7 +70,7 @@ def pose_distances(gt: np.ndarray, hyp: np.ndarray) -> np.ndarray:
 
 
 def clear_mot(gt: np.ndarray, hyp: np.ndarray, hyp_ids: np.ndarray, max_distance_px: float,
-              gt_present: np.ndarray | None = None) -> MotResult:
+              gt_present: np.ndarray | None = None, hyp_truth: np.ndarray | None = None) -> MotResult:
     """Score a tracked sequence against ground truth (see the module docstring).
 
     Args:
@@ -73,6 +80,8 @@ def clear_mot(gt: np.ndarray, hyp: np.ndarray, hyp_ids: np.ndarray, max_distance
             indices where the slot holds an animal, depending on which identity is scored.
         max_distance_px: largest mean keypoint distance of a valid correspondence.
         gt_present: ``(F, N)`` bool, which animals are present (default: those with a finite keypoint).
+        hyp_truth: ``(F, A)`` the ground-truth animal each hypothesis is (-1: none), if known:
+            the distance is then replaced by this exact correspondence.
     """
     gt = np.asarray(gt, dtype=np.float64)
     hyp = np.asarray(hyp, dtype=np.float64)
@@ -92,22 +101,26 @@ def clear_mot(gt: np.ndarray, hyp: np.ndarray, hyp_ids: np.ndarray, max_distance
         objs = np.flatnonzero(gt_present[f])
         hs = np.flatnonzero(hyp_present[f])
         slot_of = {int(hyp_ids[f, h]): int(h) for h in hs}
-        dist = pose_distances(gt[f, objs], hyp[f, hs]) if objs.size and hs.size else np.zeros((objs.size, hs.size))
+        geo = pose_distances(gt[f, objs], hyp[f, hs]) if objs.size and hs.size else np.zeros((objs.size, hs.size))
+        dist = geo
+        if hyp_truth is not None:  # exact: 0 for the hypothesis made from the object, "too far" otherwise
+            dist = np.where(hyp_truth[f, hs][None, :] == objs[:, None], 0.0, np.inf)
         col_of_h = {int(h): c for c, h in enumerate(hs)}
         row_of_o = {int(o): r for r, o in enumerate(objs)}
         current: dict[int, int] = {}
         used_h: set[int] = set()
         for o, hid in prev.items():
             if o in row_of_o and hid in slot_of:
-                dd = dist[row_of_o[o], col_of_h[slot_of[hid]]]
-                if dd <= max_distance_px:
+                rc = row_of_o[o], col_of_h[slot_of[hid]]
+                if dist[rc] <= max_distance_px:
                     current[o] = hid
                     used_h.add(hid)
-                    dist_sum += dd
+                    dist_sum += geo[rc]
         rest_o = [int(o) for o in objs if int(o) not in current]
         rest_h = [int(h) for h in hs if int(hyp_ids[f, h]) not in used_h]
         if rest_o and rest_h:
-            sub = dist[np.ix_([row_of_o[o] for o in rest_o], [col_of_h[h] for h in rest_h])]
+            rows, cols = [row_of_o[o] for o in rest_o], [col_of_h[h] for h in rest_h]
+            sub = dist[np.ix_(rows, cols)]
             sub = np.where(np.isfinite(sub) & (sub <= max_distance_px), sub, FORBIDDEN)
             r2c, _ = assign(sub)
             for r, c in enumerate(r2c):
@@ -118,7 +131,7 @@ def clear_mot(gt: np.ndarray, hyp: np.ndarray, hyp_ids: np.ndarray, max_distance
                     switches += 1
                     switch_frames.append(f)
                 current[o] = hid
-                dist_sum += sub[r, c]
+                dist_sum += geo[rows[r], cols[c]]
         for o, hid in current.items():
             last[o] = hid
         objects += objs.size

@@ -41,6 +41,7 @@ def limb_affinity(paf, b, e, rs, cs, rt, ct, t_vals, scale):
     """Affinity (float32, rounded, NaN -> 0 as the assembler reads it) of limb ``e`` between the peak at
     map cell (rs, cs) and the one at (rt, ct) of image ``b``. ``scale`` = float32(10 ** n_decimals)."""
     _, h, w, _ = paf.shape
+    scale = np.float32(scale)  # float32 arithmetic below, whatever type the caller passed
     r0 = np.float32(rs)
     c0 = np.float32(cs)
     dr = np.float32(rt) - r0

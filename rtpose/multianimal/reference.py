@@ -39,7 +39,8 @@ from .lsap import lsap_buffers, lsap_max
 from .paf import linspace_f32
 from .params import AssemblyParams
 
-#: DeepLabCut's hard-coded peak threshold, compared in float32 like the torch tensor comparison.
+#: DeepLabCut's hard-coded peak threshold (``AssemblyParams.peak_threshold``'s default), compared in
+#: float32 like the torch tensor comparison.
 PEAK_THRESHOLD = np.float32(0.01)
 #: ``np.spacing(1, dtype=np.float32)``, added to every limb length.
 LENGTH_EPS = np.spacing(np.float32(1))
@@ -523,7 +524,7 @@ def decode_image(scores, locref, paf, params: AssemblyParams):
     """One image -> ``(assemblies as (A', K, 3) float64 x/y/likelihood, affinities (A',) float64)``."""
     check_params(params)
     k = scores.shape[-1]
-    peaks = find_peaks(scores, params.nms_radius)
+    peaks = find_peaks(scores, params.nms_radius, params.peak_threshold)
     if not len(peaks):
         return np.empty((0, k, 3)), np.empty(0)
     pos = peak_locations(locref, peaks, params.stride, params.locref_stdev)
@@ -556,7 +557,7 @@ def decode_reference(scores, locref, paf, params: AssemblyParams, n_unique: int 
     affinity = np.full((b, a), np.nan)
     # DeepLabCut's batch-level quirk: `if ~torch.any(peaks)` also holds when the only peak of the whole
     # batch is at (image 0, part 0, row 0, col 0).
-    all_peaks = [find_peaks(scores[i], params.nms_radius) for i in range(b)]
+    all_peaks = [find_peaks(scores[i], params.nms_radius, params.peak_threshold) for i in range(b)]
     total = sum(len(p) for p in all_peaks)
     if total == 0 or (total == 1 and len(all_peaks[0]) == 1 and not all_peaks[0].any()):
         return poses, n_animals, affinity

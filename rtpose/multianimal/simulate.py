@@ -16,18 +16,19 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["simulate_detections"]
+__all__ = ["simulate_detections", "source_of_slots"]
 
 
 def simulate_detections(truth: np.ndarray, visible: np.ndarray | None = None, *, seed: int = 0,
                         jitter_px: float = 0.0, p_missing: float = 0.0, p_outlier: float = 0.0,
                         outlier_px: float = 30.0, absent: np.ndarray | None = None,
                         max_detections: int | None = None, shuffle: bool = True,
-                        likelihood_range: tuple[float, float] = (0.6, 1.0)) -> np.ndarray:
+                        likelihood_range: tuple[float, float] = (0.6, 1.0), return_source: bool = False):
     """``truth`` ``(F, N, K, 2)`` -> detections ``(F, D, K, 3)``, ``D = max_detections or N``.
 
     ``visible`` ``(F, N, K)`` bool (default all) and ``absent`` ``(F, N)`` bool (default none).
-    With ``shuffle`` every frame's rows (NaN rows included) are in a random order.
+    With ``shuffle`` every frame's rows (NaN rows included) are in a random order. With
+    ``return_source`` also returns ``(F, D)`` int64: the animal each row was made from (-1: none).
     """
     truth = np.asarray(truth, dtype=np.float64)
     F, N, K, _ = truth.shape
@@ -49,7 +50,29 @@ def simulate_detections(truth: np.ndarray, visible: np.ndarray | None = None, *,
     rows = np.concatenate([xy, like[..., None]], axis=-1)
     rows[~seen] = np.nan
     det[:, :N] = rows
+    source = np.full((F, D), -1, np.int64)
+    source[:, :N] = np.where(seen.any(-1), np.arange(N)[None, :], -1)
     if shuffle:
         order = np.argsort(rng.random((F, D)), axis=1)
         det = np.take_along_axis(det, order[:, :, None, None], axis=1)
-    return det
+        source = np.take_along_axis(source, order, axis=1)
+    return (det, source) if return_source else det
+
+
+def source_of_slots(detections: np.ndarray, source: np.ndarray, slots: np.ndarray) -> np.ndarray:
+    """Which animal each tracker slot holds: ``(F, A)`` int64 (-1: empty), from the ``source`` of
+    :func:`simulate_detections` and the tracker's output ``slots`` ``(F, A, K, 3)``.
+
+    The tracker copies a detection row into a slot unchanged, so each filled slot equals exactly one
+    detection row of its frame (NaN positions included).
+    """
+    F, A = slots.shape[:2]
+    out = np.full((F, A), -1, np.int64)
+    for f in range(F):
+        for a in range(A):
+            if not np.isfinite(slots[f, a, :, 0]).any():
+                continue
+            same = np.flatnonzero([np.array_equal(slots[f, a], row, equal_nan=True) for row in detections[f]])
+            if same.size:
+                out[f, a] = source[f, same[0]]
+    return out

@@ -14,9 +14,11 @@ Method, per frame at ``t_ns`` (time is an argument, integer nanoseconds, never g
    part's position at ``t_ns`` and the variance of that prediction. A part never seen, or not
    seen for ``max_lost_s``, has no prediction.
 3. **Cost.** Track ``a`` vs detection ``d``: the mean distance (px) between predicted and detected
-   keypoints over the parts present in both, each weighted by the inverse of its prediction's
-   variance (a part unseen for a while, whose prediction drifts, counts little); robust to missing
-   keypoints. With no part in common, the distance between the (weighted) mean of the predicted
+   keypoints over the parts the track predicts, each weighted by the inverse of its prediction's
+   variance (a part unseen for a while, whose prediction drifts, counts little); a predicted part
+   the detection lacks counts as ``missing_part_px`` (20 px), so that of two detections near a
+   track the one showing more of the animal wins (an animal half hidden under another, showing
+   one keypoint, does not take the other's slot). With no part in common, the distance between the (weighted) mean of the predicted
    and the mean of the detected keypoints: with disjoint part sets (head only, then tail only)
    this can exceed the gate and start a new track. The
    track's gate is ``gate_px + gate_growth_px_s * (time since the track was last matched)``, so a
@@ -26,10 +28,11 @@ Method, per frame at ``t_ns`` (time is an argument, integer nanoseconds, never g
    that predicts it closely).
 4. **Assignment.** Optimal (minimum total cost) one-to-one matching of tracks to detections
    (:mod:`.assignment`, the Hungarian method) on a matrix padded with "unmatched" rows and columns:
-   a track left unmatched costs 1 (a whole gate), so each pair inside a gate beats no match. In
-   two stages (a matching cascade, as in DeepSORT): first the tracks matched in the previous frame,
-   then the lost ones on the detections left, so that an animal hidden under another does not pull
-   the visible animal's detection into its own slot.
+   a track left unmatched costs 1 (a whole gate), so each pair inside a gate beats no match. As a
+   matching cascade (as in DeepSORT): first the tracks matched in the previous frame, then those
+   lost one frame longer, and so on, each group on the detections left; so a track lost longer
+   (with its wider gate) never takes a detection from one seen more recently, e.g. the track of an
+   animal hidden under another does not pull the visible animal's detection into its own slot.
 5. **Birth.** A detection no track takes starts a new track (a new id) in the lowest free slot; if no
    slot is free it takes the slot of the track lost the longest (that track ends); if every slot's
    track was matched this frame the detection is dropped (more animals than slots;
@@ -67,12 +70,37 @@ class TrackerInputError(RtposeError, ValueError):
     """Detections, outputs or a timestamp given to the tracker are invalid (wrong shape, time going back)."""
 
 
+#: In the matching cascade, a detection is left to a track lost longer when that track's prediction is
+#: closer than this fraction of the recently seen track's (raw distances, px). Without it, an animal
+#: whose detections were missing for a few frames beside another lost its slot to the other's track,
+#: which was seen a frame ago and had the detection inside its gate (measured on the analytic
+#: multi-animal model in the pipeline: docs/multianimal-tracking.md). A half is far from a tie, so the
+#: cascade's purpose stays: an animal hidden under another, whose lost track predicts it near the
+#: visible one, does not take the visible animal's detection.
+CLOSER_LOST_FRACTION = 0.5
+
+
 @numba.njit(cache=True, nogil=True)
-def _track_kernel(det, t_ns, t_prev_ns, dt, out, out_ids,
+def _closer_lost_track(a, jd, t_group, t_ns, dist, done, track_id, t_seen_ns, gate_px, gate_growth_px_s):
+    """Whether a live track lost longer than ``a``'s group predicts detection ``jd`` much closer than ``a``."""
+    raw_a = dist[a, jd] * (gate_px + gate_growth_px_s * (t_ns - t_seen_ns[a]) * 1e-9)
+    for b in range(track_id.shape[0]):
+        if b == a or done[b] or track_id[b] < 0 or t_seen_ns[b] >= t_group or dist[b, jd] >= FORBIDDEN:
+            continue
+        raw_b = dist[b, jd] * (gate_px + gate_growth_px_s * (t_ns - t_seen_ns[b]) * 1e-9)
+        if raw_b < CLOSER_LOST_FRACTION * raw_a:
+            return True
+    return False
+
+
+# Numba's cache keys on this file only: after editing rtpose/kalman.py's or .assignment's kernels,
+# clear __pycache__ (or touch this file) so this kernel is recompiled with them.
+@numba.njit(cache=True, nogil=True)
+def _track_kernel(det, t_ns, dt, out, out_ids,
                   track_id, t_seen_ns, next_id, dropped,
                   x, P, live, t_valid_ns, like, pred, pvar, fuse, F, Q, T, F_pred, p0,
-                  q, r, min_like, max_gap_ns, max_lost_ns, gate_px, gate_growth_px_s, min_keypoints, outlier_sigmas,
-                  det_rows, dist, cost, row_to_col, matched_det, slot_of_det, taken,
+                  q, r, min_like, max_gap_ns, max_lost_ns, gate_px, gate_growth_px_s, min_keypoints, outlier_sigmas, missing_part_px,
+                  det_rows, dist, cost, row_to_col, matched_det, slot_of_det, taken, done,
                   u, v, minv, p, way, used):
     A, K, _ = out.shape
     # 1. death
@@ -106,6 +134,7 @@ def _track_kernel(det, t_ns, t_prev_ns, dt, out, out_ids,
             d = det_rows[jd]
             s = 0.0
             w_common = 0.0
+            w_missing = 0.0
             px = 0.0
             py = 0.0
             w_pred = 0.0
@@ -131,34 +160,46 @@ def _track_kernel(det, t_ns, t_prev_ns, dt, out, out_ids,
                 if p_ok and d_ok:
                     s += w * math.sqrt((xp - xd) ** 2 + (yp - yd) ** 2)
                     w_common += w
+                elif p_ok:
+                    w_missing += w
             if w_common > 0.0:
-                c = s / w_common
+                c = (s + w_missing * missing_part_px) / (w_common + w_missing)
             elif w_pred > 0.0 and n_det > 0:
                 c = math.sqrt((px / w_pred - dx / n_det) ** 2 + (py / w_pred - dy / n_det) ** 2)
             else:
                 continue
             if c <= gate:
                 dist[a, jd] = c / gate
-    # 4. assignment in two stages: tracks matched in the previous frame first, then lost ones
+    # 4. assignment, as a matching cascade: the tracks seen most recently first, then those lost
+    #    one frame longer, and so on, each group on the detections still free
     for jd in range(D):
         matched_det[jd] = False
         slot_of_det[jd] = -1
     for a in range(A):
         taken[a] = False
+        done[a] = track_id[a] < 0
     n = A + D
-    for stage in range(2):
-        # (A + D) x (D + A): tracks x detections | tracks unmatched; dummies x detections | dummies x dummies
-        any_row = False
+    while True:
+        newest = -1
         for a in range(A):
-            in_stage = track_id[a] >= 0 and not taken[a] and ((t_seen_ns[a] == t_prev_ns) == (stage == 0))
-            any_row = any_row or in_stage
+            if not done[a] and (newest < 0 or t_seen_ns[a] > t_seen_ns[newest]):
+                newest = a
+        if newest < 0:
+            break
+        t_group = t_seen_ns[newest]
+        # (A + D) x (D + A): tracks x detections | tracks unmatched; dummies x detections | dummies x dummies
+        for a in range(A):
+            in_group = not done[a] and t_seen_ns[a] == t_group
             for jd in range(D):
-                cost[a, jd] = dist[a, jd] if in_stage and not matched_det[jd] else FORBIDDEN
+                cost[a, jd] = dist[a, jd] if in_group and not matched_det[jd] else FORBIDDEN
+                if cost[a, jd] < FORBIDDEN and _closer_lost_track(a, jd, t_group, t_ns, dist, done, track_id,
+                                                                   t_seen_ns, gate_px, gate_growth_px_s):
+                    cost[a, jd] = FORBIDDEN  # left to the track lost longer that predicts it far better
             for j in range(A):
                 cost[a, D + j] = FORBIDDEN
-            cost[a, D + a] = 1.0 if in_stage else 0.0
-        if not any_row:
-            continue
+            cost[a, D + a] = 1.0 if in_group else 0.0
+            if in_group:
+                done[a] = True
         for jd in range(D):
             for j in range(n):
                 cost[A + jd, j] = FORBIDDEN
@@ -173,9 +214,9 @@ def _track_kernel(det, t_ns, t_prev_ns, dt, out, out_ids,
                 matched_det[j] = True
                 slot_of_det[j] = a
                 taken[a] = True
-        for a in range(A):
-            if taken[a]:
-                t_seen_ns[a] = t_ns
+    for a in range(A):
+        if taken[a]:
+            t_seen_ns[a] = t_ns
     # 5. birth
     for jd in range(D):
         if matched_det[jd]:
@@ -247,6 +288,8 @@ class IdentityTracker:
         init_velocity_std_px_s: prior std of a new track's velocity.
         outlier_sigmas: a continuing track's keypoint further than this many standard deviations
             from its prediction is not fused into the filter.
+        missing_part_px: in the cost, a part the track predicts but the detection lacks counts as
+            this distance (px): of two detections near a track, the one showing more of it wins.
 
     See the module docstring for the rules. :meth:`update` per frame.
     """
@@ -255,7 +298,7 @@ class IdentityTracker:
                  gate_growth_px_s: float = 150.0, max_lost_s: float = 1.0, min_keypoints: int = 1,
                  min_likelihood: float = 0.0, process_noise: float = 1.0e4,
                  measurement_noise_px: float = 4.0, init_velocity_std_px_s: float = 500.0,
-                 outlier_sigmas: float = 4.0):
+                 outlier_sigmas: float = 4.0, missing_part_px: float = 20.0):
         checks = {
             "max_animals": (max_animals, int(max_animals) == max_animals and max_animals >= 1),
             "num_bodyparts": (num_bodyparts, int(num_bodyparts) == num_bodyparts and num_bodyparts >= 1),
@@ -268,6 +311,7 @@ class IdentityTracker:
             "measurement_noise_px": (measurement_noise_px, math.isfinite(measurement_noise_px) and measurement_noise_px > 0),
             "init_velocity_std_px_s": (init_velocity_std_px_s, math.isfinite(init_velocity_std_px_s) and init_velocity_std_px_s >= 0),
             "outlier_sigmas": (outlier_sigmas, outlier_sigmas > 0),
+            "missing_part_px": (missing_part_px, math.isfinite(missing_part_px) and missing_part_px >= 0),
         }
         for name, (value, ok) in checks.items():
             if not ok:
@@ -284,6 +328,7 @@ class IdentityTracker:
         self.process_noise = float(process_noise)
         self.measurement_noise_px = float(measurement_noise_px)
         self.outlier_sigmas = float(outlier_sigmas)
+        self.missing_part_px = float(missing_part_px)
         self._r = self.measurement_noise_px ** 2
         self._max_lost_ns = int(round(self.max_lost_s * 1e9))
         self._p0 = np.array([self._r, float(init_velocity_std_px_s) ** 2])
@@ -302,6 +347,7 @@ class IdentityTracker:
         self._next_id = np.zeros(1, np.int64)
         self._dropped = np.zeros(1, np.int64)
         self._taken = np.zeros(A, np.bool_)
+        self._done = np.zeros(A, np.bool_)
         self._t_ns: int | None = None
         self._max_det = -1
         self._grow(A)
@@ -364,8 +410,10 @@ class IdentityTracker:
         A, K = self.max_animals, self.num_bodyparts
         det = detections
         if not (isinstance(det, np.ndarray) and det.dtype == np.float64 and det.ndim == 3
-                and det.shape[1:] == (K, 3)):
-            raise TrackerInputError(f"detections must be a float64 array of shape (D, {K}, 3); got "
+                and det.shape[1:] == (K, 3) and det.flags.c_contiguous):
+            raise TrackerInputError(f"detections must be a C-contiguous float64 array of shape (D, {K}, 3) "
+                                    "(np.ascontiguousarray once into a reused buffer: another layout would "
+                                    "compile the kernel again); got "
                                     f"{getattr(det, 'dtype', type(det).__name__)} {getattr(det, 'shape', '')}")
         if not (isinstance(out_animals, np.ndarray) and out_animals.dtype == np.float64
                 and out_animals.shape == (A, K, 3) and out_animals.flags.c_contiguous and out_animals.flags.writeable):
@@ -383,14 +431,14 @@ class IdentityTracker:
             dt = (t_ns - self._t_ns) * 1e-9
         self._grow(det.shape[0])
         ws = self._ws
-        n_det = _track_kernel(det, t_ns, -1 if self._t_ns is None else self._t_ns, dt, out_animals, out_track_ids,
+        n_det = _track_kernel(det, t_ns, dt, out_animals, out_track_ids,
                               self._track_id, self._t_seen_ns, self._next_id, self._dropped,
                               self._x, self._P, self._live, self._t_valid_ns, self._like, self._pred,
                               self._pvar, self._fuse, self._F, self._Q, self._T, self._F_pred, self._p0,
                               self.process_noise, self._r, self.min_likelihood, self._max_lost_ns, self._max_lost_ns,
-                              self.gate_px, self.gate_growth_px_s, self.min_keypoints, self.outlier_sigmas,
+                              self.gate_px, self.gate_growth_px_s, self.min_keypoints, self.outlier_sigmas, self.missing_part_px,
                               self._det_rows, self._dist, self._cost, self._row_to_col, self._matched_det, self._slot_of_det,
-                              self._taken, ws.u, ws.v, ws.minv, ws.p, ws.way, ws.used)
+                              self._taken, self._done, ws.u, ws.v, ws.minv, ws.p, ws.way, ws.used)
         self._t_ns = t_ns
         return int(n_det)
 

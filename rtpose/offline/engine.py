@@ -11,6 +11,11 @@ the job's ``status`` and ``result`` say what happened (``complete``,
 The reading thread runs at a lower CPU priority (:mod:`.reader`), so that decoding
 fills the cores' idle gaps instead of preempting the inference threads.
 
+Readers: ``--readers N`` decodes each video with N threads
+(:class:`~rtpose.drivers.sources.parallel_video.ParallelVideoSource`, frames
+identical and in order); by default :func:`~rtpose.drivers.sources.parallel_video.default_readers` picks N from the
+cores the model leaves free.
+
 Batch size: ``--batch`` or, by default, the provider's recorded best
 (:data:`DEFAULT_BATCH`, measured with ``latency_tests/analyze_throughput.py``).
 """
@@ -27,10 +32,12 @@ import numpy as np
 
 from ..errors import ConfigError, RtposeError, SourceError
 from ..framing import Framing
+from ..model import default_threads
 from ..pipeline import Pipeline, PipelineConfig, RunSummary, Status
 from ..recording import RecorderSink
 from ..recording.dlc_table import H5_KEY, read_dlc_table
 from .inputs import Job
+from ..drivers.sources.parallel_video import default_readers
 from .reader import BackgroundReader
 from .status import Decision, decide, file_sha256, library_versions, settings_key, utc_now, write_status
 
@@ -48,6 +55,13 @@ MIN_RING_SLOTS = 16
 
 def default_batch(provider: str) -> int:
     return DEFAULT_BATCH.get(provider, GPU_BATCH)
+
+
+def inference_threads(model) -> int:
+    """CPU threads the model keeps busy: its intra-op threads on the CPU provider, one thread driving a GPU."""
+    if getattr(model, "provider", "CPUExecutionProvider") != "CPUExecutionProvider":
+        return 1
+    return int(getattr(model, "threads", 0) or default_threads())
 
 
 @dataclass(frozen=True)
@@ -86,6 +100,7 @@ class AnalyzeOptions:
     pcutoff: float | None = None  # likelihood cutoff for the <name>.rtpose_cutoff.* copies
     overwrite: bool = False
     chunk_frames: int = 512
+    readers: int | None = None  # decoding threads per video; None: default_readers()
 
 
 def probe_frame_count(path: Path) -> int | None:
@@ -133,6 +148,7 @@ class Analyzer:
         self.versions = library_versions()
         self.scorer = f"rtpose_{model.path.stem}"
         self.batch = options.batch or default_batch(model.provider)
+        self.readers = options.readers or default_readers(default_threads(), inference_threads(model))
         framing = options.framing or Framing()
         #: what changes the poses: a result made with other values is never continued or skipped
         self.settings = {
@@ -189,6 +205,7 @@ class Analyzer:
                                 ring_slots=max(2 * self.batch + 1, MIN_RING_SLOTS), framing=opts.framing,
                                 first_frame=first, max_frames=to_read)
         pipeline = Pipeline([BackgroundReader(source)], self.model, sinks=[recorder], config=config)
+        record["runs"][-1]["readers"] = self.readers
         record["status"] = "running"
         self._write(job, record)
         t0 = time.perf_counter()
@@ -199,7 +216,9 @@ class Analyzer:
             outcome.update(rows=rows, error=error, interrupted=summary.interrupted)
             job.result["processed"] = summary.processed
             record["runs"][-1].update(frames=summary.processed, duration_s=round(time.perf_counter() - t0, 3),
-                                      fps=round(summary.processed / max(time.perf_counter() - t0, 1e-9), 2))
+                                      fps=round(summary.processed / max(time.perf_counter() - t0, 1e-9), 2),
+                                      readers=getattr(source, "readers", 1))
+            summary.sinks["decoding"] = _decoding(source)
             self._conclude(job, record, rows, expected, error=error, interrupted=summary.interrupted,
                            summary=summary)
 
@@ -214,9 +233,12 @@ class Analyzer:
     # ------------------------------------------------------------------ helpers
     def _open_source(self, job: Job):
         from ..drivers.sources.images import ImageFilesSource
+        from ..drivers.sources.parallel_video import ParallelVideoSource
         from ..drivers.sources.video import VideoFileSource
 
-        if job.kind == "video":
+        if job.kind == "video" and self.readers > 1:
+            source, labels = ParallelVideoSource(job.files[0], self.readers), None
+        elif job.kind == "video":
             source, labels = VideoFileSource(job.files[0], paced=False), None
         else:
             source, labels = ImageFilesSource(job.files), [str(f) for f in job.files]
@@ -227,7 +249,7 @@ class Analyzer:
         from ..cli.common import run_settings
 
         return run_settings(self.model, self.options.framing, batch=self.batch,
-                            frame_range=self.options.frames.as_list())
+                            frame_range=self.options.frames.as_list(), readers=self.readers)
 
     def _new_record(self, job: Job, decision: Decision) -> dict:
         previous = decision.previous if decision.action == "resume" else None
@@ -237,7 +259,7 @@ class Analyzer:
             "input_bytes": path.stat().st_size if job.kind == "video" else None,
             "model": str(self.model.path), "model_sha256": self.model_sha256, "settings": self.settings,
             "settings_key": self.key, "versions": self.versions, "provider": self.model.provider,
-            "threads": getattr(self.model, "threads", None), "batch": self.batch,
+            "threads": getattr(self.model, "threads", None), "batch": self.batch, "readers": self.readers,
             "frames_expected": None, "frames_written": decision.resume_rows, "status": "not started", "message": "",
             "outputs": None, "pcutoff": None,
             "runs": [*(previous or {}).get("runs", []),
@@ -301,6 +323,18 @@ class Analyzer:
         h5, csv = apply_cutoff(job.final.h5, job.stem, cutoff)
         previous["pcutoff"] = {"value": cutoff, "outputs": [str(h5), str(csv)]}
         self._write(job, previous)
+
+
+def _decoding(source) -> dict:
+    """What the run summary says about decoding: readers used (fewer than asked when the video has too few
+    keyframes to share out, see parallel_video), and checked keyframe seeks that had to re-decode."""
+    info = {"readers": getattr(source, "readers", 1)}
+    asked = getattr(source, "requested_readers", 1)
+    if asked != info["readers"]:
+        info["asked"] = asked
+    if getattr(source, "seek_fallbacks", 0):
+        info["seek_fallbacks"] = source.seek_fallbacks
+    return info
 
 
 def _promote(job: Job) -> None:

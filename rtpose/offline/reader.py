@@ -57,5 +57,8 @@ class BackgroundReader(FrameSource):
             lower_thread_priority(self.nice)
         return self.source.read_into(out)
 
+    def interrupt(self) -> None:
+        self.source.interrupt()
+
     def _do_close(self) -> None:
         self.source.close()

@@ -11,6 +11,7 @@ with the unique body parts under the individual ``single``
 
 from __future__ import annotations
 
+import csv
 from pathlib import Path
 from typing import Sequence
 
@@ -63,17 +64,34 @@ def table_layout(columns: pd.MultiIndex) -> AnimalLayout | None:
     return layout
 
 
-def csv_header_rows(path: str | Path) -> list[int]:
-    """The header rows of a DeepLabCut CSV: four when its second row is ``individuals`` (multi-animal)."""
-    with open(path, encoding="utf-8", errors="replace") as f:
-        f.readline()
-        second = f.readline()
-    return [0, 1, 2, 3] if second.split(",", 1)[0].strip() == "individuals" else [0, 1, 2]
+#: The first field of each header row of a DeepLabCut CSV (pandas writes the column-level names there).
+HEADER_NAMES = ("scorer", "individuals", "bodyparts", "coords")
+
+
+def read_csv_table(path: str | Path, *, exact: bool = False) -> pd.DataFrame:
+    """A DeepLabCut CSV (three header rows, or four with ``individuals``) as the MultiIndex table.
+
+    Read by hand rather than by ``pd.read_csv(header=[0, 1, 2])``: pandas takes a first data row whose
+    values are all empty (a frame where no animal was found: common with several animals) for an
+    index-name row and drops it. ``exact``: floats parsed to the same double they were written from."""
+    with open(path, encoding="utf-8", newline="") as f:
+        header = []
+        for row in csv.reader(f):
+            if not row or row[0] not in HEADER_NAMES or len(header) == len(HEADER_NAMES):
+                break
+            header.append(row)
+    if not header:
+        raise ValueError(f"{path}: no DeepLabCut header rows ({', '.join(HEADER_NAMES[:1] + HEADER_NAMES[2:])})")
+    table = pd.read_csv(path, header=None, skiprows=len(header), index_col=0,
+                        float_precision="round_trip" if exact else None)
+    table.index.name = None
+    table.columns = pd.MultiIndex.from_arrays([r[1:] for r in header], names=[r[0] for r in header])
+    return table
 
 
 def read_dlc_table(path: str | Path) -> pd.DataFrame:
     """Read a DeepLabCut ``.h5`` or ``.csv`` pose file (single- or multi-animal) into the MultiIndex layout."""
     path = Path(path)
     if path.suffix == ".csv":
-        return pd.read_csv(path, header=csv_header_rows(path), index_col=0)
+        return read_csv_table(path)
     return pd.read_hdf(path, key=H5_KEY)

@@ -22,7 +22,7 @@ import pandas as pd
 
 from ..errors import RecordingError
 from ..multianimal.layout import AnimalLayout
-from .dlc_table import H5_KEY, csv_header_rows, dlc_columns, table_layout
+from .dlc_table import H5_KEY, dlc_columns, read_csv_table, table_layout
 from .recorder import TRACK_COLUMN_PREFIX, RecordingPaths
 
 
@@ -78,7 +78,7 @@ def read_pose_table(path: str | Path) -> pd.DataFrame:
     path = Path(path)
     try:
         if path.suffix == ".csv":
-            return pd.read_csv(path, header=csv_header_rows(path), index_col=0, float_precision="round_trip")
+            return read_csv_table(path, exact=True)
         return pd.read_hdf(path, key=H5_KEY)
     except FileNotFoundError:
         raise RecordingError(f"{path} does not exist; give the .h5 (or .csv) a recording or analysis wrote") from None

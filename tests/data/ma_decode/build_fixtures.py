@@ -193,18 +193,18 @@ def run_case(name, frames, graph, A, stride, *, assembler=None, nms_radius=5, si
 rng_u = np.random.default_rng(99)
 
 
-def random_frames(seed, n, K, graph, h, w, stride, n_animals=(1, 4), **kw):
+def random_frames(seed, n, K, graph, h, w, stride, n_animals=(1, 4), p_missing=0.1, crossing=(2, 3), **kw):
     rng = np.random.default_rng(seed)
     frames = []
     for i in range(n):
         na = int(rng.integers(n_animals[0], n_animals[1] + 1))
         animals = []
         for a in range(na):
-            if i % 3 == 2 and a == 1 and animals:  # crossing: put the second animal over the first
+            if i % crossing[1] == crossing[0] and a == 1 and animals:  # crossing: the second over the first
                 pts = make_animal(rng, K, graph, h, w, center=animals[0][0] + rng.uniform(-1.5, 1.5, 2))
             else:
                 pts = make_animal(rng, K, graph, h, w)
-            drop = rng.random(K) < 0.1
+            drop = rng.random(K) < p_missing
             pts[drop] = np.nan
             animals.append(pts)
         frames.append(render(rng, animals, K, graph, h, w, stride, spurious=int(rng.integers(0, 3)),
@@ -235,6 +235,23 @@ def twin_frames(seed, n, K, graph, h, w, stride):
         heat[0, h - 1, w - 1] = np.nextafter(np.float32(0.01), np.float32(0))  # just below it
         _, _, paf = render(rng, animals, K, graph, h, w, stride, noise=0.0, paf_noise=0.0)
         frames.append((heat, loc, paf))
+    return frames
+
+
+def overlap_frames(seed, n, h, w, stride):
+    """Two chain animals on the same four corners, B's parts one corner further along A's path: the same
+    bounding box, so pose NMS (max_overlap) keeps only the one with the larger total affinity."""
+    rng = np.random.default_rng(seed)
+    frames = []
+    for i in range(n):
+        o = rng.uniform([2, 2], [w - 14, h - 14])
+        corners = o + np.array([[0, 0], [10, 0], [0, 10], [10, 10]], float) + rng.uniform(-0.3, 0.3, (4, 2))
+        a = corners
+        b = corners[[1, 2, 3, 0]]
+        animals = [a, b]
+        if i % 2:
+            animals.append(make_animal(rng, 4, [(0, 1), (1, 2), (2, 3)], h, w))
+        frames.append(render(rng, animals, 4, [(0, 1), (1, 2), (2, 3)], h, w, stride, paf_width=1.0))
     return frames
 
 
@@ -269,6 +286,11 @@ def main():
         g5 = [(0, 1), (1, 2), (2, 3), (1, 4), (4, 0)]
         add(run_case(f"v_{vname}", random_frames(10 + i, 5, 5, g5, 24, 32, 8, n_animals=(2, 4)),
                      g5, 2, 8, assembler=asm, **kw, note=f"assembler variant {vname}"))
+    revchain = [(0, 1), (1, 2), (3, 2), (4, 3)]
+    add(run_case("revchain_fuse", random_frames(40, 4, 5, revchain, 24, 32, 8, n_animals=(3, 3), p_missing=0.0),
+                 revchain, 2, 8, note="edges (s, t) with s > t: complete components split, fragments fused"))
+    add(run_case("overlap_nms", overlap_frames(41, 4, 24, 32, 8), chain4, 3, 8,
+                 note="two animals with the same bounding box: pose NMS (max_overlap) drops one"))
     add(run_case("one_animal", random_frames(20, 3, 4, chain4, 24, 32, 8, n_animals=(1, 2)), chain4, 1, 8,
                  note="num_animals=1: best peak per part, no linking"))
     # (a single body part with an empty graph is not a DeepLabCut 3.0.2 case: compute_edge_costs fails)
