@@ -177,6 +177,7 @@ class OnnxPoseModel:
         self._map_shapes: dict[tuple[int, int], tuple[int, int]] = {}
         self._scmap = self._locref = self._paf = None
         self._scmap_flat = self._locref_flat = self._paf_flat = None
+        self._unique_maps: list[np.ndarray] = []  # unique-part score maps and offsets (multi-animal), prepared size
         self._poses = np.zeros((0, self.metadata.num_bodyparts, 3), np.float64)
         self._bindings: dict[tuple[int, bool], object] = {}
         self._device = None  # _DeviceIO under io_binding="device"
@@ -320,6 +321,12 @@ class OnnxPoseModel:
                              f"the graph has {list(outputs)}; re-export the model")
         if meta.paf_output:
             wanted.append(meta.paf_output)
+        if meta.unique_scoremap_output:  # a multi-animal model's unique-part head (its own stride)
+            missing = [n for n in (meta.unique_scoremap_output, meta.unique_locref_output) if n not in outputs]
+            if missing:
+                raise ModelError(f"{self.path}: the metadata names the unique-part outputs {missing} but the graph has "
+                                 f"{list(outputs)}; re-export the model")
+            wanted += [meta.unique_scoremap_output, meta.unique_locref_output]
         self._output_names = wanted
         self._pose_output = None
         if meta.pose_output:
@@ -367,6 +374,7 @@ class OnnxPoseModel:
         self._locref_flat = np.zeros(max_batch * h * w * 2 * k, np.float32) if self.metadata.location_refinement else None
         self._paf_flat = (np.zeros(max_batch * h * w * self._paf_channels, np.float32) if self.metadata.paf_output
                           else None)
+        self._unique_maps = [np.zeros((max_batch, *shape), np.float32) for shape in self._unique_shapes]
         self._poses = np.zeros((max_batch, k, 3), np.float64)
         self._map_shapes = {(height, width): (h, w)}
         self._bindings.clear()
@@ -503,9 +511,10 @@ class OnnxPoseModel:
         return list(zip(self._output_names, self._map_buffers()))
 
     def _map_buffers(self) -> list[np.ndarray]:
-        """The preallocated output arrays, in ``_output_names`` order: score maps, offsets, PAFs."""
+        """The preallocated output arrays, in ``_output_names`` order: score maps, offsets, PAFs, unique-part
+        score maps and offsets."""
         return ([self._scmap] + ([self._locref] if self._locref is not None else [])
-                + ([self._paf] if self._paf is not None else []))
+                + ([self._paf] if self._paf is not None else []) + self._unique_maps)
 
     @property
     def _paf_channels(self) -> int:
@@ -544,13 +553,22 @@ class OnnxPoseModel:
                 raise ModelError(f"{self.path}: the location-refinement offsets of a test frame are not all finite; "
                                  "the model is broken: re-export it with `rtpose export`")
         if self.metadata.paf_output:
-            paf = probe[-1]
+            paf = probe[self._output_names.index(self.metadata.paf_output)]
             if paf.shape[1:] != (h, w, self._paf_channels):
                 raise ModelError(f"{self.path}: part-affinity fields have shape {paf.shape}, expected (batch, {h}, {w}, "
                                  f"{self._paf_channels}) for the {self._paf_channels // 2} limbs of its graph")
             if not np.all(np.isfinite(paf)):
                 raise ModelError(f"{self.path}: the part-affinity fields of a test frame are not all finite; the "
                                  "model is broken: re-export it with `rtpose export`")
+        self._unique_shapes = []
+        if self.metadata.unique_scoremap_output:
+            u = self.metadata.layout.n_unique
+            us, ul = (probe[self._output_names.index(name)] for name in
+                      (self.metadata.unique_scoremap_output, self.metadata.unique_locref_output))
+            if us.shape[3:] != (u,) or ul.shape != (*us.shape[:3], 2 * u) or not np.all(np.isfinite(ul)):
+                raise ModelError(f"{self.path}: unique-part outputs have shapes {us.shape} and {ul.shape}, expected "
+                                 f"(batch, h, w, {u}) and (batch, h, w, {2 * u}) with finite offsets; re-export the model")
+            self._unique_shapes = [us.shape[1:], ul.shape[1:]]
         return h, w
 
     def _check_size(self, height: int, width: int) -> None:
@@ -659,15 +677,16 @@ class OnnxPoseModel:
             locref = self._locref[:n].reshape(n, *self._locref.shape[1:3], k, 2)
         return self._scmap[:n], locref
 
-    def run_animals(self, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def run_animals(self, n: int) -> tuple[np.ndarray, ...]:
         """Run rows ``[:n]`` of a multi-animal model; returns views of the preallocated outputs: score maps
-        ``(n, h, w, K)``, offsets ``(n, h, w, 2K)`` and part-affinity fields ``(n, h, w, 2E)``, float32, as
+        ``(n, h, w, K)``, offsets ``(n, h, w, 2K)``, part-affinity fields ``(n, h, w, 2E)`` and, for a model
+        with unique body parts, their head's score maps and offsets (at that head's own stride), float32, as
         :class:`rtpose.multianimal.decoder.MultiAnimalDecoder` takes them."""
         if not self.metadata.multianimal:
             raise ModelError(f"{self.path} is a single-animal model: use run()")
         self._check_n(n)
         self._run_rows(n, poses=False)
-        return self._scmap[:n], self._locref[:n], self._paf[:n]
+        return (self._scmap[:n], self._locref[:n], self._paf[:n], *(m[:n] for m in self._unique_maps))
 
     def run_poses(self, n: int) -> np.ndarray:
         """Run rows ``[:n]`` of a model that decodes inside its graph; returns a view ``(n, K, 3)`` float64

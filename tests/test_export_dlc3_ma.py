@@ -144,10 +144,11 @@ def test_unique_bodypart_head_exports_and_decodes_like_deeplabcut(torch_stack, t
     (HeatmapHead + HeatmapPredictor, stride 8 beside the PAF head's 4). Exported as two more outputs,
     checked like the others; rtpose's MultiAnimalDecoder given them finds DeepLabCut's animals and its
     unique part (its HeatmapPredictor's argmax poses)."""
-    import onnxruntime as ort
-
     from rtpose.exporters import export_model
+    from rtpose.model import OnnxPoseModel
     from rtpose.multianimal.decoder import MultiAnimalDecoder
+    from rtpose.multianimal.live import AnimalStep
+    from rtpose.results import PoseBatch
 
     ref = dict(np.load(M.DATA / f"{M.UNIQUE_NET}.reference.npz"))
     folder, sha = M.build_export(tmp_path, name=M.UNIQUE_NET)
@@ -160,16 +161,23 @@ def test_unique_bodypart_head_exports_and_decodes_like_deeplabcut(torch_stack, t
     assert report.parity.ok and report.batch_invariance.ok
     assert ModelMetadata.from_props(meta.to_props()) == meta
 
-    sess = ort.InferenceSession(str(tmp_path / "unique.onnx"), providers=["CPUExecutionProvider"])
-    names = ["scoremap", "locref", "paf", "unique_scoremap", "unique_locref"]
+    model = OnnxPoseModel(tmp_path / "unique.onnx", providers=["cpu"])  # rtpose's runtime binds all five outputs
+    model.prepare(1, 480, 640)
     decoder = MultiAnimalDecoder(meta.assembly, meta.layout, 1)
     out = np.zeros((1, meta.layout.n_flat, 3))
+    step = AnimalStep(meta.assembly, meta.layout, 1, 1, clock=lambda: 0)
+    batch = PoseBatch(1, meta.layout.n_flat, meta.layout.n_animals)
+    batch.n = 1
     poses = ref["poses"].astype(np.float64)[..., :3]  # (N, A, K, 3) of (N, A, K, 5)
     unique = ref["unique_poses"].astype(np.float64)[:, 0]  # (N, U, 3)
     dxy, dlik = [], []
     for i, frame in enumerate(M.reference_frames(marker=True)):
-        sc, lr, paf, usc, ulr = sess.run(names, {"image": frame[None, :, :, ::-1].astype(np.float32)})
+        model.load_frame(0, frame)
+        sc, lr, paf, usc, ulr = model.run_animals(1)
+        assert usc.shape[1:] == (61, 81, 1)  # the unique head's own stride (8) beside the PAF head's 4
         decoder.decode(sc, lr, paf, out, 1, unique_scores=usc, unique_locref=ulr)
+        step.decode(model.run_animals(1), batch, 1)  # the pipeline's step passes the unique maps on
+        np.testing.assert_array_equal(batch.pose[0], out[0])
         mine, found = meta.layout.animals(out[0]), poses[i][..., 2] > 0
         assert np.array_equal(np.isfinite(mine[..., 2]), found), f"frame {i}"
         mine_u = meta.layout.unique(out[0])

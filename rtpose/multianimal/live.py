@@ -60,8 +60,10 @@ class AnimalStep:
     def decode(self, maps: Sequence[np.ndarray], batch: PoseBatch, n: int) -> None:
         """Assemble the animals of rows ``[:n]`` into ``batch.pose`` (DeepLabCut's order, NaN beyond them)."""
         t0 = self._clock()
-        scores, locref, paf = maps
-        n_animals, _ = self.decoder.decode(scores, locref, paf, batch.pose, n)
+        scores, locref, paf, *unique = maps  # + the unique-part head's score maps and offsets, if the model has one
+        n_animals, _ = self.decoder.decode(scores, locref, paf, batch.pose, n,
+                                           unique_scores=unique[0] if unique else None,
+                                           unique_locref=unique[1] if unique else None)
         self._n_animals[:n] = n_animals
         self.assembly_ns += self._clock() - t0
 
