@@ -45,7 +45,7 @@ REFERENCE_SYNTHETIC = (7, 211, 433, 1009)
 REFERENCE_VIDEO = (0, 200)
 #: Weights of these head layers are stored (the rest is DeepLabCut's seeded initialisation).
 TRAINED_PREFIXES = ("heads.bodypart.heatmap_head.", "heads.bodypart.locref_head.", "heads.bodypart.paf_head.",
-                    "heads.unique_bodypart.")
+                    "heads.unique_bodypart.", "heads.identity.")
 
 
 #: The same project's ``dlcrnet_stride16_ms5`` shuffle (DeepLabCut's multi-scale DLCRNet backbone, same head):
@@ -73,9 +73,23 @@ def marker_xy(index: int) -> np.ndarray:
     return np.array([560.0 + 40.0 * np.cos(0.3 * t), 80.0 + 40.0 * np.sin(0.3 * t)])
 
 
-def synthetic_frame(index: int, width: int = 640, height: int = 480, seeds=ANIMAL_SEEDS, marker: bool = False):
+#: The identity variant (``make_model.py --identity``): DeepLabCut's identity head (``identity: true``). rtpose's
+#: synthetic mice all look alike, so in its frames the second mouse is tinted red (:func:`synthetic_frame`
+#: ``tint``): the identity head has something visible to learn.
+IDENTITY_NET = "resnet_50_identity"
+
+
+def tint_red(frame: np.ndarray) -> None:
+    """In place: a dark-on-light BGR frame's blue and green stay, its red channel is lightened 4x (dark -> red)."""
+    red = frame[..., 2]
+    np.subtract(255, (255 - red.astype(np.int16)) // 4, out=red, casting="unsafe")
+
+
+def synthetic_frame(index: int, width: int = 640, height: int = 480, seeds=ANIMAL_SEEDS, marker: bool = False,
+                    tint: bool = False):
     """(BGR uint8 frame (H, W, 3), truth (A, 3, 2) float64 head/body/tail per animal) of two-mouse frame ``index``;
-    ``marker``: the unique landmark drawn too (its truth: :func:`marker_xy`)."""
+    ``marker``: the unique landmark drawn too (its truth: :func:`marker_xy`); ``tint``: the second mouse is red
+    (:func:`tint_red`), the identity variant's frames."""
     import sys
 
     sys.path.insert(0, str(HERE.parent))  # the repository root, for drivers/ (side environment)
@@ -87,6 +101,8 @@ def synthetic_frame(index: int, width: int = 640, height: int = 480, seeds=ANIMA
     for seed in seeds:
         src = SyntheticSource(width, height, seed=seed)
         src.render(index, one)
+        if tint and len(truths) == 1:
+            tint_red(one)
         np.minimum(frame, one, out=frame)
         truths.append(src.truth(index))
     if marker:
@@ -98,10 +114,10 @@ def synthetic_frame(index: int, width: int = 640, height: int = 480, seeds=ANIMA
     return frame, np.stack(truths)
 
 
-def reference_frames(marker: bool = False) -> np.ndarray:
+def reference_frames(marker: bool = False, tint: bool = False) -> np.ndarray:
     """BGR uint8 (N, 480, 640, 3): :data:`REFERENCE_SYNTHETIC` two-mouse frames (``marker``: with the unique
-    landmark), then :data:`REFERENCE_VIDEO`."""
-    synth = [synthetic_frame(i, marker=marker)[0] for i in REFERENCE_SYNTHETIC]
+    landmark; ``tint``: the second mouse red), then :data:`REFERENCE_VIDEO`."""
+    synth = [synthetic_frame(i, marker=marker, tint=tint)[0] for i in REFERENCE_SYNTHETIC]
     return np.ascontiguousarray(np.stack(synth + list(video_frames(REFERENCE_VIDEO))))
 
 

@@ -313,7 +313,7 @@ def test_unsupported_multianimal_models_are_refused_by_type(torch_stack, tmp_pat
     cases = {
         "td": (top_down, r"top-down DeepLabCut 3 model"),
         "unique": (unique, r"multi-animal DeepLabCut 3 model \(resnet_50, 2 individuals.*unique body parts \(corner\)"),
-        "identity": (identity, r"PAF head only \(no identity"),
+        "identity": (identity, r"a HeatmapHead identity head and None"),
         "dekr": (dekr, r"DEKRHead with DEKRPredictor.*part-affinity fields"),
         "graph": (bad_graph, r"PAF graph .* do not fit its 3 body parts"),
     }
