@@ -67,7 +67,7 @@ class ParityFigures:
     ort_levels: tuple[str, ...]
     tolerance: Tolerance
     paf_max_abs: float | None = None  # part-affinity fields (multi-animal models); None without them
-    identity_max_abs: float | None = None  # raw identity maps (DeepLabCut's identity head); None without one
+    identity_max_abs: float | None = None  # identity maps after the sigmoid (identity head); None without one
 
     def failures(self) -> list[str]:
         tol = self.tolerance
@@ -81,7 +81,7 @@ class ParityFigures:
         if self.paf_max_abs is not None and not self.paf_max_abs <= tol.paf:
             out.append(f"part-affinity fields differ by {self.paf_max_abs:.3g} (tolerance {tol.paf:g})")
         if self.identity_max_abs is not None and not self.identity_max_abs <= tol.paf:
-            out.append(f"identity maps differ by {self.identity_max_abs:.3g} (tolerance {tol.paf:g})")
+            out.append(f"identity maps (sigmoid) differ by {self.identity_max_abs:.3g} (tolerance {tol.paf:g})")
         return out
 
     @property

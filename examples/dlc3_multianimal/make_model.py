@@ -19,7 +19,13 @@ Runs in the DeepLabCut 3 side environment (see ``examples/dlc3_openfield/make_mo
    losses (``model.get_target``, ``model.get_loss``), Adam, ``--steps`` steps on the labelled frames.
    The result is saved as the shuffle's snapshot (``snapshot-<steps>.pt``, ``{"model": state_dict}``);
 4. ``deeplabcut.export_model`` writes ``exported-models-pytorch/DLC_twomice_..._shuffle-1/*.pt``;
-5. with ``--dlcrnet``, shuffle 2 is DeepLabCut's other multi-animal network, ``dlcrnet_stride16_ms5``
+5. with ``--identity``, the project (``twomicei-synth-dlc3``) has ``identity: true``: DeepLabCut adds its
+   identity head (``config/base/head_identity.yaml``: a ``HeatmapHead``, one deconvolution to one map per
+   individual, ``IdentityPredictor``), whose layer is trained with the three others (DeepLabCut's
+   ``HeatmapPlateauGenerator`` in INDIVIDUAL mode, weighted BCE). rtpose's synthetic mice all look alike,
+   so in this project's frames the second mouse is tinted red (``dlc3_ma_models.tint_red``): something
+   visible for the identity head to learn;
+6. with ``--dlcrnet``, shuffle 2 is DeepLabCut's other multi-animal network, ``dlcrnet_stride16_ms5``
    (multi-scale DLCRNet backbone, same head), with DeepLabCut's seeded initialisation alone (saved as
    ``snapshot-000.pt``, untrained) and exported the same way.
 

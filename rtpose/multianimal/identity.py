@@ -119,8 +119,9 @@ def identity_order_reference(maps: np.ndarray, animals: np.ndarray, n_found: int
     """
     h, w, n_ids = maps.shape
     full = resize_aa_reference(maps, int(h * stride), int(w * stride))
-    if apply_sigmoid:  # torch's 1 / (1 + exp(-x)) in float32, exp correctly rounded
-        full = np.float32(1.0) / (np.float32(1.0) + np.exp(-full.astype(np.float64)).astype(np.float32))
+    if apply_sigmoid:  # torch's 1 / (1 + exp(-x)) in float32, exp correctly rounded (inf -> 0 as in torch)
+        with np.errstate(over="ignore"):
+            full = np.float32(1.0) / (np.float32(1.0) + np.exp(-full.astype(np.float64)).astype(np.float32))
     H, W = full.shape[:2]
     a, k = animals.shape[:2]
     poses = np.array(animals, np.float64)
