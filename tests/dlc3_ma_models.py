@@ -11,7 +11,10 @@ What the repository keeps (``tests/data/dlc3_ma/``, made by ``build_fixtures.py`
   seeded random backbone and head stages (see ``make_model.py``), so the maps have real peaks and limbs;
 * ``resnet_50.reference.npz``: DeepLabCut's own PyTorch inference on :func:`reference_frames`: the
   smoothed score maps, locref and PAF maps of its ``PartAffinityFieldPredictor`` and its final poses
-  ``(N, A, K, 5)``; plus the sha256 of the weights.
+  ``(N, A, K, 5)``; plus the sha256 of the weights;
+* ``resnet_50_unique.*`` / ``resnet_50_identity.*``: the same for the variants with a unique body part
+  (:data:`UNIQUE_NET`) and with DeepLabCut's identity head (:data:`IDENTITY_NET`, frames with the
+  second mouse tinted red).
 
 :func:`build_export` rebuilds the model: ``torch.manual_seed(SEED)``, DeepLabCut's
 ``PoseModel.build(config["model"], pretrained_backbone=False)`` (its own random initialisation), the stored

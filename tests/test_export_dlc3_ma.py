@@ -384,7 +384,7 @@ def _identity_slots(ref, i):
 
 @pytest.mark.slow
 @pytest.mark.export_torch
-def test_identity_head_exports_and_orders_animals_like_deeplabcut(identity_export):
+def test_identity_head_exports_and_orders_animals_like_deeplabcut(identity_export, capsys):
     """The two-mouse project with DeepLabCut's identity head (``make_model.py --identity``; mouse2 tinted
     red): exported with its raw maps as output ``identity`` (checked against DeepLabCut's forward), bound
     by rtpose's runtime; the pipeline's AnimalStep puts the animals in DeepLabCut's identity order
@@ -400,6 +400,10 @@ def test_identity_head_exports_and_orders_animals_like_deeplabcut(identity_expor
     assert report.parity.ok and report.parity.identity_max_abs is not None and report.batch_invariance.ok
     assert "parity.identity_max_abs" in meta.extra
     assert ModelMetadata.from_props(meta.to_props()) == meta
+    from rtpose.cli import main as cli_main
+
+    assert cli_main(["info", str(onnx_path)]) == 0
+    assert "identity head: output identity (stride 8, sigmoid True)" in capsys.readouterr().out
 
     model = OnnxPoseModel(onnx_path, providers=["cpu"])
     model.prepare(1, 480, 640)
