@@ -171,7 +171,8 @@ def recheck_onnx(src, out=None, *, check_images=None) -> ExportReport:
     figures = _check_batch_invariance(
         model, check_frames, input_hw,
         (meta.scoremap_output, meta.locref_output) + ((meta.paf_output,) if meta.paf_output else ())
-    + ((meta.unique_scoremap_output, meta.unique_locref_output) if meta.unique_scoremap_output else ()), meta.stride,
+    + ((meta.unique_scoremap_output, meta.unique_locref_output) if meta.unique_scoremap_output else ())
+    + ((meta.identity_output,) if meta.identity_output else ()), meta.stride,
         meta.locref_stdev,
         str(src), "Export the model again from its source (DeepLabCut folder, SavedModel or Keras file): the "
         "exporter rewrites such nodes.")
@@ -236,7 +237,8 @@ def _export_dlc3(source, out, *, fp16, opset, check_frames, user_extra, decode_i
     multianimal = None
     if model.multianimal is not None:
         multianimal = (model.multianimal.layout,
-                       model.multianimal.assembly(desc.stride, desc, torch_dlc3.unique_stride(net)))
+                       model.multianimal.assembly(desc.stride, desc, torch_dlc3.unique_stride(net),
+                                                  torch_dlc3.identity_stride(net)))
     return _finish(onnx_model, batches, ref, desc, out, source_name=str(source.path), source_kind="dlc3",
                    source_sha256=source.sha256(), variant=f"dlc3-{model.net_type}", note=model.note(), fp16=fp16,
                    opset=opset, input_hw=(None, None), has_locref=bool(desc.location_refinement),
@@ -304,14 +306,15 @@ def _finish(model, batches, ref, desc, out: Path, *, source_name, source_kind, s
     h, w = input_hw
     paf_channels = 2 * len(multianimal[1].graph) if multianimal else None
     n_unique = multianimal[0].n_unique if multianimal else 0
-    _set_io_dims(model, h, w, k, has_locref, paf_channels, n_unique)
+    n_identity = len(multianimal[0].individuals) if multianimal and multianimal[1].with_identity else 0
+    _set_io_dims(model, h, w, k, has_locref, paf_channels, n_unique, n_identity)
     try:
         onnx.checker.check_model(model)
     except Exception as exc:
         raise ExportError(f"{source_name}: the converted ONNX model is invalid ({exc}); please report this") from exc
     stride, stdev = desc.stride, desc.locref_stdev
     outputs = (("scoremap", "locref" if has_locref else None) + (("paf",) if multianimal else ())
-               + (("unique_scoremap", "unique_locref") if n_unique else ()))
+               + (("unique_scoremap", "unique_locref") if n_unique else ()) + (("identity",) if n_identity else ()))
     framework = "pytorch" if source_kind == "dlc3" else "tensorflow"
     batch_figures = _check_batch_invariance(
         model, check_frames, input_hw, outputs, stride, stdev, source_name,
@@ -384,7 +387,8 @@ def _finish(model, batches, ref, desc, out: Path, *, source_name, source_kind, s
         layout=multianimal[0] if multianimal else None, paf_output="paf" if multianimal else None,
         assembly=multianimal[1] if multianimal else None,
         unique_scoremap_output="unique_scoremap" if n_unique else None,
-        unique_locref_output="unique_locref" if n_unique else None)
+        unique_locref_output="unique_locref" if n_unique else None,
+        identity_output="identity" if n_identity else None)
     decode_check = ""
     if decode_in_graph:  # last: after --fp16 (maps cast back to float32) and --input uint8-bgr (input only)
         frames_in = uint8_input.uint8_bgr_batches(batches) if uint8_bgr else batches
@@ -398,7 +402,8 @@ def _finish(model, batches, ref, desc, out: Path, *, source_name, source_kind, s
                         decode_check=decode_check)
 
 
-def _set_io_dims(model, h, w, k: int, has_locref: bool, paf_channels: int | None = None, n_unique: int = 0) -> None:
+def _set_io_dims(model, h, w, k: int, has_locref: bool, paf_channels: int | None = None, n_unique: int = 0,
+                 n_identity: int = 0) -> None:
     g = model.graph
     if len(g.input) != 1 or g.input[0].name != "image":
         names = [i.name for i in g.input]
@@ -411,6 +416,8 @@ def _set_io_dims(model, h, w, k: int, has_locref: bool, paf_channels: int | None
         want["paf"] = paf_channels
     if n_unique:
         want["unique_scoremap"], want["unique_locref"] = n_unique, 2 * n_unique
+    if n_identity:
+        want["identity"] = n_identity
     got = {o.name for o in g.output}
     if got != set(want):
         raise ExportError(f"the converted model has outputs {sorted(got)}, expected {sorted(want)}; please report this")

@@ -8,7 +8,11 @@ first maximum of each score map (row-major), offsets ``(dx, dy)`` times
 ``locref_stdev``, ``x = col * stride + stride / 2 + dx``. Multi-animal models have a third output,
 the part-affinity fields (``paf``), compared element-wise (``paf_max_abs``); their score maps and
 offsets are compared as above (the first maximum is a fixed point of the map, whichever animal it is on);
-a unique-body-part head's score maps and offsets (outputs 4 and 5) count in the same figures. Its pose
+a unique-body-part head's score maps and offsets (outputs 4 and 5) count in the same figures; an identity
+head's maps (output ``identity``, last) are compared element-wise after the sigmoid DeepLabCut applies
+(``identity_max_abs``, with the PAF tolerance: the head sits on the backbone's features with logits up
+to +-140, where float32 conditioning alone moves them by ~0.02, i.e. up to 3.6e-3 after the sigmoid on
+the noiseless synthetic fixture frames). Its pose
 figure uses the PAF head's stride: a near-enough bound for a check of equal maps.
 """
 
@@ -110,6 +114,10 @@ def check(model_bytes: bytes, batches, reference, *, outputs, stride: float, loc
     """
     worst = [0.0, None if reference[0][1] is None else 0.0, 0.0, 0, 0]
     paf_worst = 0.0 if len(reference[0]) > 2 else None
+    names = list(outputs)
+    unique_at = names.index("unique_scoremap") if "unique_scoremap" in names else None
+    identity_at = names.index("identity") if "identity" in names else None  # raw identity maps, element-wise
+    identity_worst = None if identity_at is None else 0.0
     got = None
     for level in levels:
         got = run_onnx(model_bytes, batches, outputs, level, source)
@@ -122,8 +130,15 @@ def check(model_bytes: bytes, batches, reference, *, outputs, stride: float, loc
                     raise ExportError(f"ONNX PAF output shape {got_pair[2].shape} differs from the reference "
                                       f"{ref_pair[2].shape}; please report this")
                 paf_worst = _worst(paf_worst, float(np.max(np.abs(ref_pair[2].astype(np.float64) - got_pair[2]))))
-            if len(ref_pair) > 3:  # a unique-body-part head: its own (scoremap, locref) pair, same figures
-                us, ulr, up, uamb, un = compare(ref_pair[3:5], got_pair[3:5], stride=stride, locref_stdev=locref_stdev,
+            if identity_at is not None:
+                if ref_pair[identity_at].shape != got_pair[identity_at].shape:
+                    raise ExportError(f"ONNX identity output shape {got_pair[identity_at].shape} differs from the "
+                                      f"reference {ref_pair[identity_at].shape}; please report this")
+                identity_worst = _worst(identity_worst, float(np.max(np.abs(
+                    _sigmoid(ref_pair[identity_at]) - _sigmoid(got_pair[identity_at])))))
+            if unique_at is not None:  # a unique-body-part head: its own (scoremap, locref) pair, same figures
+                u = slice(unique_at, unique_at + 2)
+                us, ulr, up, uamb, un = compare(ref_pair[u], got_pair[u], stride=stride, locref_stdev=locref_stdev,
                                                 score_tolerance=tolerance.scoremap)
                 s, lr, p = _worst(s, us), _worst(lr, ulr), _worst(p, up)
                 amb, n = amb + uamb, n + un
@@ -138,7 +153,7 @@ def check(model_bytes: bytes, batches, reference, *, outputs, stride: float, loc
     figures = ParityFigures(
         reference=reference_name, scoremap_max_abs=worst[0], locref_max_abs=worst[1], pose_max_px=worst[2],
         ambiguous_peaks=worst[3], points=worst[4], frames=len(sizes), frame_sizes=sizes,
-        ort_levels=tuple(levels), tolerance=tolerance, paf_max_abs=paf_worst,
+        ort_levels=tuple(levels), tolerance=tolerance, paf_max_abs=paf_worst, identity_max_abs=identity_worst,
     )
     return figures, got
 
@@ -173,6 +188,11 @@ def stack_frames(pairs):
     """[(scoremap, locref[, paf]), ...] of single frames -> one (scoremap, locref[, paf]) batch."""
     return tuple(None if pairs[0][i] is None else np.concatenate([p[i] for p in pairs])
                  for i in range(len(pairs[0])))
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    with np.errstate(over="ignore"):
+        return 1.0 / (1.0 + np.exp(-np.asarray(x, np.float64)))
 
 
 def _worst(a: float, b: float) -> float:

@@ -67,6 +67,7 @@ class ParityFigures:
     ort_levels: tuple[str, ...]
     tolerance: Tolerance
     paf_max_abs: float | None = None  # part-affinity fields (multi-animal models); None without them
+    identity_max_abs: float | None = None  # identity maps after the sigmoid (identity head); None without one
 
     def failures(self) -> list[str]:
         tol = self.tolerance
@@ -79,6 +80,8 @@ class ParityFigures:
             out.append(f"poses differ by {self.pose_max_px:.3g} px (tolerance {tol.pose_px:g} px)")
         if self.paf_max_abs is not None and not self.paf_max_abs <= tol.paf:
             out.append(f"part-affinity fields differ by {self.paf_max_abs:.3g} (tolerance {tol.paf:g})")
+        if self.identity_max_abs is not None and not self.identity_max_abs <= tol.paf:
+            out.append(f"identity maps (sigmoid) differ by {self.identity_max_abs:.3g} (tolerance {tol.paf:g})")
         return out
 
     @property
@@ -87,6 +90,8 @@ class ParityFigures:
 
     def as_extra(self, prefix: str) -> dict[str, str]:
         paf = {} if self.paf_max_abs is None else {f"{prefix}.paf_max_abs": f"{self.paf_max_abs:.3g}"}
+        if self.identity_max_abs is not None:
+            paf[f"{prefix}.identity_max_abs"] = f"{self.identity_max_abs:.3g}"
         return paf | {
             f"{prefix}.reference": self.reference,
             f"{prefix}.scoremap_max_abs": f"{self.scoremap_max_abs:.3g}",
@@ -107,6 +112,7 @@ class ParityFigures:
         else:
             counted = f"{self.points} points"
         paf = "" if self.paf_max_abs is None else f", PAFs {self.paf_max_abs:.2e}"
+        paf += "" if self.identity_max_abs is None else f", identity maps {self.identity_max_abs:.2e}"
         return (f"vs {self.reference}: score maps {self.scoremap_max_abs:.2e}, offsets {locref}{paf}, "
                 f"pose {self.pose_max_px:.3f} px over {counted} "
                 f"[{self.frames} frame(s) {', '.join(sorted(set(self.frame_sizes)))}; ORT levels "

@@ -34,8 +34,12 @@ kept limbs ``graph[edges_to_keep]`` in that order (channels 2e, 2e + 1 = DeepLab
 ``pafs.reshape(B, -1, 2, h, w)[:, edges_to_keep[e], 0 / 1]``). The metadata carries the
 :class:`~rtpose.multianimal.layout.AnimalLayout` and :class:`~rtpose.multianimal.params.AssemblyParams`.
 
-Top-down models (a detector, ``method: td``, e.g. RTMPose), unique body parts, identity heads and
-other multi-animal heads (DEKR) raise :class:`~rtpose.errors.ExportError` naming the model type.
+DeepLabCut's identity head (``identity: true``: ``HeatmapHead`` + ``IdentityPredictor``) adds the output
+``identity`` (B, h', w', A): its raw maps at the head's own resolution (stride ``assembly.identity_stride``),
+NHWC; the predictor's resize and sigmoid run in rtpose's decoder (:mod:`rtpose.multianimal.identity`).
+
+Top-down models (a detector, ``method: td``, e.g. RTMPose) and other multi-animal heads (DEKR) raise
+:class:`~rtpose.errors.ExportError` naming the model type.
 
 torch and DeepLabCut are imported only when a function here runs
 (:mod:`.deps`, the ``export-torch`` extra).
@@ -85,7 +89,8 @@ class Dlc3Model:
         """The ONNX outputs, in order."""
         if self.multianimal is not None:
             unique = ("unique_scoremap", "unique_locref") if self.multianimal.unique is not None else ()
-            return ("scoremap", "locref", "paf") + unique
+            identity = ("identity",) if self.multianimal.identity is not None else ()  # identity head (ma-id)
+            return ("scoremap", "locref", "paf") + unique + identity
         return ("scoremap", "locref") if self.description.location_refinement else ("scoremap",)
 
     def note(self) -> str:
@@ -114,6 +119,16 @@ class UniqueHead:
 
 
 @dataclass(frozen=True)
+class IdentityHead:
+    """DeepLabCut 3's identity head (``identity: true``; ``config/base/head_identity.yaml``): a ``HeatmapHead``
+    with one map per individual and an ``IdentityPredictor``. The ONNX output ``identity`` is its raw maps at
+    head resolution (NHWC); the predictor's antialiased bilinear resize and sigmoid run in rtpose's decoder
+    (:mod:`rtpose.multianimal.identity`), only at the keypoints it needs."""
+
+    apply_sigmoid: bool
+
+
+@dataclass(frozen=True)
 class PafModel:
     """A multi-animal ``PartAffinityFieldPredictor``'s settings, as its config gives them."""
 
@@ -126,14 +141,18 @@ class PafModel:
     add_discarded: bool
     force_fusion: bool
     unique: UniqueHead | None = None
+    identity: IdentityHead | None = None
 
     @property
     def graph(self) -> tuple[tuple[int, int], ...]:
         """The limbs the ONNX ``paf`` output holds, in channel order: ``full_graph[edges_to_keep]``."""
         return tuple(self.full_graph[i] for i in self.edges_to_keep)
 
-    def assembly(self, stride: float, desc: ModelDescription, unique_stride: float | None = None) -> AssemblyParams:
-        return AssemblyParams(
+    def assembly(self, stride: float, desc: ModelDescription, unique_stride: float | None = None,
+                 identity_stride: float | None = None) -> AssemblyParams:
+        identity = {} if self.identity is None else {  # identity head (ma-id)
+            "identity_stride": float(identity_stride), "identity_apply_sigmoid": self.identity.apply_sigmoid}
+        return AssemblyParams(**identity,
             unique_stride=None if unique_stride is None or unique_stride == stride else float(unique_stride),
             num_animals=len(self.layout.individuals), graph=self.graph, stride=float(stride),
             locref_stdev=desc.locref_stdev, nms_radius=self.nms_radius, sigma=self.sigma,
@@ -173,9 +192,18 @@ def _paf_model(pt: Path, net: str, meta: dict, heads: dict) -> PafModel | None:
                               f"{unique_head.clip_scores} where rtpose's decoder uses the PAF head's locref_stdev "
                               f"{paf_stdev:g} and clips the unique likelihoods (DeepLabCut's defaults); export a model "
                               "with those defaults")
-    if set(heads) - {"unique_bodypart"} != {"bodypart"}:
-        raise ExportError(f"{what}. rtpose exports multi-animal models with the PAF head only (no identity or other "
-                          "extra heads) for now; train a shuffle without identity (identity: false)")
+    identity_head = None
+    if "identity" in heads:  # identity head (ma-id)
+        ident = heads["identity"]
+        ipred = ident.get("predictor", {})
+        if ident.get("type") != "HeatmapHead" or ipred.get("type") != "IdentityPredictor":
+            raise ExportError(f"{what} with a {ident.get('type')} identity head and {ipred.get('type')}. rtpose "
+                              "exports DeepLabCut's own identity head (HeatmapHead + IdentityPredictor); export it "
+                              "again with deeplabcut.export_model")
+        identity_head = IdentityHead(apply_sigmoid=bool(ipred.get("apply_sigmoid", True)))
+    if set(heads) - {"unique_bodypart", "identity"} != {"bodypart"}:
+        raise ExportError(f"{what}. rtpose exports multi-animal models with the PAF head, DeepLabCut's unique-part "
+                          "and identity heads only; train a shuffle without the other heads")
     if head.get("type") != "DLCRNetHead" or predictor.get("type") != "PartAffinityFieldPredictor":
         raise ExportError(f"{what}. rtpose exports bottom-up multi-animal models with part-affinity fields "
                           "(DLCRNetHead + PartAffinityFieldPredictor: resnet_50, dlcrnet_stride16_ms5, ...) for now")
@@ -199,7 +227,7 @@ def _paf_model(pt: Path, net: str, meta: dict, heads: dict) -> PafModel | None:
         sigma=float(predictor.get("sigma", defaults["sigma"])),
         min_affinity=float(predictor.get("min_affinity", defaults["min_affinity"])),
         add_discarded=bool(predictor.get("add_discarded", False)),
-        force_fusion=bool(predictor.get("force_fusion", False)), unique=unique_head)
+        force_fusion=bool(predictor.get("force_fusion", False)), unique=unique_head, identity=identity_head)
 
 
 def load(pt: Path) -> Dlc3Model:
@@ -275,6 +303,12 @@ def unique_stride(net) -> float | None:
     return float(strides["unique_bodypart"]) if "unique_bodypart" in strides else None
 
 
+def identity_stride(net) -> float | None:
+    """The identity head's map stride (``resnet_50``: 8, one deconvolution on the stride-16 backbone), or None."""
+    strides = getattr(net, "_strides", {})
+    return float(strides["identity"]) if "identity" in strides else None
+
+
 def wrapper(model: Dlc3Model, net, desc: ModelDescription):
     """An nn.Module: NHWC RGB 0-255 float image -> (scoremap NHWC, locref NHWC) per DeepLabCut-Live's transforms."""
     torch = deps.torch()
@@ -312,11 +346,13 @@ def wrapper(model: Dlc3Model, net, desc: ModelDescription):
                                    groups=heatmap.shape[1])
                 paf = out["paf"][:, self.paf_channels] if self.paf_channels is not None else out["paf"]
                 maps = (heatmap.permute(0, 2, 3, 1), out["locref"].permute(0, 2, 3, 1), paf.permute(0, 2, 3, 1))
-                if model.multianimal.unique is None:
-                    return maps
-                u = unique_out
-                uh = torch.sigmoid(u["heatmap"]) if model.multianimal.unique.apply_sigmoid else u["heatmap"]
-                return maps + (uh.permute(0, 2, 3, 1), u["locref"].permute(0, 2, 3, 1))
+                if model.multianimal.unique is not None:
+                    u = unique_out
+                    uh = torch.sigmoid(u["heatmap"]) if model.multianimal.unique.apply_sigmoid else u["heatmap"]
+                    maps += (uh.permute(0, 2, 3, 1), u["locref"].permute(0, 2, 3, 1))
+                if model.multianimal.identity is not None:  # raw maps, head resolution (ma-id)
+                    maps += (outs["identity"]["heatmap"].permute(0, 2, 3, 1),)
+                return maps
             scoremap = heatmap.permute(0, 2, 3, 1)
             if not desc.location_refinement:
                 return (scoremap,)
@@ -353,12 +389,12 @@ def predict_multianimal(model: Dlc3Model, net, batch: np.ndarray):
     """DeepLabCut's own multi-animal inference, one frame at a time: ``net(x)`` then the head's
     ``PartAffinityFieldPredictor`` (``net.get_predictions``: sigmoid, smoothing, peaks, PAF costs, Assembler).
 
-    Returns (scoremap, locref, paf, poses[, unique_scoremap, unique_locref, unique_poses]): the smoothed
+    Returns (scoremap, locref, paf, poses[, unique_scoremap, unique_locref, unique_poses][, identity]): the smoothed
     score maps the predictor found its peaks on
     (captured at its ``find_local_peak_indices_maxpool_nms`` call), NHWC; the raw locref; the PAF
     channels of the kept limbs (NHWC, :attr:`PafModel.graph` order); its poses (B, A, K, 5); with unique
     body parts also the unique head's maps (after its sigmoid when it applies one) and its
-    ``HeatmapPredictor``'s poses (B, 1, U, 3).
+    ``HeatmapPredictor``'s poses (B, 1, U, 3); with an identity head its raw maps (B, h, w, A), NHWC.
     """
     torch = deps.torch()
     ma = model.multianimal
@@ -371,7 +407,7 @@ def predict_multianimal(model: Dlc3Model, net, batch: np.ndarray):
         return find_peaks(input_, radius, threshold)
 
     channels = [2 * e + c for e in ma.edges_to_keep for c in (0, 1)]
-    maps, poses, unique_maps, unique_poses = ([], [], []), [], ([], []), []
+    maps, poses, unique_maps, unique_poses, identity = ([], [], []), [], ([], []), [], []
     predictor.find_local_peak_indices_maxpool_nms = capture
     try:
         with torch.inference_mode():
@@ -389,11 +425,15 @@ def predict_multianimal(model: Dlc3Model, net, batch: np.ndarray):
                     unique_maps[0].append(uh.permute(0, 2, 3, 1).numpy())
                     unique_maps[1].append(u["locref"].permute(0, 2, 3, 1).numpy())
                     unique_poses.append(np.asarray(predictions["unique_bodypart"]["poses"].numpy(), np.float32))
+                if ma.identity is not None:
+                    identity.append(out["identity"]["heatmap"].permute(0, 2, 3, 1).numpy())
     finally:
         del predictor.find_local_peak_indices_maxpool_nms
     result = tuple(np.ascontiguousarray(np.concatenate(m)) for m in maps) + (np.concatenate(poses),)
     if ma.unique is not None:
         result += tuple(np.ascontiguousarray(np.concatenate(m)) for m in unique_maps) + (np.concatenate(unique_poses),)
+    if ma.identity is not None:
+        result += (np.ascontiguousarray(np.concatenate(identity)),)
     return result
 
 
@@ -403,9 +443,10 @@ def reference(model: Dlc3Model, net, desc: ModelDescription, batch: np.ndarray):
     The preprocessing is DeepLabCut-Live's own transforms (torchvision ``v2.ToDtype`` for uint8 input
     is a division by 255; ``AutoPadToDivisor``; ``v2.Normalize``), applied eagerly.
     """
-    if model.multianimal is not None:  # (scoremap, locref, paf[, unique_scoremap, unique_locref])
+    if model.multianimal is not None:  # (scoremap, locref, paf[, unique_scoremap, unique_locref][, identity])
         out = predict_multianimal(model, net, batch)
-        return out[:3] + (out[4:6] if model.multianimal.unique is not None else ())
+        return (out[:3] + (out[4:6] if model.multianimal.unique is not None else ())
+                + (out[-1:] if model.multianimal.identity is not None else ()))
     torch = deps.torch()
     from torchvision.transforms import v2
 

@@ -51,6 +51,8 @@ class ModelMetadata:
         unique_scoremap_output, unique_locref_output: multi-animal models with unique body parts: ONNX output
             names of the unique head's (B, h', w', U) score maps and (B, h', w', 2U) offsets (its own
             stride: ``assembly.unique_stride``); None otherwise.
+        identity_output: multi-animal models with DeepLabCut's identity head: ONNX output name of its raw
+            (B, h'', w'', A) maps (stride ``assembly.identity_stride``); None otherwise.
         assembly: how the multi-animal maps become animals (DeepLabCut's PAF predictor and Assembler
             parameters, :class:`~rtpose.multianimal.params.AssemblyParams`); set exactly when ``layout`` is,
             for bottom-up models.
@@ -77,6 +79,7 @@ class ModelMetadata:
     assembly: AssemblyParams | None = None
     unique_scoremap_output: str | None = None
     unique_locref_output: str | None = None
+    identity_output: str | None = None
     topdown: TopDownParams | None = None
     extra: dict[str, str] = field(default_factory=dict)
 
@@ -104,6 +107,10 @@ class ModelMetadata:
         if has_unique != bool(self.unique_scoremap_output) or has_unique != bool(self.unique_locref_output):
             raise ModelError("multi-animal model metadata: unique body parts need the unique head's score-map and "
                              "offset outputs (and only they have them); re-export the model with `rtpose export`")
+        has_identity = self.assembly is not None and self.assembly.with_identity
+        if has_identity != bool(self.identity_output):
+            raise ModelError("multi-animal model metadata: an identity head needs both its output name and its stride "
+                             "(assembly.identity_stride); re-export the model with `rtpose export`")
 
     @property
     def multianimal(self) -> bool:
@@ -173,6 +180,8 @@ class ModelMetadata:
         if self.unique_scoremap_output:
             props["unique_scoremap_output"] = self.unique_scoremap_output
             props["unique_locref_output"] = self.unique_locref_output
+        if self.identity_output:
+            props["identity_output"] = self.identity_output
         out = {PREFIX + k: v for k, v in props.items()}
         for k, v in self.extra.items():
             out[PREFIX + "extra." + k] = str(v)
@@ -215,6 +224,7 @@ class ModelMetadata:
                 if "multianimal.assembly" in ours else None,
                 unique_scoremap_output=ours.get("unique_scoremap_output") or None,
                 unique_locref_output=ours.get("unique_locref_output") or None,
+                identity_output=ours.get("identity_output") or None,
                 topdown=TopDownParams.from_json(ours["multianimal.topdown"]) if "multianimal.topdown" in ours else None,
                 extra={k[len("extra."):]: v for k, v in ours.items() if k.startswith("extra.")},
             )

@@ -177,7 +177,7 @@ class OnnxPoseModel:
         self._map_shapes: dict[tuple[int, int], tuple[int, int]] = {}
         self._scmap = self._locref = self._paf = None
         self._scmap_flat = self._locref_flat = self._paf_flat = None
-        self._unique_maps: list[np.ndarray] = []  # unique-part score maps and offsets (multi-animal), prepared size
+        self._unique_maps: list[np.ndarray] = []  # unique-part maps, then identity maps (multi-animal), prepared size
         self._poses = np.zeros((0, self.metadata.num_bodyparts, 3), np.float64)
         self._bindings: dict[tuple[int, bool], object] = {}
         self._device = None  # _DeviceIO under io_binding="device"
@@ -327,6 +327,11 @@ class OnnxPoseModel:
                 raise ModelError(f"{self.path}: the metadata names the unique-part outputs {missing} but the graph has "
                                  f"{list(outputs)}; re-export the model")
             wanted += [meta.unique_scoremap_output, meta.unique_locref_output]
+        if meta.identity_output:  # DeepLabCut's identity head: raw maps at its own stride, last
+            if meta.identity_output not in outputs:
+                raise ModelError(f"{self.path}: the metadata names the identity output {meta.identity_output!r} but "
+                                 f"the graph has {list(outputs)}; re-export the model")
+            wanted.append(meta.identity_output)
         self._output_names = wanted
         self._pose_output = None
         if meta.pose_output:
@@ -569,6 +574,13 @@ class OnnxPoseModel:
                 raise ModelError(f"{self.path}: unique-part outputs have shapes {us.shape} and {ul.shape}, expected "
                                  f"(batch, h, w, {u}) and (batch, h, w, {2 * u}) with finite offsets; re-export the model")
             self._unique_shapes = [us.shape[1:], ul.shape[1:]]
+        if self.metadata.identity_output:  # its maps join the extra heads' buffers (prepared size), last
+            idm = probe[self._output_names.index(self.metadata.identity_output)]
+            a = self.metadata.layout.n_animals
+            if idm.ndim != 4 or idm.shape[3] != a or not np.all(np.isfinite(idm)):
+                raise ModelError(f"{self.path}: identity maps have shape {idm.shape}, expected (batch, h, w, {a}) "
+                                 "finite maps, one per individual; re-export the model")
+            self._unique_shapes.append(idm.shape[1:])
         return h, w
 
     def _check_size(self, height: int, width: int) -> None:
@@ -681,7 +693,8 @@ class OnnxPoseModel:
         """Run rows ``[:n]`` of a multi-animal model; returns views of the preallocated outputs: score maps
         ``(n, h, w, K)``, offsets ``(n, h, w, 2K)``, part-affinity fields ``(n, h, w, 2E)`` and, for a model
         with unique body parts, their head's score maps and offsets (at that head's own stride), float32, as
-        :class:`rtpose.multianimal.decoder.MultiAnimalDecoder` takes them."""
+        :class:`rtpose.multianimal.decoder.MultiAnimalDecoder` takes them; last, for a model with DeepLabCut's
+        identity head, its raw maps ``(n, h'', w'', A)`` (:mod:`rtpose.multianimal.identity`)."""
         if not self.metadata.multianimal:
             raise ModelError(f"{self.path} is a single-animal model: use run()")
         self._check_n(n)

@@ -11,7 +11,10 @@ What the repository keeps (``tests/data/dlc3_ma/``, made by ``build_fixtures.py`
   seeded random backbone and head stages (see ``make_model.py``), so the maps have real peaks and limbs;
 * ``resnet_50.reference.npz``: DeepLabCut's own PyTorch inference on :func:`reference_frames`: the
   smoothed score maps, locref and PAF maps of its ``PartAffinityFieldPredictor`` and its final poses
-  ``(N, A, K, 5)``; plus the sha256 of the weights.
+  ``(N, A, K, 5)``; plus the sha256 of the weights;
+* ``resnet_50_unique.*`` / ``resnet_50_identity.*``: the same for the variants with a unique body part
+  (:data:`UNIQUE_NET`) and with DeepLabCut's identity head (:data:`IDENTITY_NET`, frames with the
+  second mouse tinted red).
 
 :func:`build_export` rebuilds the model: ``torch.manual_seed(SEED)``, DeepLabCut's
 ``PoseModel.build(config["model"], pretrained_backbone=False)`` (its own random initialisation), the stored
@@ -45,7 +48,7 @@ REFERENCE_SYNTHETIC = (7, 211, 433, 1009)
 REFERENCE_VIDEO = (0, 200)
 #: Weights of these head layers are stored (the rest is DeepLabCut's seeded initialisation).
 TRAINED_PREFIXES = ("heads.bodypart.heatmap_head.", "heads.bodypart.locref_head.", "heads.bodypart.paf_head.",
-                    "heads.unique_bodypart.")
+                    "heads.unique_bodypart.", "heads.identity.")
 
 
 #: The same project's ``dlcrnet_stride16_ms5`` shuffle (DeepLabCut's multi-scale DLCRNet backbone, same head):
@@ -73,9 +76,23 @@ def marker_xy(index: int) -> np.ndarray:
     return np.array([560.0 + 40.0 * np.cos(0.3 * t), 80.0 + 40.0 * np.sin(0.3 * t)])
 
 
-def synthetic_frame(index: int, width: int = 640, height: int = 480, seeds=ANIMAL_SEEDS, marker: bool = False):
+#: The identity variant (``make_model.py --identity``): DeepLabCut's identity head (``identity: true``). rtpose's
+#: synthetic mice all look alike, so in its frames the second mouse is tinted red (:func:`synthetic_frame`
+#: ``tint``): the identity head has something visible to learn.
+IDENTITY_NET = "resnet_50_identity"
+
+
+def tint_red(frame: np.ndarray) -> None:
+    """In place: a dark-on-light BGR frame's blue and green stay, its red channel is lightened 4x (dark -> red)."""
+    red = frame[..., 2]
+    np.subtract(255, (255 - red.astype(np.int16)) // 4, out=red, casting="unsafe")
+
+
+def synthetic_frame(index: int, width: int = 640, height: int = 480, seeds=ANIMAL_SEEDS, marker: bool = False,
+                    tint: bool = False):
     """(BGR uint8 frame (H, W, 3), truth (A, 3, 2) float64 head/body/tail per animal) of two-mouse frame ``index``;
-    ``marker``: the unique landmark drawn too (its truth: :func:`marker_xy`)."""
+    ``marker``: the unique landmark drawn too (its truth: :func:`marker_xy`); ``tint``: the second mouse is red
+    (:func:`tint_red`), the identity variant's frames."""
     import sys
 
     sys.path.insert(0, str(HERE.parent))  # the repository root, for drivers/ (side environment)
@@ -87,6 +104,8 @@ def synthetic_frame(index: int, width: int = 640, height: int = 480, seeds=ANIMA
     for seed in seeds:
         src = SyntheticSource(width, height, seed=seed)
         src.render(index, one)
+        if tint and len(truths) == 1:
+            tint_red(one)
         np.minimum(frame, one, out=frame)
         truths.append(src.truth(index))
     if marker:
@@ -98,10 +117,10 @@ def synthetic_frame(index: int, width: int = 640, height: int = 480, seeds=ANIMA
     return frame, np.stack(truths)
 
 
-def reference_frames(marker: bool = False) -> np.ndarray:
+def reference_frames(marker: bool = False, tint: bool = False) -> np.ndarray:
     """BGR uint8 (N, 480, 640, 3): :data:`REFERENCE_SYNTHETIC` two-mouse frames (``marker``: with the unique
-    landmark), then :data:`REFERENCE_VIDEO`."""
-    synth = [synthetic_frame(i, marker=marker)[0] for i in REFERENCE_SYNTHETIC]
+    landmark; ``tint``: the second mouse red), then :data:`REFERENCE_VIDEO`."""
+    synth = [synthetic_frame(i, marker=marker, tint=tint)[0] for i in REFERENCE_SYNTHETIC]
     return np.ascontiguousarray(np.stack(synth + list(video_frames(REFERENCE_VIDEO))))
 
 

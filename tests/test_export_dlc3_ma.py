@@ -313,7 +313,7 @@ def test_unsupported_multianimal_models_are_refused_by_type(torch_stack, tmp_pat
     cases = {
         "td": (top_down, r"top-down DeepLabCut 3 model"),
         "unique": (unique, r"multi-animal DeepLabCut 3 model \(resnet_50, 2 individuals.*unique body parts \(corner\)"),
-        "identity": (identity, r"PAF head only \(no identity"),
+        "identity": (identity, r"a HeatmapHead identity head and None"),
         "dekr": (dekr, r"DEKRHead with DEKRPredictor.*part-affinity fields"),
         "graph": (bad_graph, r"PAF graph .* do not fit its 3 body parts"),
     }
@@ -360,3 +360,111 @@ def test_inconsistent_multianimal_metadata_is_refused():
     props["rtpose.multianimal.layout"] = "{not json"
     with pytest.raises(ModelError, match="malformed rtpose metadata"):
         ModelMetadata.from_props(props)
+
+
+@pytest.fixture(scope="module")
+def identity_export(torch_stack, tmp_path_factory):
+    """(reference, .onnx, ExportReport) of the identity fixture, exported once."""
+    from rtpose.exporters import export_model
+
+    base = tmp_path_factory.mktemp("dlc3_ma_identity")
+    ref = dict(np.load(M.DATA / f"{M.IDENTITY_NET}.reference.npz"))
+    folder, sha = M.build_export(base, name=M.IDENTITY_NET)
+    assert sha == str(ref["weights_sha256"]), "rerun tests/data/dlc3_ma/build_fixtures.py --identity"
+    return ref, base / "identity.onnx", export_model(folder, base / "identity.onnx")
+
+
+def _identity_slots(ref, i):
+    """DeepLabCut's final predictions of frame i in identity order: (A, K, 3) with NaN rows for -1 ones, present."""
+    want = ref["identity_bodyparts"][i][..., :3].astype(np.float64)
+    present = ~np.all(want == -1, axis=(-1, -2))
+    want[~present] = np.nan
+    return want, present
+
+
+@pytest.mark.slow
+@pytest.mark.export_torch
+def test_identity_head_exports_and_orders_animals_like_deeplabcut(identity_export, capsys):
+    """The two-mouse project with DeepLabCut's identity head (``make_model.py --identity``; mouse2 tinted
+    red): exported with its raw maps as output ``identity`` (checked against DeepLabCut's forward), bound
+    by rtpose's runtime; the pipeline's AnimalStep puts the animals in DeepLabCut's identity order
+    (its PredictKeypointIdentities + AssignIndividualIdentities) with track id = identity."""
+    from rtpose.model import OnnxPoseModel
+    from rtpose.multianimal.live import AnimalStep
+    from rtpose.results import PoseBatch
+
+    ref, onnx_path, report = identity_export
+    meta = report.metadata
+    assert meta.identity_output == "identity" and meta.assembly.with_identity
+    assert meta.assembly.identity_stride == 8.0 and meta.assembly.identity_apply_sigmoid
+    assert report.parity.ok and report.parity.identity_max_abs is not None and report.batch_invariance.ok
+    assert "parity.identity_max_abs" in meta.extra
+    assert ModelMetadata.from_props(meta.to_props()) == meta
+    from rtpose.cli import main as cli_main
+
+    assert cli_main(["info", str(onnx_path)]) == 0
+    assert "identity head: output identity (stride 8, sigmoid True)" in capsys.readouterr().out
+
+    model = OnnxPoseModel(onnx_path, providers=["cpu"])
+    model.prepare(1, 480, 640)
+    step = AnimalStep(meta.assembly, meta.layout, 1, 1, clock=lambda: 0)
+    batch = PoseBatch(1, meta.layout.n_flat, meta.layout.n_animals)
+    batch.n = 1
+    dxy, id_max = [], 0.0
+    for i, frame in enumerate(M.reference_frames(tint=True)):
+        model.load_frame(0, frame)
+        maps = model.run_animals(1)
+        assert len(maps) == 4 and maps[-1].shape[1:] == (61, 81, 2)  # stride 8, one map per individual
+        raw_ref = ref["identity_maps"][i].astype(np.float64)  # logits up to +-140: compared relatively,
+        assert np.abs(maps[-1][0] - raw_ref).max() < 1e-3 * np.abs(raw_ref).max()  # and after the sigmoid
+        id_max = max(id_max, float(np.abs(1 / (1 + np.exp(-maps[-1][0].astype(np.float64)))
+                                          - 1 / (1 + np.exp(-raw_ref))).max()))
+        batch.t_frame_ns[0] = i
+        step.decode(maps, batch, 1)
+        step.track(batch, 1, lambda *_: None)
+        want = ref["identity_bodyparts"][i][..., :3].astype(np.float64)
+        present = ~np.all(want == -1, axis=(-1, -2))
+        got = meta.layout.animals(batch.pose[0])
+        assert np.array_equal(np.isfinite(got[..., 2]).any(axis=-1), present), f"frame {i}"
+        np.testing.assert_array_equal(batch.track_id[0], np.where(present, np.arange(2), -1))
+        found = want[..., 2] > 0
+        dxy.append(np.hypot(*(got[found][:, :2] - want[found][:, :2]).T))
+    dxy = np.concatenate(dxy)
+    # measured: 3.6e-3 after the sigmoid (raw 0.021 of logits up to 136), mean |dxy| 0.0017 px, max 0.0053
+    assert id_max < RAW_TOL and dxy.size and dxy.mean() < 0.05, (id_max, dxy.mean(), dxy.max())
+
+
+@pytest.mark.slow
+@pytest.mark.export_torch
+def test_pipeline_with_the_identity_model_records_deeplabcuts_identities(identity_export, tmp_path):
+    """End to end: the exported identity model in rtpose's pipeline (image files -> network -> assembly ->
+    identity head -> Kalman -> recording): each recorded slot is the individual DeepLabCut's identity
+    head assigns, its track id that identity."""
+    import cv2
+
+    from rtpose.drivers.sources.images import ImageFilesSource
+    from rtpose.model import load_model
+    from rtpose.pipeline import Pipeline, PipelineConfig
+    from rtpose.recording import RecorderSink
+    from rtpose.recording.reader import read_recording
+
+    ref, onnx_path, _ = identity_export
+    paths = []
+    for i, frame in enumerate(M.reference_frames(tint=True)[: len(M.REFERENCE_SYNTHETIC)]):
+        paths.append(tmp_path / f"frame{i}.png")
+        cv2.imwrite(str(paths[-1]), frame)
+    pipeline = Pipeline([ImageFilesSource(paths)], load_model(onnx_path), sinks=[RecorderSink(tmp_path / "rec.h5")],
+                        config=PipelineConfig(live=False, batch_size=2))
+    summary = pipeline.run()
+    rec = read_recording(tmp_path / "rec.h5")
+    assert rec.layout.individuals == M.INDIVIDUALS and summary.animals["tracks_started"] == 0
+    hyp = rec.layout.animals(rec.pose)
+    dxy = []
+    for i in range(len(paths)):
+        want, present = _identity_slots(ref, i)
+        np.testing.assert_array_equal(rec.track_id[i], np.where(present, np.arange(2), -1))
+        assert np.array_equal(np.isfinite(hyp[i][..., 2]).any(axis=-1), present), f"frame {i}"
+        found = np.isfinite(want[..., 2])
+        dxy.append(np.hypot(*(hyp[i][found][:, :2] - want[found][:, :2]).T))
+    dxy = np.concatenate(dxy)
+    assert dxy.size >= 15 and dxy.mean() < 0.05, (dxy.mean(), dxy.max())

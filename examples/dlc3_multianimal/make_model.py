@@ -19,7 +19,13 @@ Runs in the DeepLabCut 3 side environment (see ``examples/dlc3_openfield/make_mo
    losses (``model.get_target``, ``model.get_loss``), Adam, ``--steps`` steps on the labelled frames.
    The result is saved as the shuffle's snapshot (``snapshot-<steps>.pt``, ``{"model": state_dict}``);
 4. ``deeplabcut.export_model`` writes ``exported-models-pytorch/DLC_twomice_..._shuffle-1/*.pt``;
-5. with ``--dlcrnet``, shuffle 2 is DeepLabCut's other multi-animal network, ``dlcrnet_stride16_ms5``
+5. with ``--identity``, the project (``twomicei-synth-dlc3``) has ``identity: true``: DeepLabCut adds its
+   identity head (``config/base/head_identity.yaml``: a ``HeatmapHead``, one deconvolution to one map per
+   individual, ``IdentityPredictor``), whose layer is trained with the three others (DeepLabCut's
+   ``HeatmapPlateauGenerator`` in INDIVIDUAL mode, weighted BCE). rtpose's synthetic mice all look alike,
+   so in this project's frames the second mouse is tinted red (``dlc3_ma_models.tint_red``): something
+   visible for the identity head to learn;
+6. with ``--dlcrnet``, shuffle 2 is DeepLabCut's other multi-animal network, ``dlcrnet_stride16_ms5``
    (multi-scale DLCRNet backbone, same head), with DeepLabCut's seeded initialisation alone (saved as
    ``snapshot-000.pt``, untrained) and exported the same way.
 
@@ -74,7 +80,7 @@ def _truth(i):
     return np.stack([SyntheticSource(640, 480, seed=s).truth(i) for s in M.ANIMAL_SEEDS])
 
 
-def make_project(out: Path, n_frames: int, unique: bool = False) -> Path:
+def make_project(out: Path, n_frames: int, unique: bool = False, identity: bool = False) -> Path:
     import cv2
     import deeplabcut  # noqa: F401  (DeepLabCut's own config helpers below)
     import numpy as np
@@ -82,7 +88,7 @@ def make_project(out: Path, n_frames: int, unique: bool = False) -> Path:
     import yaml
 
     out.mkdir(parents=True, exist_ok=True)
-    task = TASK + ("u" if unique else "")
+    task = _task(unique, identity)
     project = out / f"{task}-{SCORER}-dlc3"
     if project.exists():
         shutil.rmtree(project)
@@ -92,7 +98,7 @@ def make_project(out: Path, n_frames: int, unique: bool = False) -> Path:
     indices = labelled_indices(n_frames)
     rows, data = [], []
     for i in indices:
-        frame, truth = M.synthetic_frame(i, marker=unique)
+        frame, truth = M.synthetic_frame(i, marker=unique, tint=identity)
         name = f"img{i:05d}.png"
         cv2.imwrite(str(folder / name), frame)
         rows.append(("labeled-data", task, name))
@@ -106,7 +112,7 @@ def make_project(out: Path, n_frames: int, unique: bool = False) -> Path:
     df.to_hdf(folder / f"CollectedData_{SCORER}.h5", key="df_with_missing", mode="w")
     df.to_csv(folder / f"CollectedData_{SCORER}.csv")
     cfg = {
-        "Task": task, "scorer": SCORER, "date": "Nov30", "multianimalproject": True, "identity": False,
+        "Task": task, "scorer": SCORER, "date": "Nov30", "multianimalproject": True, "identity": identity,
         "project_path": str(project), "engine": "pytorch",
         "video_sets": {str(project / "videos" / f"{task}.mp4"): {"crop": "0, 640, 0, 480"}},
         "individuals": list(M.INDIVIDUALS), "uniquebodyparts": list(M.UNIQUE_BODYPARTS) if unique else [],
@@ -121,6 +127,10 @@ def make_project(out: Path, n_frames: int, unique: bool = False) -> Path:
     config = project / "config.yaml"
     config.write_text(yaml.safe_dump(cfg, sort_keys=False))
     return config
+
+
+def _task(unique: bool, identity: bool) -> str:
+    return TASK + ("u" if unique else "") + ("i" if identity else "")
 
 
 def preprocess(frame_bgr):
@@ -149,11 +159,14 @@ def train_heads(config: Path, steps: int, lr: float) -> Path:
     if unique:  # DeepLabCut's unique-body-part head: a HeatmapHead on the backbone (its two layers, trained)
         finals["u_heatmap"] = model.heads["unique_bodypart"].heatmap_head
         finals["u_locref"] = model.heads["unique_bodypart"].locref_head
+    identity = "identity" in model.heads
+    if identity:  # DeepLabCut's identity head (head_identity.yaml): a HeatmapHead, one deconv layer, trained
+        finals["identity"] = model.heads["identity"].heatmap_head
     # the inputs of the three final layers, captured once (everything before them stays frozen)
     captured: dict[str, list] = {k: [] for k in finals}
     hooks = [m.register_forward_hook(lambda mod, inp, out, k=k: captured[k].append(inp[0].detach()))
              for k, m in finals.items()]
-    task = TASK + ("u" if unique else "")
+    task = _task(unique, identity)
     df = pd.read_hdf(next(project.glob(f"labeled-data/{task}/CollectedData_{SCORER}.h5")))
     import cv2
 
@@ -192,6 +205,9 @@ def train_heads(config: Path, steps: int, lr: float) -> Path:
         if unique:
             outputs["unique_bodypart"] = {k[2:]: finals[k](feats[k][idx]) for k in ("u_heatmap", "u_locref")}
             labels["keypoints_unique"] = keypoints_unique[idx]
+        if identity:  # DeepLabCut's dataset gives each labelled animal its individual's index
+            outputs["identity"] = {"heatmap": finals["identity"](feats["identity"][idx])}
+            labels["individual_ids"] = torch.arange(len(M.INDIVIDUALS)).repeat(len(idx), 1)
         targets = model.get_target(outputs, labels)
         losses = model.get_loss(outputs, targets)
         opt.zero_grad()
@@ -215,15 +231,18 @@ def main() -> None:
     p.add_argument("--dlcrnet", action="store_true", help="also export a seeded dlcrnet_stride16_ms5 (shuffle 2)")
     p.add_argument("--unique", action="store_true",
                    help="the variant with one unique body part (a landmark, 'marker'): project twomiceu-synth-dlc3")
+    p.add_argument("--identity", action="store_true",
+                   help="the variant with DeepLabCut's identity head (identity: true; the second mouse tinted red): "
+                        "project twomicei-synth-dlc3")
     args = p.parse_args()
     import deeplabcut
     from deeplabcut.core.engine import Engine
 
     out = args.out.resolve()
     if args.existing:
-        config = out / f"{TASK}{'u' if args.unique else ''}-{SCORER}-dlc3" / "config.yaml"
+        config = out / f"{_task(args.unique, args.identity)}-{SCORER}-dlc3" / "config.yaml"
     else:
-        config = make_project(out, args.frames, args.unique)
+        config = make_project(out, args.frames, args.unique, args.identity)
         deeplabcut.create_training_dataset(str(config), Shuffles=[1], net_type=M.NET, engine=Engine.PYTORCH,
                                            userfeedback=False)
     print(train_heads(config, args.steps, args.lr), flush=True)

@@ -31,6 +31,9 @@ def main(args: argparse.Namespace) -> int:
         if meta.unique_scoremap_output:
             print(f"  unique head: outputs {meta.unique_scoremap_output}, {meta.unique_locref_output} "
                   f"(stride {asm.unique_stride or meta.stride:g})")
+        if meta.identity_output:
+            print(f"  identity head: output {meta.identity_output} (stride {asm.identity_stride:g}, sigmoid "
+                  f"{asm.identity_apply_sigmoid}): animals take their slot from it")
         print(f"  graph ({len(asm.graph)} limbs): "
               + ", ".join(f"{meta.bodyparts[i]}-{meta.bodyparts[j]}" for i, j in asm.graph))
         print(f"  assembly: score maps{' sigmoid +' if asm.apply_sigmoid else ''} smoothed in graph "

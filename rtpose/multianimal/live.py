@@ -8,6 +8,13 @@ each frame's time; then :meth:`AnimalStep.track` hands each frame's animals to i
 slot (``PoseBatch.track_id``), and tells the stream's Kalman predictor to forget a slot that another
 animal took (its velocity must not carry over).
 
+A model with DeepLabCut's identity head (``AssemblyParams.with_identity``) takes the other path, the one
+DeepLabCut's own video analysis takes with identity (ma-id): :meth:`AnimalStep.decode` puts each frame's
+animals into identity order (:class:`~.identity.IdentityAssigner`, DeepLabCut's ``PredictKeypointIdentities``
++ ``AssignIndividualIdentities``, in model-input pixels before the pipeline's crop offset) and
+:meth:`AnimalStep.track` keeps that order: slot ``j`` is individual ``j``, its track id is ``j`` (-1 when
+empty); no motion tracking (docs/multianimal-tracking.md).
+
 The time spent assembling and tracking is added up per frame (``summary()``), so benchmarks and the
 run summary report it apart from the network. The clock is the pipeline's, passed in.
 """
@@ -21,6 +28,8 @@ import numpy as np
 from ..results import PoseBatch
 from .decoder import MultiAnimalDecoder
 from .decoder import warmup as warmup_decoder
+from .identity import IdentityAssigner
+from .identity import warmup as warmup_identity
 from .layout import AnimalLayout
 from .params import AssemblyParams
 from .tracking import IdentityTracker
@@ -45,6 +54,11 @@ class AnimalStep:
         warmup_tracker()
         self.layout = layout
         self.decoder = MultiAnimalDecoder(params, layout, capacity)
+        self.identity = None  # DeepLabCut's identity head: slots = identities (ma-id)
+        if params.with_identity:
+            warmup_identity(layout.n_animals, layout.n_bodyparts)
+            self.identity = IdentityAssigner(params.identity_stride, params.identity_apply_sigmoid,
+                                             layout.n_animals, layout.n_bodyparts)
         self.trackers = [IdentityTracker(layout.n_animals, layout.n_bodyparts, **(tracker_options or {}))
                          for _ in range(n_streams)]
         self._clock = clock
@@ -60,11 +74,16 @@ class AnimalStep:
     def decode(self, maps: Sequence[np.ndarray], batch: PoseBatch, n: int) -> None:
         """Assemble the animals of rows ``[:n]`` into ``batch.pose`` (DeepLabCut's order, NaN beyond them)."""
         t0 = self._clock()
-        scores, locref, paf, *unique = maps  # + the unique-part head's score maps and offsets, if the model has one
+        scores, locref, paf, *extra = maps  # + the unique-part head's score maps and offsets, + identity maps
+        unique = extra[:2] if self.layout.n_unique else ()
         n_animals, _ = self.decoder.decode(scores, locref, paf, batch.pose, n,
                                            unique_scores=unique[0] if unique else None,
                                            unique_locref=unique[1] if unique else None)
         self._n_animals[:n] = n_animals
+        if self.identity is not None:  # identity order, in model-input pixels (ma-id)
+            a, k = self.layout.n_animals, self.layout.n_bodyparts
+            for i in range(n):
+                self.identity.assign(extra[-1][i], batch.pose[i, : a * k].reshape(a, k, 3), int(n_animals[i]))
         self.assembly_ns += self._clock() - t0
 
     def track(self, batch: PoseBatch, n: int, forget: Callable[[int, int, int], None]) -> None:
@@ -80,8 +99,12 @@ class AnimalStep:
             s = int(batch.stream[i])
             found = int(self._n_animals[i])
             animals = batch.pose[i, : a * k].reshape(a, k, 3)
-            np.copyto(det, animals)
-            self.trackers[s].update(int(batch.t_frame_ns[i]), det[:found], animals, batch.track_id[i])
+            if self.identity is not None:  # slots are identities already (decode): track id = identity (ma-id)
+                for slot in range(a):
+                    batch.track_id[i, slot] = slot if np.isfinite(animals[slot, :, 2]).any() else -1
+            else:
+                np.copyto(det, animals)
+                self.trackers[s].update(int(batch.t_frame_ns[i]), det[:found], animals, batch.track_id[i])
             ids, previous = batch.track_id[i], self._previous_ids[s]
             for slot in range(a):
                 if ids[slot] != previous[slot]:

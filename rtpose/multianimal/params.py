@@ -47,10 +47,20 @@ class AssemblyParams:
     # the unique-body-part head (DeepLabCut 3: a separate HeatmapHead + HeatmapPredictor, argmax per part):
     # its map stride when it differs from ``stride`` (resnet_50: 8 vs the PAF head's 4), None = ``stride``
     unique_stride: float | None = None
+    # DeepLabCut's identity head (``identity: true``, IdentityPredictor): its raw maps' stride (the ONNX
+    # ``identity`` output, ModelMetadata.identity_output), None = no identity head; and whether DeepLabCut
+    # applies its sigmoid after the resize (rtpose.multianimal.identity)
+    identity_stride: float | None = None
+    identity_apply_sigmoid: bool = True
     extra: dict = field(default_factory=dict)  # anything else DeepLabCut's config had (shown by `rtpose info`)
 
     def __post_init__(self):
         object.__setattr__(self, "graph", tuple((int(i), int(j)) for i, j in self.graph))
+
+    @property
+    def with_identity(self) -> bool:
+        """The model has DeepLabCut's identity head: animals take their slot from it (rtpose.multianimal.identity)."""
+        return self.identity_stride is not None
 
     def to_json(self) -> str:
         d = asdict(self)

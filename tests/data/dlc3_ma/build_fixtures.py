@@ -83,6 +83,68 @@ def dlc_inference(model, frames):
     return np.stack(sc), np.stack(lr), np.stack(paf), np.stack(poses).astype(np.float32), peaks, unique
 
 
+def dlc_identity(model, frames):
+    """DeepLabCut's identity head on each frame, as its bottom-up inference runner does it: the network,
+    ``model.get_predictions`` (``IdentityPredictor``: resize + sigmoid; ``PartAffinityFieldPredictor``), the
+    per-image numpy split of ``PoseInferenceRunner.predict``, then DeepLabCut's own
+    ``build_bottom_up_postprocessor(..., with_identity=True)`` (``PredictKeypointIdentities``,
+    ``PadOutputs``, ``AssignIndividualIdentities``; no rescaling: full frames).
+
+    Returns (raw identity maps (N, h, w, A) NHWC, bodyparts (N, A, K, 5) in identity order,
+    identity_scores (N, A, K, A) in identity order)."""
+    import numpy as np
+    import torch
+    from deeplabcut.pose_estimation_pytorch.data.postprocessor import build_bottom_up_postprocessor
+
+    model.heads["bodypart"].predictor.return_preds = False  # as DeepLabCut's runner builds it
+    mean = torch.tensor(IMAGENET_MEAN).reshape(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD).reshape(1, 3, 1, 1)
+    raw, bodyparts, scores = [], [], []
+    with torch.inference_mode():
+        for frame in frames:
+            x = torch.from_numpy(np.ascontiguousarray(frame[..., ::-1])).permute(2, 0, 1)[None] / 255.0
+            out = model((x - mean) / std)
+            raw.append(out["identity"]["heatmap"].permute(0, 2, 3, 1).numpy()[0])
+            predictions = model.get_predictions(out)
+            image = [{head: {k: v[0].cpu().numpy() for k, v in outs.items()} for head, outs in predictions.items()}]
+            a, k = image[0]["bodypart"]["poses"].shape[:2]
+            post = build_bottom_up_postprocessor(max_individuals=a, num_bodyparts=k, num_unique_bodyparts=0,
+                                                 with_identity=True)
+            result, _ = post(image, {})
+            bodyparts.append(np.asarray(result["bodyparts"], np.float32))
+            scores.append(np.asarray(result["identity_scores"], np.float64))
+    return np.stack(raw), np.stack(bodyparts), np.stack(scores)
+
+
+def build_resize_reference() -> None:
+    """``identity_resize.reference.npz``: PyTorch's ``F.resize(BILINEAR, antialias=True)`` (DeepLabCut's
+    ``IdentityPredictor``) of seeded random maps, and torch's sigmoid of the result, for
+    ``tests/test_multianimal_identity.py``: maps of up to 100 cells resized whole; larger ones
+    (16x21 and the 640x480 geometry of the fixture, 61x81 -> 488x648) at 4000 sampled pixels."""
+    import numpy as np
+    import torch
+    import torchvision.transforms.functional as F
+
+    rng = np.random.default_rng(0)
+    out = {}
+    for n, (h, w, s) in enumerate([(16, 21, 8), (7, 9, 4), (13, 5, 3), (61, 81, 8)]):
+        x = (rng.standard_normal((1, 2, h, w)) * 4).astype(np.float32)
+        y = F.resize(torch.from_numpy(x), size=[int(h * s), int(w * s)], interpolation=F.InterpolationMode.BILINEAR,
+                     antialias=True)
+        sig = torch.sigmoid(y)
+        out[f"in{n}"], out[f"stride{n}"] = x[0].transpose(1, 2, 0), np.float64(s)
+        y, sig = y[0].numpy().transpose(1, 2, 0), sig[0].numpy().transpose(1, 2, 0)
+        if h * w > 100:  # sampled: (row, col, channel) and the values
+            idx = np.stack([rng.integers(0, y.shape[0], 4000), rng.integers(0, y.shape[1], 4000),
+                            rng.integers(0, 2, 4000)], axis=1)
+            out[f"idx{n}"], out[f"out{n}"] = idx, y[idx[:, 0], idx[:, 1], idx[:, 2]]
+            out[f"sig{n}"], out[f"shape{n}"] = sig[idx[:, 0], idx[:, 1], idx[:, 2]], np.asarray(y.shape)
+        else:
+            out[f"out{n}"], out[f"sig{n}"], out[f"shape{n}"] = y, sig, np.asarray(y.shape)
+    out["versions"] = np.array([f"torch {torch.__version__}"])
+    np.savez_compressed(HERE / "identity_resize.reference.npz", **out)
+
+
 def main(export: str, name: str | None = None) -> None:
     """``name``: the fixture's name (default ``dlc3_ma_models.NET``; ``UNIQUE_NET`` for the export of
     ``make_model.py --unique``, whose reference frames carry the unique landmark)."""
@@ -101,6 +163,7 @@ def main(export: str, name: str | None = None) -> None:
     assert cfg["net_type"] == M.NET, cfg["net_type"]
     name = name or M.NET
     marker = name == M.UNIQUE_NET
+    identity = name == M.IDENTITY_NET  # its frames: the second mouse tinted red
     (HERE / f"{name}.config.json").write_text(json.dumps(cfg, indent=1, sort_keys=True) + "\n")
     trained = {k: v.numpy() for k, v in raw["pose"].items() if k.startswith(M.TRAINED_PREFIXES)}
     np.savez_compressed(HERE / f"{name}.heads.npz", **trained)
@@ -114,20 +177,26 @@ def main(export: str, name: str | None = None) -> None:
     model = M.seeded_model(cfg)
     model.load_state_dict(state)
     model.eval()
-    frames = M.reference_frames(marker=marker)
+    frames = M.reference_frames(marker=marker, tint=identity)
     sc, lr, paf, poses, peaks, unique = dlc_inference(model, frames)
     with tempfile.TemporaryDirectory() as tmp:
         folder, sha_rebuilt = M.build_export(Path(tmp), cfg, name=name)
         assert sha_rebuilt == sha
-        live = DLCLive(str(next(folder.glob("*.pt"))), model_type="pytorch", device="cpu", single_animal=False)
-        live.init_inference(frames[0])
-        live_poses = np.stack([np.asarray(live.get_pose(f), np.float32) for f in frames])
+        live_poses = np.zeros((0,), np.float32)
+        if not identity:  # DeepLabCut-Live 1.1.0 cannot build it: 'IdentityPredictor is not in the predictors registry'
+            live = DLCLive(str(next(folder.glob("*.pt"))), model_type="pytorch", device="cpu", single_animal=False)
+            live.init_inference(frames[0])
+            live_poses = np.stack([np.asarray(live.get_pose(f), np.float32) for f in frames])
     n_peaks = np.array([[len(p) for p in frame] for frame in peaks])
     flat_peaks = np.concatenate([p for frame in peaks for p in frame]).astype(np.float32)
     keep = list(MAPS_FRAMES)
     versions = [f"deeplabcut {deeplabcut.__version__}", f"deeplabcut-live {dlclive.VERSION}",
                 f"torch {torch.__version__}", f"numpy {np.__version__}"]
     extra = {} if unique is None else {"unique_poses": unique}
+    if identity:  # DeepLabCut's identity head: raw maps of every frame, its final (reordered) predictions
+        id_maps, id_bodyparts, id_scores = dlc_identity(model, frames)
+        extra.update(identity_maps=id_maps, identity_bodyparts=id_bodyparts, identity_scores=id_scores)
+        print("identity order frame 0:", id_bodyparts[0].round(1), id_scores[0].round(3), flush=True)
     if marker:  # the unique variant keeps the maps of two frames only (one synthetic, one openfield)
         extra["maps_frames"] = np.asarray([0, 4])
         keep = [0, 4]
@@ -140,7 +209,7 @@ def main(export: str, name: str | None = None) -> None:
     found = (poses[..., 2] > 0).sum(axis=(1, 2))
     print(f"poses {poses.shape}; keypoints found per frame {found.tolist()}; peaks per frame/part "
           f"{n_peaks.tolist()}; DLC-Live poses {live_poses.shape}; weights {sha[:16]}", flush=True)
-    print("DLC poses frame 0:\n", poses[0].round(2), "\nDLC-Live:\n", live_poses[0].round(2), flush=True)
+    print("DLC poses frame 0:\n", poses[0].round(2), "\nDLC-Live:\n", live_poses[:1].round(2), flush=True)
 
 
 def save_config(export: str) -> None:
@@ -153,7 +222,13 @@ def save_config(export: str) -> None:
 
 
 if __name__ == "__main__":
-    if sys.argv[1] == "--unique":  # build_fixtures.py --unique EXPORT (from make_model.py --unique)
+    if sys.argv[1] == "--resize":  # build_fixtures.py --resize (torch only)
+        build_resize_reference()
+    elif sys.argv[1] == "--identity":  # build_fixtures.py --identity EXPORT (from make_model.py --identity)
+        import dlc3_ma_models
+
+        main(sys.argv[2], dlc3_ma_models.IDENTITY_NET)
+    elif sys.argv[1] == "--unique":  # build_fixtures.py --unique EXPORT (from make_model.py --unique)
         import dlc3_ma_models
 
         main(sys.argv[2], dlc3_ma_models.UNIQUE_NET)
