@@ -10,6 +10,10 @@ animal took (its velocity must not carry over).
 
 The time spent assembling and tracking is added up per frame (``summary()``), so benchmarks and the
 run summary report it apart from the network. The clock is the pipeline's, passed in.
+
+:class:`IdentitySlots` is the tracking part alone, shared with the top-down path
+(:class:`rtpose.multianimal.topdown_model.TopDownStep`), which fills the batch's flat poses with the animals
+found in each crop instead of assembling them.
 """
 
 from __future__ import annotations
@@ -27,11 +31,13 @@ from .tracking import IdentityTracker
 from .tracking import warmup as warmup_tracker
 
 
-class AnimalStep:
-    """Decoding and identity tracking for ``n_streams`` streams of a multi-animal model.
+class IdentitySlots:
+    """Identity tracking for ``n_streams`` streams of a multi-animal model: a decoding step writes a batch's
+    animals into rows ``[:n]`` of ``batch.pose`` (``self._n_animals[i]`` animals in row ``i``, NaN beyond
+    them), then :meth:`track` puts them into identity slots.
 
     Args:
-        params, layout: the model's (``ModelMetadata.assembly`` / ``.layout``).
+        layout: the model's (``ModelMetadata.layout``).
         n_streams: one tracker per stream.
         capacity: the largest batch.
         clock: the pipeline's clock (ns), for the cost summary only.
@@ -39,33 +45,20 @@ class AnimalStep:
             its slot, ...).
     """
 
-    def __init__(self, params: AssemblyParams, layout: AnimalLayout, n_streams: int, capacity: int,
-                 clock: Callable[[], int], tracker_options: dict | None = None):
-        warmup_decoder(params, layout)  # compile (or load cached) kernels before the first frame
-        warmup_tracker()
+    def __init__(self, layout: AnimalLayout, n_streams: int, capacity: int, clock: Callable[[], int],
+                 tracker_options: dict | None = None):
+        warmup_tracker()  # compile (or load cached) kernels before the first frame
         self.layout = layout
-        self.decoder = MultiAnimalDecoder(params, layout, capacity)
         self.trackers = [IdentityTracker(layout.n_animals, layout.n_bodyparts, **(tracker_options or {}))
                          for _ in range(n_streams)]
         self._clock = clock
         a, k = layout.n_animals, layout.n_bodyparts
-        self._detections = np.empty((a, k, 3))  # one frame's assembled animals, copied out of the batch
+        self._detections = np.empty((a, k, 3))  # one frame's animals, copied out of the batch
         self._previous_ids = np.full((n_streams, a), -1, np.int64)
         self._n_animals = np.zeros(capacity, np.int64)
         self.frames = 0
         self.animals_seen = 0
-        self.assembly_ns = 0
         self.tracking_ns = 0
-
-    def decode(self, maps: Sequence[np.ndarray], batch: PoseBatch, n: int) -> None:
-        """Assemble the animals of rows ``[:n]`` into ``batch.pose`` (DeepLabCut's order, NaN beyond them)."""
-        t0 = self._clock()
-        scores, locref, paf, *unique = maps  # + the unique-part head's score maps and offsets, if the model has one
-        n_animals, _ = self.decoder.decode(scores, locref, paf, batch.pose, n,
-                                           unique_scores=unique[0] if unique else None,
-                                           unique_locref=unique[1] if unique else None)
-        self._n_animals[:n] = n_animals
-        self.assembly_ns += self._clock() - t0
 
     def track(self, batch: PoseBatch, n: int, forget: Callable[[int, int, int], None]) -> None:
         """Put each row's animals into its stream's identity slots, at the row's ``t_frame_ns``.
@@ -92,13 +85,41 @@ class AnimalStep:
         self.tracking_ns += self._clock() - t0
 
     def summary(self) -> dict[str, float]:
-        """Mean animals assembled per frame and the mean cost of assembly and of tracking (ms per frame)."""
+        """Mean animals found per frame and the mean cost of tracking (ms per frame)."""
         f = max(self.frames, 1)
         return {
             "frames": self.frames,
             "animals_per_frame": round(self.animals_seen / f, 3),
-            "assembly_ms_per_frame": round(self.assembly_ns / f / 1e6, 4),
             "tracking_ms_per_frame": round(self.tracking_ns / f / 1e6, 4),
             "tracks_started": sum(t.tracks_started for t in self.trackers),
             "detections_dropped": sum(t.dropped for t in self.trackers),
         }
+
+
+class AnimalStep(IdentitySlots):
+    """Decoding (DeepLabCut's bottom-up assembly) and identity tracking for ``n_streams`` streams of a
+    bottom-up multi-animal model. ``params``: the model's ``ModelMetadata.assembly``; the rest as
+    :class:`IdentitySlots`."""
+
+    def __init__(self, params: AssemblyParams, layout: AnimalLayout, n_streams: int, capacity: int,
+                 clock: Callable[[], int], tracker_options: dict | None = None):
+        warmup_decoder(params, layout)  # compile (or load cached) kernels before the first frame
+        super().__init__(layout, n_streams, capacity, clock, tracker_options)
+        self.decoder = MultiAnimalDecoder(params, layout, capacity)
+        self.assembly_ns = 0
+
+    def decode(self, maps: Sequence[np.ndarray], batch: PoseBatch, n: int) -> None:
+        """Assemble the animals of rows ``[:n]`` into ``batch.pose`` (DeepLabCut's order, NaN beyond them)."""
+        t0 = self._clock()
+        scores, locref, paf, *unique = maps  # + the unique-part head's score maps and offsets, if the model has one
+        n_animals, _ = self.decoder.decode(scores, locref, paf, batch.pose, n,
+                                           unique_scores=unique[0] if unique else None,
+                                           unique_locref=unique[1] if unique else None)
+        self._n_animals[:n] = n_animals
+        self.assembly_ns += self._clock() - t0
+
+    def summary(self) -> dict[str, float]:
+        """Mean animals assembled per frame and the mean cost of assembly and of tracking (ms per frame)."""
+        out = super().summary()
+        out["assembly_ms_per_frame"] = round(self.assembly_ns / max(self.frames, 1) / 1e6, 4)
+        return out
