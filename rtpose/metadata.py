@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from .errors import ConfigError, ModelError
 from .multianimal.layout import AnimalLayout
 from .multianimal.params import AssemblyParams
-from .multianimal.topdown import TopDownParams
+from .multianimal.topdown_params import TopDownParams
 
 FORMAT_VERSION = "1"
 PREFIX = "rtpose."
@@ -53,11 +53,10 @@ class ModelMetadata:
             stride: ``assembly.unique_stride``); None otherwise.
         assembly: how the multi-animal maps become animals (DeepLabCut's PAF predictor and Assembler
             parameters, :class:`~rtpose.multianimal.params.AssemblyParams`); set exactly when ``layout`` is,
-            except for top-down models.
-        topdown: top-down multi-animal models (a detector, then the single-animal pose model on a crop per
-            animal, :class:`~rtpose.multianimal.topdown.TopDownParams`): how the two stages of the file fit
-            together; ``layout`` is set, ``assembly`` and ``paf_output`` are not, and the other fields
-            describe the pose stage. None otherwise.
+            for bottom-up models.
+        topdown: top-down multi-animal models (a detector, then the pose network on a crop per animal):
+            how boxes become crops (:class:`~rtpose.multianimal.topdown_params.TopDownParams`); with
+            ``layout``, and without assembly, PAFs or unique parts. The other fields describe the pose stage.
         extra: everything else (source hash, versions, parity figures), shown by ``rtpose info``.
     """
 
@@ -91,12 +90,10 @@ class ModelMetadata:
         if self.location_refinement and not self.locref_output:
             raise ModelError("model metadata says location_refinement but names no locref output")
         if self.topdown is not None:
-            if self.layout is None or self.assembly is not None or self.paf_output is not None:
-                raise ModelError("top-down model metadata needs its layout and neither assembly parameters nor a "
-                                 "PAF output; re-export the model with `rtpose export`")
-            if self.layout.unique_bodyparts:
-                raise ModelError("top-down models with unique body parts are not supported; re-export the model "
-                                 "without unique body parts")
+            if self.layout is None or self.assembly is not None or self.paf_output is not None \
+                    or self.layout.unique_bodyparts:
+                raise ModelError("top-down model metadata needs a layout without unique body parts, and no "
+                                 "assembly parameters or PAF output; re-export the model with `rtpose export`")
         elif (self.layout is None) != (self.assembly is None) or (self.layout is None) != (self.paf_output is None):
             raise ModelError("multi-animal model metadata needs its layout, its assembly parameters and its PAF "
                              "output together; re-export the model with `rtpose export`")
@@ -110,9 +107,14 @@ class ModelMetadata:
 
     @property
     def multianimal(self) -> bool:
-        """A multi-animal model (``layout``): bottom-up (score maps, offsets and part-affinity fields) or
-        top-down (``topdown``)."""
+        """A multi-animal model (``layout``): bottom-up (score maps, offsets and part-affinity fields,
+        ``assembly``) or top-down (``topdown``)."""
         return self.layout is not None
+
+    @property
+    def topdown_model(self) -> bool:
+        """A top-down multi-animal model: a detector stage, then the pose stage on crops (``topdown``)."""
+        return self.topdown is not None
 
     @property
     def pose_names(self) -> tuple[str, ...]:
@@ -163,12 +165,11 @@ class ModelMetadata:
             props["pose_output"] = self.pose_output
         if self.layout is not None:  # likewise: single-animal files carry none of these keys
             props["multianimal.layout"] = json.dumps(self.layout.to_dict())
-            if self.paf_output:
-                props["paf_output"] = self.paf_output
         if self.assembly is not None:
             props["multianimal.assembly"] = self.assembly.to_json()
+            props["paf_output"] = self.paf_output
         if self.topdown is not None:
-            props["topdown"] = self.topdown.to_json()
+            props["multianimal.topdown"] = self.topdown.to_json()
         if self.unique_scoremap_output:
             props["unique_scoremap_output"] = self.unique_scoremap_output
             props["unique_locref_output"] = self.unique_locref_output
@@ -214,7 +215,7 @@ class ModelMetadata:
                 if "multianimal.assembly" in ours else None,
                 unique_scoremap_output=ours.get("unique_scoremap_output") or None,
                 unique_locref_output=ours.get("unique_locref_output") or None,
-                topdown=TopDownParams.from_json(ours["topdown"]) if "topdown" in ours else None,
+                topdown=TopDownParams.from_json(ours["multianimal.topdown"]) if "multianimal.topdown" in ours else None,
                 extra={k[len("extra."):]: v for k, v in ours.items() if k.startswith("extra.")},
             )
         except (ValueError, TypeError, KeyError, ConfigError) as exc:

@@ -49,6 +49,7 @@ def test_cpu_smoke_run_writes_the_full_report(tmp_path):
     assert {r["batch"] for r in report["offline"] if r["model"] == "bundled"} == {1, 4}
     assert any(r["model"] == "resnet50" for r in report["offline"])
     assert any(r.get("source") == "video" and r["fps"] > 0 for r in report["analyze"])
+    assert any(r.get("videos_at_once") == 4 and r["frames"] == 32 for r in report["analyze"])
     assert set(report["verdict"]) >= {"offline_fps_bundled_engine", "live_p99_ms_bundled_1cam",
                                       "live_p99_ms_resnet50_4cam"}
     md = (out / "gpu_check.md").read_text()

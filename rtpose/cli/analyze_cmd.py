@@ -32,7 +32,8 @@ from pathlib import Path
 
 from ..errors import RtposeError
 from ..model import default_threads
-from ..offline.engine import AnalyzeOptions, Analyzer, FrameRange, expected_frames, probe_frame_count
+from ..offline.engine import (AnalyzeOptions, Analyzer, FrameRange, expected_frames, plan_groups,
+                              probe_frame_count, probe_frame_size)
 from ..offline.inputs import check_out_dir, plan_jobs
 from ..offline.progress import Progress, print_line
 from .common import (EXIT_INTERRUPTED, EXIT_PARTIAL, StopSignals, add_framing_arguments, add_model_arguments,
@@ -67,6 +68,10 @@ def register(sub) -> None:
                    help="threads decoding each video, each its own part of it (frames identical and in order; "
                         "default auto: 1 when the model's threads fill the cores, else the free cores up to 4; "
                         "1 per worker with --cluster; docs/offline.md)")
+    p.add_argument("--videos-at-once", type=positive_int, default=1, metavar="N",
+                   help="analyse up to N videos of one frame size together in this process: their frames share "
+                        "the model's batches, each keeps its own results (default 1: one after another; "
+                        "docs/offline.md)")
     p.add_argument("--max-wait-ms", type=non_negative_ms, default=50.0,
                    help="how long to wait for a batch to fill before running a partial one (default 50)")
     p.add_argument("--frame-range", default=None, metavar="START:STOP",
@@ -88,7 +93,8 @@ def register(sub) -> None:
 def options_from_args(args: argparse.Namespace) -> AnalyzeOptions:
     return AnalyzeOptions(framing=framing_from_args(args), batch=args.batch, max_wait_ms=args.max_wait_ms,
                           frames=FrameRange.parse(args.frame_range) if args.frame_range else FrameRange(),
-                          pcutoff=args.pcutoff, overwrite=args.overwrite, readers=args.readers)
+                          pcutoff=args.pcutoff, overwrite=args.overwrite, readers=args.readers,
+                          videos_at_once=args.videos_at_once)
 
 
 def main(args: argparse.Namespace) -> int:
@@ -110,28 +116,36 @@ def main(args: argparse.Namespace) -> int:
               f"{default_threads()} cores; --readers to change)", flush=True)
     t0 = time.perf_counter()
     progress.t_start_s = t0
+    groups = plan_groups(jobs, decisions, options.videos_at_once, probe_frame_size)
     with StopSignals() as stop:
-        for i, (job, decision) in enumerate(zip(jobs, decisions)):
+        for group in groups:
             if stop.requested:
                 break
-            if decision.note:
-                print(f"   {job.label}: {decision.note}", flush=True)
+            i = group[0]
+            for k in group:
+                if decisions[k].note:
+                    print(f"   {jobs[k].label}: {decisions[k].note}", flush=True)
             base = sum(j.result.get("processed", 0) for j in jobs[:i])
+            label = jobs[i].label if len(group) == 1 else f"{len(group)} videos at once ({jobs[i].label}, ...)"
 
-            def on_status(st, frames_before, i=i, job=job, base=base):
-                progress.set_done(i, frames_before + st.processed)
+            def on_status(st, frames_before, i=i, label=label, base=base, group=group):
+                if len(group) == 1:
+                    progress.set_done(i, frames_before + st.processed)
                 progress.frames_this_command = base + st.processed
                 now = time.perf_counter()
-                print_line(progress.line(i, job.label, done=frames_before + st.processed, captured=st.captured,
-                                         processed=st.processed, fps=st.fps, elapsed_s=st.elapsed_s, now_s=now))
+                print_line(progress.line(i, label, done=frames_before + st.processed, captured=st.captured,
+                                         processed=st.processed, fps=st.fps, elapsed_s=st.elapsed_s, now_s=now,
+                                         jobs=len(group)))
 
             def run_pipeline(pipeline, **kwargs):
                 return run_with_reporting(pipeline, quiet=args.quiet, stop=stop, **kwargs)
 
-            analyzer.run(job, decision, run_pipeline=run_pipeline, on_status=on_status)
-            if decision.action != "skip":
-                progress.set_done(i, job.result.get("frames_written") or 0)
-                print(f"   {job.label}: {job.status}", flush=True)
+            analyzer.run_group([(jobs[k], decisions[k]) for k in group], run_pipeline=run_pipeline,
+                               on_status=on_status)
+            for k in group:
+                if decisions[k].action != "skip":
+                    progress.set_done(k, jobs[k].result.get("frames_written") or 0)
+                    print(f"   {jobs[k].label}: {jobs[k].status}", flush=True)
     analysed = sum(job.result.get("processed", 0) for job in jobs)
     elapsed = time.perf_counter() - t0
     return _report(jobs, stopped=stop.requested is not None,

@@ -11,15 +11,19 @@ pairs returned sorted by row. Tests compare it with SciPy on tie-heavy matrices.
 of its answers differ from SciPy's, so DeepLabCut's assembly needs this port.)
 
 :func:`lsap_max` is plain Python on NumPy arrays (the reference uses it as is) and compiles with Numba
-(:data:`lsap_max_nb`); it writes into caller-provided work arrays and allocates nothing.
+(:data:`lsap_max_nb`: one body, ``_augmenting_path`` is ``register_jitable``, plain Python when called from
+Python and compiled into the caller under Numba); it writes into caller-provided work arrays and allocates
+nothing.
 """
 
 from __future__ import annotations
 
 import numba
 import numpy as np
+from numba.extending import register_jitable
 
 
+@register_jitable
 def _augmenting_path(nc, cost, u, v, path, row4col, spc, i, SR, SC, remaining):
     min_val = 0.0
     num_remaining = nc
@@ -138,74 +142,5 @@ def lsap_buffers(m: int):
     return np.empty((2, m, m)), np.empty((6, m), np.int64)
 
 
-_augmenting_path_nb = numba.njit(cache=True, nogil=True)(_augmenting_path)
-
-
-@numba.njit(cache=True, nogil=True)
-def lsap_max_nb(aff, nr, nc, work, iwork, out_rows, out_cols):
-    """:func:`lsap_max` compiled (same code, see there)."""
-    if nr == 0 or nc == 0:
-        return 0
-    transpose = nc < nr
-    cost = work[0]
-    if transpose:
-        for i in range(nr):
-            for j in range(nc):
-                cost[j, i] = -aff[i, j]
-        nr, nc = nc, nr
-    else:
-        for i in range(nr):
-            for j in range(nc):
-                cost[i, j] = -aff[i, j]
-    u = work[1, 0]
-    v = work[1, 1]
-    spc = work[1, 2]
-    for i in range(nr):
-        u[i] = 0.0
-    for j in range(nc):
-        v[j] = 0.0
-    path = iwork[0]
-    col4row = iwork[1]
-    row4col = iwork[2]
-    remaining = iwork[3]
-    SR = iwork[4]
-    SC = iwork[5]
-    for j in range(nc):
-        path[j] = -1
-        row4col[j] = -1
-    for i in range(nr):
-        col4row[i] = -1
-    for cur in range(nr):
-        sink, min_val = _augmenting_path_nb(nc, cost, u, v, path, row4col, spc, cur, SR, SC, remaining)
-        if sink < 0:
-            return -1
-        u[cur] += min_val
-        for i in range(nr):
-            if SR[i] != 0 and i != cur:
-                u[i] += min_val - spc[col4row[i]]
-        for j in range(nc):
-            if SC[j] != 0:
-                v[j] -= min_val - spc[j]
-        j = sink
-        while True:
-            i = path[j]
-            row4col[j] = i
-            tmp = col4row[i]
-            col4row[i] = j
-            j = tmp
-            if i == cur:
-                break
-    if transpose:
-        n = 0
-        for c in range(nc):
-            for i in range(nr):
-                if col4row[i] == c:
-                    out_rows[n] = c
-                    out_cols[n] = i
-                    n += 1
-                    break
-        return n
-    for i in range(nr):
-        out_rows[i] = i
-        out_cols[i] = col4row[i]
-    return nr
+#: :func:`lsap_max` compiled: the same code (``_augmenting_path`` is compiled into it by ``register_jitable``).
+lsap_max_nb = numba.njit(cache=True, nogil=True)(lsap_max)

@@ -16,6 +16,11 @@ Readers: ``--readers N`` decodes each video with N threads
 identical and in order); by default :func:`~rtpose.drivers.sources.parallel_video.default_readers` picks N from the
 cores the model leaves free.
 
+Several videos at once: ``--videos-at-once N`` analyses up to N videos of one frame size in one pipeline
+run (:meth:`Analyzer.run_group`, groups from :func:`plan_groups`): each video is a stream, their frames
+fill the model's batches together (a GPU gets full batches from several decoders), and each video keeps
+its own recorder, status file and outcome.
+
 Batch size: ``--batch`` or, by default, the provider's recorded best
 (:data:`DEFAULT_BATCH`, measured with ``latency_tests/analyze_throughput.py``).
 """
@@ -100,7 +105,8 @@ class AnalyzeOptions:
     pcutoff: float | None = None  # likelihood cutoff for the <name>.rtpose_cutoff.* copies
     overwrite: bool = False
     chunk_frames: int = 512
-    readers: int | None = None  # decoding threads per video; None: default_readers()
+    readers: int | None = None  # decoding threads per video; None: default_readers() (1 with videos_at_once > 1)
+    videos_at_once: int = 1  # videos of one frame size analysed in one run, sharing the model's batches
 
 
 def probe_frame_count(path: Path) -> int | None:
@@ -148,7 +154,8 @@ class Analyzer:
         self.versions = library_versions()
         self.scorer = f"rtpose_{model.path.stem}"
         self.batch = options.batch or default_batch(model.provider)
-        self.readers = options.readers or default_readers(default_threads(), inference_threads(model))
+        self.readers = options.readers or (1 if options.videos_at_once > 1 else
+                                           default_readers(default_threads(), inference_threads(model)))
         framing = options.framing or Framing()
         #: what changes the poses: a result made with other values is never continued or skipped
         self.settings = {
@@ -161,23 +168,90 @@ class Analyzer:
     def decide(self, job: Job) -> Decision:
         return decide(job, self.key, first_frame=self.options.frames.start, overwrite=self.options.overwrite)
 
-    # ------------------------------------------------------------------ one job
+    # ------------------------------------------------------------------ one job, or several at once
     def run(self, job: Job, decision: Decision, *, run_pipeline: Callable[..., RunSummary],
             on_status: Callable[[Status, int], None] | None = None) -> None:
         """Analyse ``job`` as ``decision`` says; ``run_pipeline(pipeline, finish=...)`` runs it (the CLI's
         run with reporting and stop signals). ``on_status(status, frames_before)``: progress callback."""
+        self.run_group([(job, decision)], run_pipeline=run_pipeline, on_status=on_status)
+
+    def run_group(self, items: list[tuple[Job, Decision]], *, run_pipeline: Callable[..., RunSummary],
+                  on_status: Callable[[Status, int], None] | None = None) -> None:
+        """Analyse several jobs in ONE pipeline run: each video is a stream of the run, their frames share
+        the model's batches, and each has its own recorder (``RecorderSink(stream=i)``) and status file.
+        :func:`plan_groups` makes the groups (videos of one frame size, none continued from an earlier run);
+        a single item is the plain one-video run. A video that fails while being read ends only its own
+        stream (``BackgroundReader(own_errors=True)``): its result is kept, marked partial, and the job
+        failed; the others go on."""
+        opts = self.options
+        started = [s for s in (self._start(job, decision) for job, decision in items) if s is not None]
+        if not started:
+            return
+        first, to_read = started[0].first, started[0].to_read
+        if any((s.first, s.to_read) != (first, to_read) for s in started):
+            raise ConfigError("videos analysed in one run must start at the same frame; plan them with plan_groups")
+        alone = len(started) == 1
+        readers = [BackgroundReader(s.source, own_errors=not alone) for s in started]
+        for i, s in enumerate(started):
+            s.recorder = RecorderSink(
+                s.job.partial.h5, scorer=self.scorer, chunk_frames=opts.chunk_frames, index_labels=s.labels,
+                overwrite=opts.overwrite or s.decision.previous is not None, settings=self._run_settings(),
+                append_rows=s.decision.resume_rows if s.decision.action == "resume" else None,
+                stream=None if alone else i)
+        config = PipelineConfig(live=False, batch_size=self.batch, max_wait_ms=opts.max_wait_ms,
+                                ring_slots=max(2 * self.batch + 1, MIN_RING_SLOTS), framing=opts.framing,
+                                first_frame=first, max_frames=to_read)
+        pipeline = Pipeline(readers, self.model, sinks=[s.recorder for s in started], config=config)
+        for s in started:
+            s.record["runs"][-1]["readers"] = self.readers
+            if not alone:
+                s.record["runs"][-1]["videos_at_once"] = len(started)
+            s.record["status"] = "running"
+            self._write(s.job, s.record)
+        t0 = time.perf_counter()
+        outcome: dict = {}
+
+        def finish(summary: RunSummary, error: BaseException | None) -> None:
+            outcome.update(error=error)
+            seconds = max(time.perf_counter() - t0, 1e-9)
+            for s, reader, counts in zip(started, readers, summary.streams):
+                rows = s.recorder.frames_written
+                s.job.result["processed"] = counts.processed
+                s.record["runs"][-1].update(frames=counts.processed, duration_s=round(seconds, 3),
+                                            fps=round(counts.processed / seconds, 2),
+                                            readers=getattr(s.source, "readers", 1))
+                summary.sinks["decoding"] = _decoding(s.source)
+                self._conclude(s.job, s.record, rows, s.expected, error=error or reader.failure,
+                               interrupted=summary.interrupted, summary=summary)
+
+        status_cb = None if on_status is None else (lambda st: on_status(st, started[0].decision.resume_rows))
+        try:
+            run_pipeline(pipeline, total_frames=sum(s.expected or 0 for s in started) or None, finish=finish,
+                         on_status=status_cb)
+        except RtposeError as exc:
+            for s in started:
+                if not outcome:  # failed before frames could flow (set-up): finish() never ran
+                    self._fail(s.job, s.record, exc, s.decision.resume_rows)
+                s.job.result["error"] = exc
+        for s, reader in zip(started, readers):
+            if reader.failure is not None:
+                s.job.result.setdefault("error", reader.failure)
+
+    def _start(self, job: Job, decision: Decision) -> "_Started | None":
+        """Open ``job``'s input and skip to its first frame; None when it needs no pipeline run (skipped,
+        failed to open, or every frame already on disk), its status then said."""
         opts = self.options
         if decision.action == "skip":
             job.status = decision.note
             job.result = {"frames_written": (decision.previous or {}).get("frames_written"), "skipped": True}
             self._cutoff_of_skipped(job, decision.previous or {})
-            return
+            return None
         record = self._new_record(job, decision)
         try:
             source, labels = self._open_source(job)
         except RtposeError as exc:
             self._fail(job, record, exc, 0)
-            return
+            return None
         count = source.info.n_frames
         expected = expected_frames(count, opts.frames) if job.kind == "video" else count
         record["frames_expected"] = expected
@@ -191,44 +265,13 @@ class Analyzer:
         except RtposeError as exc:
             source.close()
             self._fail(job, record, exc, decision.resume_rows)
-            return
+            return None
         to_read = None if opts.frames.stop is None else opts.frames.stop - first
         if to_read is not None and to_read <= 0:  # every frame was on disk (stopped before the rename)
             source.close()
             self._conclude(job, record, decision.resume_rows, expected, error=None, interrupted=False)
-            return
-        recorder = RecorderSink(job.partial.h5, scorer=self.scorer, chunk_frames=opts.chunk_frames,
-                                index_labels=labels, overwrite=opts.overwrite or decision.previous is not None,
-                                settings=self._run_settings(),
-                                append_rows=decision.resume_rows if decision.action == "resume" else None)
-        config = PipelineConfig(live=False, batch_size=self.batch, max_wait_ms=opts.max_wait_ms,
-                                ring_slots=max(2 * self.batch + 1, MIN_RING_SLOTS), framing=opts.framing,
-                                first_frame=first, max_frames=to_read)
-        pipeline = Pipeline([BackgroundReader(source)], self.model, sinks=[recorder], config=config)
-        record["runs"][-1]["readers"] = self.readers
-        record["status"] = "running"
-        self._write(job, record)
-        t0 = time.perf_counter()
-        outcome: dict = {}
-
-        def finish(summary: RunSummary, error: BaseException | None) -> None:
-            rows = recorder.frames_written
-            outcome.update(rows=rows, error=error, interrupted=summary.interrupted)
-            job.result["processed"] = summary.processed
-            record["runs"][-1].update(frames=summary.processed, duration_s=round(time.perf_counter() - t0, 3),
-                                      fps=round(summary.processed / max(time.perf_counter() - t0, 1e-9), 2),
-                                      readers=getattr(source, "readers", 1))
-            summary.sinks["decoding"] = _decoding(source)
-            self._conclude(job, record, rows, expected, error=error, interrupted=summary.interrupted,
-                           summary=summary)
-
-        status_cb = None if on_status is None else (lambda st: on_status(st, decision.resume_rows))
-        try:
-            run_pipeline(pipeline, total_frames=expected, finish=finish, on_status=status_cb)
-        except RtposeError as exc:
-            if not outcome:  # failed before frames could flow (set-up): finish() never ran
-                self._fail(job, record, exc, decision.resume_rows)
-            job.result["error"] = exc
+            return None
+        return _Started(job, decision, record, source, labels, expected, first, to_read)
 
     # ------------------------------------------------------------------ helpers
     def _open_source(self, job: Job):
@@ -323,6 +366,60 @@ class Analyzer:
         h5, csv = apply_cutoff(job.final.h5, job.stem, cutoff)
         previous["pcutoff"] = {"value": cutoff, "outputs": [str(h5), str(csv)]}
         self._write(job, previous)
+
+
+@dataclass
+class _Started:
+    """A job opened for a pipeline run (Analyzer._start)."""
+
+    job: Job
+    decision: Decision
+    record: dict
+    source: object
+    labels: list[str] | None
+    expected: int | None
+    first: int
+    to_read: int | None
+    recorder: RecorderSink | None = None
+
+
+def plan_groups(jobs: list[Job], decisions: list[Decision], videos_at_once: int,
+                frame_size: Callable[[Path], tuple[int, int] | None]) -> list[list[int]]:
+    """Which jobs run together (indices, in input order): up to ``videos_at_once`` consecutive new video
+    jobs of one frame size (``frame_size(path)``: (height, width), None when unknown) share a run; a
+    continued job (resume), a skipped one, a folder of images and a video of unknown size run alone."""
+    groups: list[list[int]] = []
+    open_group: list[int] = []
+    open_size = None
+    for i, (job, decision) in enumerate(zip(jobs, decisions)):
+        size = frame_size(job.files[0]) if job.kind == "video" and decision.action == "fresh" else None
+        if size is None:
+            groups += [open_group] if open_group else []
+            groups.append([i])
+            open_group, open_size = [], None
+            continue
+        if open_group and (size != open_size or len(open_group) >= videos_at_once):
+            groups.append(open_group)
+            open_group = []
+        open_group.append(i)
+        open_size = size
+    if open_group:
+        groups.append(open_group)
+    return groups
+
+
+def probe_frame_size(path: Path) -> tuple[int, int] | None:
+    """A video's (height, width) as its container announces it (None: unreadable)."""
+    import cv2
+
+    cap = cv2.VideoCapture(str(path))
+    try:
+        if not cap.isOpened():
+            return None
+        h, w = int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)), int(cap.get(cv2.CAP_PROP_FRAME_WIDTH))
+    finally:
+        cap.release()
+    return (h, w) if h > 0 and w > 0 else None
 
 
 def _decoding(source) -> dict:

@@ -47,17 +47,20 @@ class Progress:
         return self.frames_this_command / (now_s - self.t_start_s)
 
     def line(self, job: int, label: str, *, done: int, captured: int, processed: int, fps: float,
-             elapsed_s: float, now_s: float) -> str:
+             elapsed_s: float, now_s: float, jobs: int = 1) -> str:
         """``processed``/``captured``/``fps``/``elapsed_s``: of this video's current run; ``done``: its frames
-        on disk including an earlier interrupted run's."""
-        total = self.totals[job]
+        on disk including an earlier interrupted run's. ``jobs``: videos ``job`` .. ``job + jobs - 1`` run
+        together (``--videos-at-once``); ``done`` and the bar are then theirs together."""
+        group = self.totals[job:job + jobs]
+        total = None if any(t is None for t in group) else sum(group)
         head = bar(done, total) if total else f"{done} frames"
         text = (f"{head}  {elapsed_s:7.1f}s  captured {captured:6d}  processed {processed:6d}  {fps:6.1f} FPS"
                 f"  ETA {_eta((total or 0) - done, fps) if total else '?'}")
         if len(self.totals) > 1:
-            all_done = sum(self.done[:job]) + done + sum(self.done[job + 1:])
+            all_done = sum(self.done[:job]) + done + sum(self.done[job + jobs:])
             fps_all = self.overall_fps(now_s)
-            text += (f"  | video {job + 1}/{len(self.totals)}, all: {all_done}/{self.total} frames"
+            which = f"video {job + 1}" if jobs == 1 else f"videos {job + 1}-{job + jobs}"
+            text += (f"  | {which}/{len(self.totals)}, all: {all_done}/{self.total} frames"
                      f" {fps_all:6.1f} FPS ETA {_eta(self.total - all_done, fps_all)}")
         return text
 

@@ -40,12 +40,20 @@ def lower_thread_priority(increment: int) -> bool:
 
 
 class BackgroundReader(FrameSource):
-    """``source`` read at a lower CPU priority by whichever thread reads it (the pipeline's capture thread)."""
+    """``source`` read at a lower CPU priority by whichever thread reads it (the pipeline's capture thread).
 
-    def __init__(self, source: FrameSource, nice: int = READER_NICE):
+    ``own_errors``: an error while reading ends this source's stream instead of the run, and is kept in
+    :attr:`failure`. Several videos analysed in one run (``--videos-at-once``) use it, so that a damaged
+    video ends only its own recording (marked partial and failed, with every frame read before it), not
+    the others'.
+    """
+
+    def __init__(self, source: FrameSource, nice: int = READER_NICE, *, own_errors: bool = False):
         super().__init__(source.name)
         self.source = source
         self.nice = nice
+        self.own_errors = own_errors
+        self.failure: Exception | None = None
         self._lowered = False
 
     def _do_open(self) -> SourceInfo:
@@ -55,7 +63,13 @@ class BackgroundReader(FrameSource):
         if not self._lowered:
             self._lowered = True
             lower_thread_priority(self.nice)
-        return self.source.read_into(out)
+        if not self.own_errors:
+            return self.source.read_into(out)
+        try:
+            return self.source.read_into(out)
+        except Exception as exc:  # this video's error, reported for its job; the run goes on
+            self.failure = exc
+            return False
 
     def interrupt(self) -> None:
         self.source.interrupt()

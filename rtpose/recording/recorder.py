@@ -50,7 +50,7 @@ import queue
 import shutil
 import threading
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Sequence
 
@@ -203,12 +203,15 @@ class RecorderSink(Sink):
     def __init__(self, out: str | Path, *, scorer: str = "rtpose", chunk_frames: int = 256,
                  flush_interval_s: float = 1.0, index_labels: Sequence[str] | None = None,
                  overwrite: bool = False, clock: Clock = monotonic_ns, settings: dict | None = None,
-                 append_rows: int | None = None):
+                 append_rows: int | None = None, stream: int | None = None):
         """``index_labels``: row labels instead of frame numbers (e.g. image paths), stream 0 only.
         ``settings``: how the run was set up, written to ``<stem>_settings.json`` (JSON-able values).
         ``append_rows``: continue an interrupted single-stream recording whose files all hold this many
-        rows (:func:`rtpose.recording.resume.recover` makes them so) instead of starting new files."""
+        rows (:func:`rtpose.recording.resume.recover` makes them so) instead of starting new files.
+        ``stream``: record only this stream of the run, as a one-stream recording (its rows and events, stream
+        column 0): ``rtpose analyze --videos-at-once`` gives each video of one run its own recorder."""
         self.out = Path(out)
+        self.stream = stream
         self.scorer = scorer
         self.chunk_frames = chunk_frames
         self.flush_interval_ns = int(flush_interval_s * 1e9)
@@ -238,6 +241,10 @@ class RecorderSink(Sink):
         refuse_existing([p for paths in self.planned_paths(n_streams) for p in paths.all()], self.overwrite)
 
     def open(self, streams: Sequence[StreamInfo]) -> None:
+        if self.stream is not None:
+            if not 0 <= self.stream < len(streams):
+                raise RecordingError(f"{self.out}: stream {self.stream} asked for, but the run has {len(streams)}")
+            streams = [streams[self.stream]]
         if self.append_rows is not None:
             self._open_appending(streams)
             return
@@ -277,8 +284,13 @@ class RecorderSink(Sink):
         if self._error is not None:
             raise _writer_error(self.out, self._error, self.frames_written)
         now = self.clock()
+        only = self.stream
         for i in range(batch.n):
             s = int(batch.stream[i])
+            if only is not None:
+                if s != only:
+                    continue
+                s = 0
             chunk = self._current[s]
             r = chunk.n
             chunk.frame[r] = batch.frame_index[i]
@@ -304,7 +316,10 @@ class RecorderSink(Sink):
             if chunk.n == self.chunk_frames:
                 self._hand_over(s, now)
         for ev in batch.events:
-            self._current[ev.stream if ev.stream < len(self._current) else 0].events.append(ev)
+            if only is None:
+                self._current[ev.stream if ev.stream < len(self._current) else 0].events.append(ev)
+            elif ev.stream == only:
+                self._current[0].events.append(replace(ev, stream=0) if ev.stream else ev)
         for s in range(len(self._current)):
             if (self._current[s].n or self._current[s].events) and now - self._chunk_started_ns[s] >= self.flush_interval_ns:
                 self._hand_over(s, now)
