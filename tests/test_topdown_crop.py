@@ -11,8 +11,7 @@ import numpy as np
 import pytest
 
 from rtpose.errors import ModelError
-from rtpose.multianimal.topdown import (TopDownParams, crop_geometry, crop_into, scratch_size, select_boxes,
-                                        to_frame)
+from rtpose.multianimal.topdown import crop_geometry, crop_into, scratch_size, select_boxes, to_frame
 
 FIXTURE = Path(__file__).parent / "data" / "topdown_crop" / "dlc_top_down_crop.npz"
 
@@ -134,7 +133,11 @@ def test_select_boxes_is_deeplabcuts_detector_postprocessing():
     assert select_boxes(boxes, scores, 3, None, out) == 3
     np.testing.assert_array_equal(out[:3], [[10, 20, 20, 40], [0, 0, 5, 5], [1.5, 2.25, 2.25, 7.25]])
     # RemoveLowConfidenceBoxes after the trim: >= keeps
-    assert select_boxes(boxes, scores, 3, 0.4, out) == 2
+    kept_scores = np.zeros(4, np.float32)
+    assert select_boxes(boxes, scores, 3, 0.4, out, kept_scores) == 2
+    np.testing.assert_array_equal(out[:2], [[10, 20, 20, 40], [0, 0, 5, 5]])
+    np.testing.assert_array_equal(kept_scores[:2], scores[:2])
+    assert select_boxes(boxes[[0, 3, 1]], scores[[0, 3, 1]], 3, 0.3, out, kept_scores) == 2  # not re-sorted
     np.testing.assert_array_equal(out[:2], [[10, 20, 20, 40], [0, 0, 5, 5]])
     assert select_boxes(boxes[:0], scores[:0], 3, None, out) == 0
 
@@ -147,13 +150,3 @@ def test_to_frame_is_rescale_and_offset_in_float32():
     want = crop.copy()  # DeepLabCut: float32 poses, float64 arithmetic, stored as float32
     want[:, :2] = (crop[:, :2] * scale + offset).astype(np.float32)
     np.testing.assert_array_equal(out, want)
-
-
-def test_params_round_trip_and_refusals():
-    p = TopDownParams(max_individuals=3, crop_width=192, crop_height=128, margin=4, min_bbox_score=0.25,
-                      detector={"variant": "ssdlite"})
-    assert TopDownParams.from_json(p.to_json()) == p and p.crop_size == (192, 128)
-    with pytest.raises(ModelError, match="unknown"):
-        TopDownParams.from_json('{"max_individuals": 2, "warp": 1}')
-    with pytest.raises(ModelError, match="max_individuals"):
-        TopDownParams(max_individuals=0)

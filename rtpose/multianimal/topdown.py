@@ -1,9 +1,10 @@
-"""Top-down multi-animal models: their parameters, DeepLabCut's box selection and its crop geometry. Pure.
+"""Top-down multi-animal models: DeepLabCut's box selection and its crop geometry. Pure.
 
 A DeepLabCut 3 top-down model (``method: td``) finds animals in two stages: an object detector gives
 boxes in the whole frame, then a single-animal pose model runs on a crop around each kept box. rtpose
 runs both stages from one ONNX file (:mod:`rtpose.multianimal.topdown_model`); this module holds what
-they do between the two networks, with DeepLabCut 3.0.2's semantics:
+they do between the two networks, with DeepLabCut 3.0.2's semantics and the parameters the file carries
+(:class:`~rtpose.multianimal.topdown_params.TopDownParams`):
 
 * :func:`select_boxes` - ``build_detector_postprocessor`` (``data/postprocessor.py``): the detector's
   boxes (score-descending, as torchvision returns them) trimmed to the first ``max_individuals``
@@ -22,8 +23,6 @@ No I/O, no threads, no clocks. DeepLabCut is LGPL-3.0 like rtpose; the semantics
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, dataclass, field, fields
 from typing import NamedTuple
 
 import cv2
@@ -32,74 +31,24 @@ import numpy as np
 from ..errors import ModelError
 
 
-@dataclass(frozen=True)
-class TopDownParams:
-    """How a top-down file's two stages fit together (JSON ``rtpose.topdown`` in the model's metadata).
-
-    Attributes:
-        crops_input: ONNX input of the pose stage, ``(N, crop_height, crop_width, 3)`` float32 RGB 0-255.
-        boxes_output, scores_output: the detector stage's ``(D, 4)`` xyxy boxes in frame pixels and their
-            ``(D,)`` scores, score-descending (the stage's input is the model's ``input_name``, one frame).
-        max_individuals: at most this many boxes per frame (DeepLabCut: the project's individuals).
-        min_bbox_score: DeepLabCut's optional ``RemoveLowConfidenceBoxes`` threshold, None = off (its default).
-        crop_width, crop_height, margin, with_context, center_padding: ``top_down_crop``'s arguments
-            (DeepLabCut's ``data.inference.top_down_crop``; ``TopDownCrop`` never passes center_padding).
-        detector: what the detector is (variant, its in-graph score threshold ...), for ``rtpose info``.
-    """
-
-    max_individuals: int
-    crop_width: int = 256
-    crop_height: int = 256
-    margin: int = 0
-    with_context: bool = True
-    center_padding: bool = False
-    min_bbox_score: float | None = None
-    crops_input: str = "crops"
-    boxes_output: str = "boxes"
-    scores_output: str = "box_scores"
-    detector: dict = field(default_factory=dict)
-
-    def __post_init__(self):
-        if not (isinstance(self.max_individuals, int) and self.max_individuals >= 1):
-            raise ModelError(f"top-down metadata: max_individuals must be a whole number >= 1, got {self.max_individuals!r}")
-        if not (int(self.crop_width) >= 1 and int(self.crop_height) >= 1):
-            raise ModelError(f"top-down metadata: crop size {self.crop_width}x{self.crop_height} is not positive")
-
-    def to_json(self) -> str:
-        return json.dumps(asdict(self), sort_keys=True)
-
-    @classmethod
-    def from_json(cls, text: str) -> "TopDownParams":
-        try:
-            d = json.loads(text)
-            unknown = sorted(set(d) - {f.name for f in fields(cls)})
-            if unknown:
-                raise ModelError(f"top-down parameters {', '.join(unknown)} are unknown to this rtpose; upgrade "
-                                 "rtpose or re-export the model with this version")
-            return cls(**d)
-        except (ValueError, TypeError, KeyError) as exc:
-            raise ModelError(f"the model's top-down parameters cannot be read ({exc}); re-export it with "
-                             "`rtpose export`") from exc
-
-    @property
-    def crop_size(self) -> tuple[int, int]:
-        """(width, height), as DeepLabCut's ``output_size``."""
-        return int(self.crop_width), int(self.crop_height)
-
-
 def select_boxes(boxes_xyxy: np.ndarray, scores: np.ndarray, max_individuals: int,
-                 min_bbox_score: float | None, out_xywh: np.ndarray) -> int:
+                 min_bbox_score: float | None, out_xywh: np.ndarray, out_scores: np.ndarray | None = None) -> int:
     """DeepLabCut's detector postprocessing (see the module docstring) into ``out_xywh`` (at least
-    ``max_individuals`` rows, float32); returns how many boxes were kept (their order kept)."""
+    ``max_individuals`` rows, float32) and their scores into ``out_scores`` (if given); returns how many
+    boxes were kept (their order kept)."""
     n = min(len(boxes_xyxy), max_individuals)
+    # DeepLabCut compares its float32 score array with the threshold: in float32
+    threshold = None if min_bbox_score is None else np.float32(min_bbox_score)
     kept = 0
     for d in range(n):
-        if min_bbox_score is not None and not scores[d] >= min_bbox_score:
+        if threshold is not None and not np.float32(scores[d]) >= threshold:
             continue
         out_xywh[kept, 0] = boxes_xyxy[d, 0]
         out_xywh[kept, 1] = boxes_xyxy[d, 1]
         out_xywh[kept, 2] = np.float32(boxes_xyxy[d, 2]) - np.float32(boxes_xyxy[d, 0])  # float32, as in place
         out_xywh[kept, 3] = np.float32(boxes_xyxy[d, 3]) - np.float32(boxes_xyxy[d, 1])
+        if out_scores is not None:
+            out_scores[kept] = scores[d]
         kept += 1
     return kept
 
@@ -242,4 +191,4 @@ def to_frame(crop_poses: np.ndarray, scale_xy: np.ndarray, offset_xy: np.ndarray
     out[:, 2] = crop_poses[:, 2]
 
 
-__all__ = ["CropGeometry", "TopDownParams", "crop_geometry", "crop_into", "scratch_size", "select_boxes", "to_frame"]
+__all__ = ["CropGeometry", "crop_geometry", "crop_into", "scratch_size", "select_boxes", "to_frame"]
