@@ -138,7 +138,7 @@ def test_rtpose_run_and_analyze_with_a_top_down_model(td_model, tmp_path, capsys
 
     out = tmp_path / "run.h5"
     assert main(["run", "--model", str(td_model), "--source", "synthetic:640x480,animals=2,frames=30",
-                 "--lossless", "--record", str(out), "--quiet"]) == 0
+                 "--lossless", "--record", str(out), "--quiet", "--threads", "auto"]) == 0
     rec = read_recording(out)
     assert rec.pose.shape == (30, 6, 3) and np.isfinite(rec.pose).all()
     printed = capsys.readouterr().out
@@ -160,3 +160,11 @@ def test_rtpose_run_and_analyze_with_a_top_down_model(td_model, tmp_path, capsys
     best = np.minimum(np.nanmean(np.hypot(*(found - truth).transpose(3, 0, 1, 2)), axis=(0, 2)),
                       np.nanmean(np.hypot(*(found - truth[:, ::-1]).transpose(3, 0, 1, 2)), axis=(0, 2)))
     assert (best < 1.0).all(), best  # each slot is one mouse, to within a pixel on average
+
+
+def test_rtpose_info_describes_both_stages(td_model, capsys):
+    assert main(["info", str(td_model)]) == 0
+    printed = capsys.readouterr().out
+    assert "multi-animal, top-down: 2 individuals" in printed and "crops 112x112" in printed
+    for name in ("image:", "crops:", "boxes:", "box_scores:", "scoremap:", "locref:"):
+        assert name in printed
