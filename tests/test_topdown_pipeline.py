@@ -168,3 +168,31 @@ def test_rtpose_info_describes_both_stages(td_model, capsys):
     assert "multi-animal, top-down: 2 individuals" in printed and "crops 112x112" in printed
     for name in ("image:", "crops:", "boxes:", "box_scores:", "scoremap:", "locref:"):
         assert name in printed
+
+
+def test_frames_without_animals_give_empty_slots_and_no_pose_call(td_model):
+    """A frame where the detector finds nothing: NaN slots; a batch without any box skips the pose stage."""
+    from rtpose.multianimal.topdown_model import TopDownStep
+    from rtpose.results import PoseBatch
+
+    model = load_model(td_model)
+    src = SyntheticSource(640, 480, animals=2, seed=0, n_frames=5)
+    model.prepare(2, 480, 640)
+    ticks = iter(range(0, 10**9, 1000))
+    step = TopDownStep(model, 1, 2, lambda: next(ticks))
+    batch = PoseBatch(2, 6, 2)
+    blank = np.full((480, 640, 3), 200, np.uint8)
+    model.load_frame(0, _frames(src, [0])[0])
+    model.load_frame(1, blank)
+    batch.t_frame_ns[:2] = (0, 33_000_000)
+    step.infer(batch, 2)
+    step.decode(batch, 2)
+    assert list(model.n_boxes[:2]) == [2, 0]
+    assert np.isfinite(batch.pose[0]).all() and np.isnan(batch.pose[1]).all()
+    step.track(batch, 2, lambda *_: None)
+    assert (batch.track_id[0] >= 0).all() and (batch.track_id[1] == batch.track_id[0]).all()  # kept while unseen
+    model.load_frame(0, blank)
+    step.infer(batch, 1)
+    step.decode(batch, 1)
+    assert model.n_boxes[0] == 0 and np.isnan(batch.pose[0]).all()
+    assert step.crops == 2  # only the first frame's two crops ever went through the pose stage
