@@ -180,10 +180,6 @@ def split_stages(model, inputs: Sequence[str]) -> dict:
     return stages
 
 
-def _dim(d) -> int | str:
-    return d if isinstance(d, int) else str(d)
-
-
 class TopDownModel:
     """A top-down rtpose file on ONNX Runtime: its detector and pose stages in two sessions (see the module
     docstring). The pipeline uses it like :class:`rtpose.model.OnnxPoseModel` (``prepare``, ``load_frame``,
