@@ -196,3 +196,38 @@ def test_frames_without_animals_give_empty_slots_and_no_pose_call(td_model):
     step.decode(batch, 1)
     assert model.n_boxes[0] == 0 and np.isnan(batch.pose[0]).all()
     assert step.crops == 2  # only the first frame's two crops ever went through the pose stage
+
+
+def test_split_keeps_what_only_sub_graphs_read(tmp_path):
+    """torchvision's detectors export `If` nodes whose branches read values of the enclosing graph by name (no
+    node input says so): the producers of those values must stay in the stage."""
+    import onnxruntime as ort
+    from onnx import TensorProto
+
+    f = TensorProto.FLOAT
+    then_g = helper.make_graph([helper.make_node("Identity", ["detector/c"], ["then_out"])], "then", [],
+                               [helper.make_tensor_value_info("then_out", f, [1])])
+    else_g = helper.make_graph([helper.make_node("Identity", ["detector/total1"], ["else_out"])], "else", [],
+                               [helper.make_tensor_value_info("else_out", f, [1])])
+    nodes = [
+        helper.make_node("Constant", [], ["detector/c"], value=helper.make_tensor("c", f, [1], [7.0]),
+                         name="detector/const"),  # read only inside the `then` branch
+        helper.make_node("ReduceSum", ["image"], ["detector/total"], keepdims=0, name="detector/sum"),
+        helper.make_node("Reshape", ["detector/total", "detector/one"], ["detector/total1"], name="detector/r"),
+        helper.make_node("Greater", ["detector/total1", "detector/zero"], ["detector/cond1"], name="detector/gt"),
+        helper.make_node("Squeeze", ["detector/cond1"], ["detector/cond"], name="detector/sq"),
+        helper.make_node("If", ["detector/cond"], ["boxes"], then_branch=then_g, else_branch=else_g, name="detector/if"),
+        helper.make_node("Relu", ["crops"], ["scoremap"], name="pose/relu"),
+    ]
+    graph = helper.make_graph(
+        nodes, "g", [helper.make_tensor_value_info("image", f, [2]), helper.make_tensor_value_info("crops", f, [3])],
+        [helper.make_tensor_value_info("boxes", f, None), helper.make_tensor_value_info("scoremap", f, [3])],
+        initializer=[onnx.numpy_helper.from_array(np.array([1], np.int64), "detector/one"),
+                     onnx.numpy_helper.from_array(np.array([0.0], np.float32), "detector/zero")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    stages = split_stages(model, ["image", "crops"])
+    assert [n.name for n in stages["image"].graph.node] == [n.name for n in nodes[:6]]
+    det = ort.InferenceSession(stages["image"].SerializeToString(), providers=["CPUExecutionProvider"])
+    assert det.run(["boxes"], {"image": np.array([1.0, 2.0], np.float32)})[0].tolist() == [7.0]
+    assert det.run(["boxes"], {"image": np.array([-1.0, -2.0], np.float32)})[0].tolist() == [-3.0]
