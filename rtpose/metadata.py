@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from .errors import ConfigError, ModelError
 from .multianimal.layout import AnimalLayout
 from .multianimal.params import AssemblyParams
+from .multianimal.topdown_params import TopDownParams
 
 FORMAT_VERSION = "1"
 PREFIX = "rtpose."
@@ -51,7 +52,12 @@ class ModelMetadata:
             names of the unique head's (B, h', w', U) score maps and (B, h', w', 2U) offsets (its own
             stride: ``assembly.unique_stride``); None otherwise.
         assembly: how the multi-animal maps become animals (DeepLabCut's PAF predictor and Assembler
-            parameters, :class:`~rtpose.multianimal.params.AssemblyParams`); set exactly when ``layout`` is.
+            parameters, :class:`~rtpose.multianimal.params.AssemblyParams`); set exactly when ``layout`` is,
+            except for top-down models.
+        topdown: top-down models only (DeepLabCut 3 detector + pose model in one file, two disjoint stages):
+            the detector's and the crops' parameters (:class:`~rtpose.multianimal.topdown_params.TopDownParams`);
+            ``layout`` is set too (no unique body parts), ``assembly`` and ``paf_output`` are None, and
+            ``bodyparts``/``stride``/``locref_stdev``/``clip_scores`` describe the pose stage (one crop).
         extra: everything else (source hash, versions, parity figures), shown by ``rtpose info``.
     """
 
@@ -72,6 +78,7 @@ class ModelMetadata:
     assembly: AssemblyParams | None = None
     unique_scoremap_output: str | None = None
     unique_locref_output: str | None = None
+    topdown: TopDownParams | None = None
     extra: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -83,7 +90,12 @@ class ModelMetadata:
             raise ModelError(f"model metadata input_color={self.input_color!r}; expected one of {COLOR_ORDERS}")
         if self.location_refinement and not self.locref_output:
             raise ModelError("model metadata says location_refinement but names no locref output")
-        if (self.layout is None) != (self.assembly is None) or (self.layout is None) != (self.paf_output is None):
+        if self.topdown is not None:
+            if self.layout is None or self.assembly is not None or self.paf_output is not None \
+                    or self.layout.unique_bodyparts:
+                raise ModelError("top-down model metadata needs its layout (no unique body parts) and no assembly "
+                                 "parameters or PAF output; re-export the model with `rtpose export`")
+        elif (self.layout is None) != (self.assembly is None) or (self.layout is None) != (self.paf_output is None):
             raise ModelError("multi-animal model metadata needs its layout, its assembly parameters and its PAF "
                              "output together; re-export the model with `rtpose export`")
         if self.layout is not None and tuple(self.layout.bodyparts) != tuple(self.bodyparts):
@@ -97,7 +109,12 @@ class ModelMetadata:
     @property
     def multianimal(self) -> bool:
         """A bottom-up multi-animal model (score maps, offsets and part-affinity fields; ``layout``)."""
-        return self.layout is not None
+        return self.layout is not None and self.topdown is None
+
+    @property
+    def topdown_model(self) -> bool:
+        """A top-down model: a detector stage and a pose stage in one file (``topdown``, ``layout``)."""
+        return self.topdown is not None
 
     @property
     def pose_names(self) -> tuple[str, ...]:
@@ -148,8 +165,11 @@ class ModelMetadata:
             props["pose_output"] = self.pose_output
         if self.layout is not None:  # likewise: single-animal files carry none of these keys
             props["multianimal.layout"] = json.dumps(self.layout.to_dict())
+        if self.assembly is not None:
             props["multianimal.assembly"] = self.assembly.to_json()
             props["paf_output"] = self.paf_output
+        if self.topdown is not None:
+            props["multianimal.topdown"] = self.topdown.to_json()
         if self.unique_scoremap_output:
             props["unique_scoremap_output"] = self.unique_scoremap_output
             props["unique_locref_output"] = self.unique_locref_output
@@ -195,6 +215,7 @@ class ModelMetadata:
                 if "multianimal.assembly" in ours else None,
                 unique_scoremap_output=ours.get("unique_scoremap_output") or None,
                 unique_locref_output=ours.get("unique_locref_output") or None,
+                topdown=TopDownParams.from_json(ours["multianimal.topdown"]) if "multianimal.topdown" in ours else None,
                 extra={k[len("extra."):]: v for k, v in ours.items() if k.startswith("extra.")},
             )
         except (ValueError, TypeError, KeyError, ConfigError) as exc:
