@@ -24,7 +24,13 @@ def main(args: argparse.Namespace) -> int:
     print(f"  stride: {meta.stride:g}   locref_stdev: {meta.locref_stdev:g}   location_refinement: {meta.location_refinement}"
           f"   likelihood clipped to [0, 1]: {meta.clip_scores}")
     print(f"  input colour: {meta.input_color}, range {meta.input_range}, preprocessing in graph: {meta.preprocessing_in_graph}")
-    if meta.layout is not None:
+    if meta.topdown is not None:
+        td = meta.topdown
+        print(f"  top-down: {meta.layout.n_animals} individuals ({', '.join(meta.layout.individuals)}); detector "
+              f"{td.detector_type} ({td.detector_variant}), input {td.image_input} -> {td.boxes_output}, "
+              f"{td.scores_output}; up to {td.max_individuals} boxes, {td.crop_width}x{td.crop_height} crops "
+              f"(margin {td.margin}, with context {td.with_context}) -> {td.crops_input}")
+    elif meta.layout is not None:
         lay, asm = meta.layout, meta.assembly
         print(f"  multi-animal: {lay.n_animals} individuals ({', '.join(lay.individuals)}), "
               f"unique bodyparts: {', '.join(lay.unique_bodyparts) or 'none'}; PAF output {meta.paf_output}")
