@@ -47,8 +47,9 @@ from rtpose.multianimal.layout import AnimalLayout
 from rtpose.multianimal.topdown_params import TopDownParams
 
 from . import deps, parity
+from . import fp16 as fp16_mod
 from .onnx_graph import fix_padding, rename_value
-from .report import BATCH_TOLERANCE, FP32_TOLERANCE
+from .report import BATCH_TOLERANCE, FP16_TOLERANCE, FP32_TOLERANCE
 
 #: Detector stage vs DeepLabCut's detector forward: box corners (px) and scores (see docs/export.md).
 DETECTOR_TOLERANCE = {"boxes_px": 0.05, "scores": 1e-4}
@@ -334,10 +335,10 @@ def export(model, out: Path, *, source, fp16: bool, opset: int, check_frames, us
     from .report import ExportReport
 
     name = str(source.path)
-    if fp16 or decode_in_graph:
+    if decode_in_graph:
         raise ExportError(f"{model.pt}: a top-down DeepLabCut 3 model ({model.net_type} + "
-                          f"{model.topdown.params.detector_type}) exports in float32 with its maps as outputs only; "
-                          f"drop {'--fp16' if fp16 else '--decode-in-graph'}")
+                          f"{model.topdown.params.detector_type}) exports its maps as outputs only (the crops are made "
+                          "between the detector and the pose stage, outside the graph); drop --decode-in-graph")
     td = model.topdown
     params = td.params
     det = build_detector(model.pt, td)
@@ -362,18 +363,31 @@ def export(model, out: Path, *, source, fp16: bool, opset: int, check_frames, us
     fixes = fix_padding(detector) + fix_padding(pose)
     api._set_io_dims(pose, params.crop_height, params.crop_width, len(desc.bodyparts), True)
     rename_value(pose, "image", "crops")
+    pose32 = pose
+    if fp16:  # the pose stage only: the detector's box decoding and NMS run in If nodes, which stay float32
+        pose = fp16_mod.to_float16(pose, name)
     merged = merge(detector, pose)
     det_bytes = stage(merged, "detector/").SerializeToString()
-    pose_bytes = stage(merged, "pose/").SerializeToString()
+    merged32 = merge(detector, pose32) if fp16 else merged  # the float32 file, checked against PyTorch first
+    pose_bytes = stage(merged32, "pose/").SerializeToString()
     det_figures = check_detector(det_bytes, frames, det_ref, name)
     outputs = ("scoremap", "locref")
-    figures, _ = parity.check(pose_bytes, pose_batches, pose_ref, outputs=outputs, stride=desc.stride,
-                              locref_stdev=desc.locref_stdev, reference_name="pytorch", tolerance=FP32_TOLERANCE,
-                              source=name)
+    figures, fp32_out = parity.check(pose_bytes, pose_batches, pose_ref, outputs=outputs, stride=desc.stride,
+                                     locref_stdev=desc.locref_stdev, reference_name="pytorch",
+                                     tolerance=FP32_TOLERANCE, source=name)
     if not figures.ok:
         raise ExportError(f"{name}: the ONNX pose stage does not reproduce PyTorch on DeepLabCut's crops: "
                           f"{'; '.join(figures.failures())} ({figures.summary()}). Nothing was written. Try another "
                           "--opset; if it persists please report it with the model (tolerances: docs/export.md).")
+    figures16 = None
+    if fp16:
+        pose_bytes = stage(merged, "pose/").SerializeToString()
+        figures16, _ = parity.check(pose_bytes, pose_batches, fp32_out, outputs=outputs, stride=desc.stride,
+                                    locref_stdev=desc.locref_stdev, reference_name="onnx-fp32",
+                                    tolerance=FP16_TOLERANCE, source=name)
+        if not figures16.ok:
+            raise ExportError(f"{name}: the float16 pose stage strays too far from float32: "
+                              f"{'; '.join(figures16.failures())}. Nothing was written; export without --fp16.")
     batch_figures = parity.batch_invariance(pose_bytes, [b for b in pose_batches if len(b) >= 2], outputs=outputs,
                                             stride=desc.stride, locref_stdev=desc.locref_stdev,
                                             tolerance=BATCH_TOLERANCE, source=name)
@@ -383,7 +397,8 @@ def export(model, out: Path, *, source, fp16: bool, opset: int, check_frames, us
     extra = {
         "source": Path(name).name, "source_sha256": source.sha256(), "source_kind": "dlc3",
         "source_variant": f"dlc3-{model.net_type}-topdown", "exporter": "rtpose.exporters",
-        "exporter_version": api.__version__, "opset": str(opset), "fp16": "false", "precision": "fp32",
+        "exporter_version": api.__version__, "opset": str(opset), "fp16": "true" if fp16 else "false",
+        "precision": "fp16 pose stage, fp32 detector" if fp16 else "fp32",
         "graph_fixes": str(len(fixes)), "exporter_revision": str(api.EXPORTER_REVISION), "batch_invariant": "true",
         "per_frame_rewrites": "0",
         "detector_check.boxes_max_px": f"{det_figures['boxes_max_px']:.3g}",
@@ -395,6 +410,8 @@ def export(model, out: Path, *, source, fp16: bool, opset: int, check_frames, us
     extra.update(deps.versions("dlc3"))
     extra.update(figures.as_extra("parity"))
     extra.update(batch_figures.as_extra("batch_invariance"))
+    if figures16 is not None:
+        extra.update(figures16.as_extra("parity_fp16"))
     for key, value in (user_extra or {}).items():
         if key in extra:
             raise ExportError(f"extra metadata key {key!r} is set by the exporter itself; choose another name")
@@ -411,5 +428,5 @@ def export(model, out: Path, *, source, fp16: bool, opset: int, check_frames, us
     return ExportReport(out=out, source=name, source_kind="dlc3", variant=f"dlc3-{model.net_type}-topdown",
                         variant_note=model.note() + f"; top-down with {params.detector_type} detector, "
                         f"{params.crop_width}x{params.crop_height} crops", metadata=metadata, parity=figures,
-                        fp16=False, opset=opset, graph_fixes=tuple(fixes), batch_invariance=batch_figures,
+                        parity_fp16=figures16, fp16=fp16, opset=opset, graph_fixes=tuple(fixes), batch_invariance=batch_figures,
                         detector_check=detector_line)

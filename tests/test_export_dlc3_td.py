@@ -173,7 +173,7 @@ def test_topdown_refusals_name_the_model(torch_stack, tmp_path, mutate, words):
 
 
 @pytest.mark.export_torch
-def test_topdown_without_detector_and_fp16_are_refused(torch_stack, tmp_path):
+def test_topdown_without_detector_or_with_decode_in_graph_is_refused(torch_stack, tmp_path):
     from rtpose.exporters import export_model, torch_dlc3
 
     path = tmp_path / "DLC_nodet.pt"
@@ -181,6 +181,25 @@ def test_topdown_without_detector_and_fp16_are_refused(torch_stack, tmp_path):
     with pytest.raises(ExportError, match="without its detector"):
         torch_dlc3.load(path)
     folder, _ = T.build_export(tmp_path)
-    with pytest.raises(ExportError, match="--fp16"):
-        export_model(folder, tmp_path / "x.onnx", fp16=True)
+    with pytest.raises(ExportError, match="--decode-in-graph"):
+        export_model(folder, tmp_path / "x.onnx", decode_in_graph=True)
     assert not (tmp_path / "x.onnx").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.export_torch
+def test_topdown_fp16_converts_the_pose_stage_only(torch_stack, tmp_path, reference):
+    """--fp16: the pose stage in float16 (checked against float32), the detector (If nodes: NMS) stays float32."""
+    import onnx
+
+    from rtpose.exporters import export_model
+
+    folder, _ = T.build_export(tmp_path)
+    report = export_model(folder, tmp_path / "td16.onnx", fp16=True)
+    assert report.parity_fp16 is not None and report.parity_fp16.ok
+    assert report.metadata.extra["precision"] == "fp16 pose stage, fp32 detector"
+    model = onnx.load(str(tmp_path / "td16.onnx"))
+    f16 = onnx.TensorProto.FLOAT16
+    dtypes = {p: {t.data_type for t in model.graph.initializer if t.name.startswith(p)} for p in ("detector/", "pose/")}
+    assert f16 in dtypes["pose/"] and f16 not in dtypes["detector/"]
+    assert [i.type.tensor_type.elem_type for i in model.graph.input] == [onnx.TensorProto.FLOAT] * 2
