@@ -34,8 +34,9 @@ kept limbs ``graph[edges_to_keep]`` in that order (channels 2e, 2e + 1 = DeepLab
 ``pafs.reshape(B, -1, 2, h, w)[:, edges_to_keep[e], 0 / 1]``). The metadata carries the
 :class:`~rtpose.multianimal.layout.AnimalLayout` and :class:`~rtpose.multianimal.params.AssemblyParams`.
 
-Top-down models (a detector, ``method: td``, e.g. RTMPose), unique body parts, identity heads and
-other multi-animal heads (DEKR) raise :class:`~rtpose.errors.ExportError` naming the model type.
+Top-down models (a detector, ``method: td``) export through :mod:`.torch_dlc3_topdown` (detector and pose
+stage in one file); identity heads and other multi-animal heads (DEKR) raise
+:class:`~rtpose.errors.ExportError` naming the model type.
 
 torch and DeepLabCut are imported only when a function here runs
 (:mod:`.deps`, the ``export-torch`` extra).
@@ -79,6 +80,7 @@ class Dlc3Model:
     normalize: bool
     pad_divisor: tuple[int, int] | None  # (height, width) divisors of AutoPadToDivisor, or None
     multianimal: "PafModel | None" = None
+    topdown: "TopDownSpec | None" = None  # a top-down model's detector and crops (.torch_dlc3_topdown)
 
     @property
     def outputs(self) -> tuple[str, ...]:
@@ -220,11 +222,12 @@ def load(pt: Path) -> Dlc3Model:
     method = str(cfg.get("method", "bu")).lower()
     meta = cfg.get("metadata", {}) or {}
     heads = cfg.get("model", {}).get("heads", {})
+    topdown = None
     if raw.get("detector") is not None or method != "bu" or cfg.get("detector"):
-        raise ExportError(f"{pt}: a top-down DeepLabCut 3 model ({net}, method {method}, with a detector). rtpose "
-                          "exports single-animal bottom-up models (resnet_50/101, hrnet_w18/32/48, ... with the "
-                          "heatmap head) for now; train such a shuffle (net_type='resnet_50') for rtpose")
-    multianimal = _paf_model(pt, net, meta, heads)
+        from . import torch_dlc3_topdown  # refuses what it cannot export (ctd, SimCC heads, unique parts, ...)
+
+        topdown = torch_dlc3_topdown.spec(pt, raw)
+    multianimal = None if topdown is not None else _paf_model(pt, net, meta, heads)
     head = heads["bodypart"]
     predictor = head.get("predictor", {})
     if multianimal is None and (head.get("type") != "HeatmapHead" or predictor.get("type") != "HeatmapPredictor"):
@@ -251,7 +254,7 @@ def load(pt: Path) -> Dlc3Model:
         described_by=f"{pt} (config)")
     return Dlc3Model(pt=pt, config=cfg, state=raw["pose"], description=desc, net_type=net,
                      normalize=bool(inference.get("normalize_images", False)), pad_divisor=pad_divisor,
-                     multianimal=multianimal)
+                     multianimal=multianimal, topdown=topdown)
 
 
 def build(model: Dlc3Model):
