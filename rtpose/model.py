@@ -36,8 +36,8 @@ from .providers import (CPU, GPU_PROVIDERS, PROVIDER_NAMES, TENSORRT, ProviderCh
                         engine_cache_key, engine_files, fallback_reason, file_sha256, import_onnxruntime,
                         tensorrt_options, tensorrt_version, write_cache_description)
 
-__all__ = ["OnnxPoseModel", "PoseBackend", "load_model", "session_options", "PROVIDER_NAMES", "available_providers", "choose_providers",
-           "import_onnxruntime", "check_map_geometry", "check_score_range", "default_threads"]
+__all__ = ["OnnxPoseModel", "PoseBackend", "load_model", "session_options", "PROVIDER_NAMES", "available_providers",
+           "choose_providers", "import_onnxruntime", "check_map_geometry", "check_score_range", "default_threads"]
 _ORT_DTYPES = {"tensor(float)": np.float32, "tensor(uint8)": np.uint8}
 
 #: Default for ONNX Runtime's intra-op thread spinning. Off: with one core kept busy by another process,
@@ -788,7 +788,9 @@ def load_model(spec: str | os.PathLike | None = None, *, providers: Sequence[str
     """Load a model from an .onnx file, a DeepLabCut exported-model folder or a DeepLabCut 3
     ``.pt`` (exported once into a cache, needs the ``export`` or ``export-torch`` extra) or,
     with ``None``, the bundled model. ``gpu``: the GPU options of :class:`OnnxPoseModel`
-    (``trt_fp16``, ``cuda_graph``, ``graph_decode``, ``io_binding``, ``device_id``, ``log``)."""
+    (``trt_fp16``, ``cuda_graph``, ``graph_decode``, ``io_binding``, ``device_id``, ``log``).
+    A top-down multi-animal file (a detector and a pose model) gives a
+    :class:`~rtpose.multianimal.topdown_model.TopDownModel`."""
     if spec is None:
         from .models import default_model_path
 
