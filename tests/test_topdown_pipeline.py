@@ -64,6 +64,11 @@ def test_a_node_fed_by_both_stages_is_refused(td_model):
 def test_load_model_tells_top_down_files_apart(td_model, tmp_path):
     single = build_analytic_model(tmp_path / "single.onnx")
     assert is_topdown_file(td_model) and not is_topdown_file(single)
+    for junk in (b"", b"not an onnx file at all \xff\xff", td_model.read_bytes()[:1000]):  # empty, garbage, truncated
+        (tmp_path / "junk.onnx").write_bytes(junk)
+        assert not is_topdown_file(tmp_path / "junk.onnx")
+        with pytest.raises(ModelError):
+            load_model(tmp_path / "junk.onnx")
     assert isinstance(load_model(td_model), TopDownModel) and isinstance(load_model(single), OnnxPoseModel)
     with pytest.raises(ModelError, match="top-down"):
         OnnxPoseModel(td_model)
