@@ -226,6 +226,11 @@ def _export_dlc3(source, out, *, fp16, opset, check_frames, user_extra, decode_i
     from . import torch_dlc3
 
     model = torch_dlc3.load(source.model_file)
+    if model.topdown is not None:
+        from . import torch_dlc3_topdown
+
+        return torch_dlc3_topdown.export(model, out, source=source, fp16=fp16, opset=opset, check_frames=check_frames,
+                                         user_extra=user_extra, decode_in_graph=decode_in_graph)
     if model.multianimal is not None and decode_in_graph:
         raise ExportError(f"{source.model_file}: a multi-animal DeepLabCut 3 model exports its maps as outputs "
                           "(rtpose's multi-animal decoder assembles the animals); drop --decode-in-graph")

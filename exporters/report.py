@@ -138,6 +138,7 @@ class ExportReport:
     per_frame_rewrites: tuple[str, ...] = field(default_factory=tuple)  # batch-mixing nodes made per-frame
     parity_uint8: ParityFigures | None = None  # the uint8 BGR-input model on the same frames as uint8 BGR
     decode_check: str = ""  # --decode-in-graph: the in-graph decode vs rtpose.decode on the check frames
+    detector_check: str = ""  # top-down models: the detector stage vs the framework's detector
 
     def summary(self) -> str:
         lines = [
@@ -150,12 +151,19 @@ class ExportReport:
             + (f", {self.metadata.paf_output}" if self.metadata.paf_output else ""),
         ]
         meta = self.metadata
-        if meta.layout is not None:
+        if meta.topdown is not None:
+            td = meta.topdown
+            lines.append(f"animals:  top-down, up to {td.max_individuals} of {meta.layout.n_animals} individuals "
+                         f"{', '.join(meta.layout.individuals)}; detector {td.detector_type} "
+                         f"({td.detector_variant}); {td.crop_width}x{td.crop_height} crops, margin {td.margin}")
+        elif meta.layout is not None:
             lines.append(f"animals:  {meta.layout.n_animals} individuals {', '.join(meta.layout.individuals)}; "
                          f"PAF output {meta.paf_output} with {len(meta.assembly.graph)} limbs "
                          + ", ".join(f"{meta.bodyparts[i]}-{meta.bodyparts[j]}" for i, j in meta.assembly.graph))
+        if self.detector_check:
+            lines.append(f"check detector {self.detector_check}")
         if self.parity is not None:
-            lines.append(f"check FP32 {self.parity.summary()}")
+            lines.append(f"check FP32 {'pose stage ' if meta.topdown is not None else ''}{self.parity.summary()}")
         if self.parity_fp16 is not None:
             lines.append(f"check FP16 {self.parity_fp16.summary()}")
         if self.parity_uint8 is not None:

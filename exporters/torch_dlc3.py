@@ -38,7 +38,8 @@ DeepLabCut's identity head (``identity: true``: ``HeatmapHead`` + ``IdentityPred
 ``identity`` (B, h', w', A): its raw maps at the head's own resolution (stride ``assembly.identity_stride``),
 NHWC; the predictor's resize and sigmoid run in rtpose's decoder (:mod:`rtpose.multianimal.identity`).
 
-Top-down models (a detector, ``method: td``, e.g. RTMPose) and other multi-animal heads (DEKR) raise
+Top-down models (a detector, ``method: td``) export through :mod:`.torch_dlc3_topdown` (detector and pose
+stage in one file); other multi-animal heads (DEKR) raise
 :class:`~rtpose.errors.ExportError` naming the model type.
 
 torch and DeepLabCut are imported only when a function here runs
@@ -83,6 +84,7 @@ class Dlc3Model:
     normalize: bool
     pad_divisor: tuple[int, int] | None  # (height, width) divisors of AutoPadToDivisor, or None
     multianimal: "PafModel | None" = None
+    topdown: "TopDownSpec | None" = None  # a top-down model's detector and crops (.torch_dlc3_topdown)
 
     @property
     def outputs(self) -> tuple[str, ...]:
@@ -248,11 +250,12 @@ def load(pt: Path) -> Dlc3Model:
     method = str(cfg.get("method", "bu")).lower()
     meta = cfg.get("metadata", {}) or {}
     heads = cfg.get("model", {}).get("heads", {})
+    topdown = None
     if raw.get("detector") is not None or method != "bu" or cfg.get("detector"):
-        raise ExportError(f"{pt}: a top-down DeepLabCut 3 model ({net}, method {method}, with a detector). rtpose "
-                          "exports single-animal bottom-up models (resnet_50/101, hrnet_w18/32/48, ... with the "
-                          "heatmap head) for now; train such a shuffle (net_type='resnet_50') for rtpose")
-    multianimal = _paf_model(pt, net, meta, heads)
+        from . import torch_dlc3_topdown  # refuses what it cannot export (ctd, SimCC heads, unique parts, ...)
+
+        topdown = torch_dlc3_topdown.spec(pt, raw)
+    multianimal = None if topdown is not None else _paf_model(pt, net, meta, heads)
     head = heads["bodypart"]
     predictor = head.get("predictor", {})
     if multianimal is None and (head.get("type") != "HeatmapHead" or predictor.get("type") != "HeatmapPredictor"):
@@ -279,7 +282,7 @@ def load(pt: Path) -> Dlc3Model:
         described_by=f"{pt} (config)")
     return Dlc3Model(pt=pt, config=cfg, state=raw["pose"], description=desc, net_type=net,
                      normalize=bool(inference.get("normalize_images", False)), pad_divisor=pad_divisor,
-                     multianimal=multianimal)
+                     multianimal=multianimal, topdown=topdown)
 
 
 def build(model: Dlc3Model):

@@ -36,8 +36,8 @@ from .providers import (CPU, GPU_PROVIDERS, PROVIDER_NAMES, TENSORRT, ProviderCh
                         engine_cache_key, engine_files, fallback_reason, file_sha256, import_onnxruntime,
                         tensorrt_options, tensorrt_version, write_cache_description)
 
-__all__ = ["OnnxPoseModel", "PoseBackend", "load_model", "PROVIDER_NAMES", "available_providers", "choose_providers",
-           "import_onnxruntime", "check_map_geometry", "check_score_range", "default_threads"]
+__all__ = ["OnnxPoseModel", "PoseBackend", "load_model", "session_options", "PROVIDER_NAMES", "available_providers",
+           "choose_providers", "import_onnxruntime", "check_map_geometry", "check_score_range", "default_threads"]
 _ORT_DTYPES = {"tensor(float)": np.float32, "tensor(uint8)": np.uint8}
 
 #: Default for ONNX Runtime's intra-op thread spinning. Off: with one core kept busy by another process,
@@ -88,6 +88,23 @@ def check_score_range(path, scores: np.ndarray) -> None:
             f"{path}: on a test frame the score maps range from {lo:.4g} to {hi:.4g}, but they must be probabilities "
             "in 0..1 (likelihoods). The graph probably lacks the final sigmoid: re-export it with `rtpose export`"
         )
+
+
+def session_options(ort, threads: int, spinning: bool, fixed_dims: dict[str, int] | None = None):
+    """ONNX Runtime session options as rtpose runs every model: ``threads`` intra-op threads, one inter-op
+    thread, spinning as asked, all graph optimisations."""
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    # Spinning: idle intra-op threads busy-wait for the next piece of work instead of sleeping. Faster on
+    # an idle machine, much slower when other processes want those cores (see DEFAULT_SPINNING).
+    options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
+    options.add_session_config_entry("session.inter_op.allow_spinning", "1" if spinning else "0")
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.log_severity_level = 3
+    for name, value in (fixed_dims or {}).items():  # symbolic dims made fixed (CUDA graphs)
+        options.add_free_dimension_override_by_name(name, int(value))
+    return options
 
 
 def _stderr_line(message: str) -> None:
@@ -162,6 +179,9 @@ class OnnxPoseModel:
         self.on_gpu = self.provider in GPU_PROVIDERS
         self._cpu = self.session if not self.on_gpu else None  # the session the load-time checks run on
         self.metadata = ModelMetadata.from_props(self.session.get_modelmeta().custom_metadata_map, source=str(self.path))
+        if self.metadata.topdown is not None:
+            raise ModelError(f"{self.path} is a top-down model (a detector and a pose model): load it with "
+                             "rtpose.model.load_model (rtpose.multianimal.topdown_model.TopDownModel)")
         self._check_signature()
         has_graph_decode = self._pose_output is not None
         if graph_decode and not has_graph_decode:
@@ -193,19 +213,7 @@ class OnnxPoseModel:
 
     # -- sessions ------------------------------------------------------------
     def _session_options(self, fixed_dims: dict[str, int] | None = None):
-        ort = self._ort
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = self.threads
-        options.inter_op_num_threads = 1
-        # Spinning: idle intra-op threads busy-wait for the next piece of work instead of sleeping. Faster on
-        # an idle machine, much slower when other processes want those cores (see DEFAULT_SPINNING).
-        options.add_session_config_entry("session.intra_op.allow_spinning", "1" if self.spinning else "0")
-        options.add_session_config_entry("session.inter_op.allow_spinning", "1" if self.spinning else "0")
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.log_severity_level = 3
-        for name, value in (fixed_dims or {}).items():  # symbolic dims made fixed (CUDA graphs)
-            options.add_free_dimension_override_by_name(name, int(value))
-        return options
+        return session_options(self._ort, self.threads, self.spinning, fixed_dims)
 
     def _new_session(self, provider_list, provider_args, fixed_dims=None):
         """An InferenceSession, and what explains a fallback: ONNX Runtime's stderr lines while creating it
@@ -793,7 +801,9 @@ def load_model(spec: str | os.PathLike | None = None, *, providers: Sequence[str
     """Load a model from an .onnx file, a DeepLabCut exported-model folder or a DeepLabCut 3
     ``.pt`` (exported once into a cache, needs the ``export`` or ``export-torch`` extra) or,
     with ``None``, the bundled model. ``gpu``: the GPU options of :class:`OnnxPoseModel`
-    (``trt_fp16``, ``cuda_graph``, ``graph_decode``, ``io_binding``, ``device_id``, ``log``)."""
+    (``trt_fp16``, ``cuda_graph``, ``graph_decode``, ``io_binding``, ``device_id``, ``log``).
+    A top-down multi-animal file (a detector and a pose model) gives a
+    :class:`~rtpose.multianimal.topdown_model.TopDownModel`."""
     if spec is None:
         from .models import default_model_path
 
@@ -806,4 +816,8 @@ def load_model(spec: str | os.PathLike | None = None, *, providers: Sequence[str
             path = ensure_onnx(path)
         elif not path.exists():
             raise ModelError(f"model {path} does not exist; give an rtpose .onnx file, a DeepLabCut exported-model folder, or omit --model for the bundled one")
+    from .multianimal.topdown_model import TopDownModel, is_topdown_file
+
+    if is_topdown_file(path):  # a detector and a pose model in one file: two sessions
+        return TopDownModel(path, providers=providers, threads=threads, spinning=spinning, **gpu)
     return OnnxPoseModel(path, providers=providers, threads=threads, spinning=spinning, **gpu)

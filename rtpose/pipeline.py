@@ -38,6 +38,7 @@ from .framing import Framing
 from .kalman import KalmanPredictor
 from .kalman import warmup as warmup_kalman
 from .multianimal.live import AnimalStep
+from .multianimal.topdown_model import TopDownStep
 from .preprocess import FrameLoader
 from .results import Event, PoseBatch, StreamInfo
 from .memory import MODEL_BYTES_PER_PIXEL, check_fits
@@ -125,7 +126,8 @@ class RunSummary:
     sinks: dict[str, dict[str, object]] = field(default_factory=dict)
     model_settings: str = ""  # e.g. "2 CPU threads, spinning off"
     stopped_by: str = ""  # the error that ended the run early (e.g. a camera unplugged), "" otherwise
-    #: multi-animal models: animals per frame, assembly and tracking cost per frame (AnimalStep.summary)
+    #: multi-animal models: animals per frame, assembly (top-down: detector, crop, pose, decode) and tracking
+    #: cost per frame (AnimalStep.summary, TopDownStep.summary)
     animals: dict[str, float] = field(default_factory=dict)
     #: how the model ran: provider asked for / used, fallback and its reason, CUDA graphs, I/O binding,
     #: decode in graph, TensorRT engine build (OnnxPoseModel.execution(); empty for other backends)
@@ -285,8 +287,11 @@ class Pipeline:
             raise
         # A model that decodes inside its graph hands over poses: the pipeline's decoder is skipped.
         graph_decode = bool(getattr(self.model, "decodes_in_graph", False))
-        decoder = animals = None
-        if meta.multianimal:  # DeepLabCut's assembly, then identity slots per stream
+        decoder = animals = topdown = None
+        if meta.topdown_model:  # detector, crops, pose model on all crops, then identity slots per stream
+            animals = topdown = TopDownStep(self.model, len(self.sources), batch.capacity, self.clock,
+                                            cfg.tracker_options)
+        elif meta.multianimal:  # DeepLabCut's assembly, then identity slots per stream
             animals = AnimalStep(meta.assembly, meta.layout, len(self.sources), batch.capacity, self.clock,
                                  cfg.tracker_options)
         elif not graph_decode:
@@ -326,7 +331,11 @@ class Pipeline:
                         break
                     continue
                 batch.t_infer_start_ns[:n] = clock()
-                if animals is not None:
+                if topdown is not None:
+                    topdown.infer(batch, n)
+                    batch.t_infer_end_ns[:n] = clock()
+                    topdown.decode(batch, n)
+                elif animals is not None:
                     maps = self.model.run_animals(n)
                     batch.t_infer_end_ns[:n] = clock()
                     animals.decode(maps, batch, n)

@@ -100,8 +100,8 @@ def model_from_args(args: argparse.Namespace, *, threads: int | None = None) -> 
         return load_model(args.model, threads=wanted, **options)
     cores = default_threads()
     first = load_model(args.model, threads=cores, **options)
-    if first.provider != "CPUExecutionProvider" or cores == 1:
-        return first  # nothing to adapt: the GPU runs the network, or there is one core
+    if first.provider != "CPUExecutionProvider" or cores == 1 or first.metadata.topdown_model:
+        return first  # nothing to adapt: the GPU runs the network, or there is one core (top-down: not yet)
     return AdaptiveThreadsModel(lambda n: first if n == cores else load_model(first.path, threads=n, **options),
                                 ThreadRule(cores))
 

@@ -24,7 +24,13 @@ def main(args: argparse.Namespace) -> int:
     print(f"  stride: {meta.stride:g}   locref_stdev: {meta.locref_stdev:g}   location_refinement: {meta.location_refinement}"
           f"   likelihood clipped to [0, 1]: {meta.clip_scores}")
     print(f"  input colour: {meta.input_color}, range {meta.input_range}, preprocessing in graph: {meta.preprocessing_in_graph}")
-    if meta.layout is not None:
+    if meta.topdown_model:
+        td, lay = meta.topdown, meta.layout
+        print(f"  multi-animal, top-down: {lay.n_animals} individuals ({', '.join(lay.individuals)}); detector "
+              f"{td.detector_type or '?'} {td.detector_variant} (box score threshold {td.box_score_thresh}, in the "
+              f"graph), up to {td.max_individuals} boxes per frame, min_bbox_score {td.min_bbox_score}; crops "
+              f"{td.crop_width}x{td.crop_height}, margin {td.margin}, with context {td.with_context}")
+    elif meta.layout is not None:
         lay, asm = meta.layout, meta.assembly
         print(f"  multi-animal: {lay.n_animals} individuals ({', '.join(lay.individuals)}), "
               f"unique bodyparts: {', '.join(lay.unique_bodyparts) or 'none'}; PAF output {meta.paf_output}")
@@ -41,11 +47,12 @@ def main(args: argparse.Namespace) -> int:
               f"{asm.peak_threshold:g}, min_affinity {asm.min_affinity:g}, pcutoff {asm.pcutoff:g}, "
               f"min_n_links {asm.min_n_links}, max_overlap {asm.max_overlap:g}")
     print(f"  decode in graph: {'yes, output ' + meta.pose_output if meta.pose_output else 'no (rtpose decodes the maps)'}")
+    sessions = [model.detector, model.pose] if meta.topdown_model else [model.session]  # top-down: two stages
     print("  inputs:")
-    for i in model.session.get_inputs():
+    for i in (i for session in sessions for i in session.get_inputs()):
         print(f"    {i.name}: {i.type} {i.shape}")
     print("  outputs:")
-    for o in model.session.get_outputs():
+    for o in (o for session in sessions for o in session.get_outputs()):
         print(f"    {o.name}: {o.type} {o.shape}")
     if meta.extra:
         print("  export information:")

@@ -53,6 +53,10 @@ def format_summary(summary: RunSummary, latency_table: str) -> str:
         lines.extend("   " + row for row in latency_table.splitlines())
     else:  # offline, frames queue by design: per-frame latency would measure the queue, throughput is what counts
         lines.append(f"   throughput: {summary.processed} frames in {summary.duration_s:.2f} s = {summary.fps:.1f} FPS")
+    if summary.animals:  # multi-animal: the cost of each step beside the network, per frame
+        costs = ", ".join(f"{k[:-len('_ms_per_frame')]} {v:.3f}" for k, v in summary.animals.items()
+                          if k.endswith("_ms_per_frame"))
+        lines.append(f"   animals: {summary.animals.get('animals_per_frame', 0):.2f} per frame; ms per frame: {costs}")
     for name, info in summary.sinks.items():
         if info:
             lines.append(f"   {name}: " + ", ".join(f"{k}={v}" for k, v in info.items()))

@@ -22,7 +22,7 @@ JSON in the model's metadata (``rtpose.multianimal.topdown``).
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 
 from ..errors import ModelError
 
@@ -45,6 +45,7 @@ class TopDownParams:
     scores_output: str = "box_scores"
     scoremap_output: str = "scoremap"
     locref_output: str | None = "locref"
+    extra: dict = field(default_factory=dict)  # anything else worth showing (the exporter's detector check, ...)
 
     def __post_init__(self):
         if self.max_individuals < 1:
