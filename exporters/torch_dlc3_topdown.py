@@ -77,7 +77,8 @@ def spec(pt: Path, raw: dict) -> TopDownSpec:
     heads = cfg.get("model", {}).get("heads", {})
     head = heads.get("bodypart", {})
     predictor = head.get("predictor", {})
-    what = f"{pt}: a top-down DeepLabCut 3 model ({net}, method {method}, {head.get('type')} with {predictor.get('type')})"
+    what = (f"{pt}: a top-down DeepLabCut 3 model ({net}, method {method}, {head.get('type')} with "
+            f"{predictor.get('type')})")
     if method != "td":
         raise ExportError(f"{what}. rtpose exports top-down (td) models with their detector; conditional top-down "
                           "(ctd, pose conditioned on a bottom-up model's keypoints) is not supported yet")
@@ -405,7 +406,8 @@ def export(model, out: Path, *, source, fp16: bool, opset: int, check_frames, us
         "detector_check.scores_max_abs": f"{det_figures['scores_max_abs']:.3g}",
         "detector_check.detections": str(det_figures["detections"]),
         "detector_check.frames": str(len(frames)),
-        "detector_check.tolerance": f"boxes {DETECTOR_TOLERANCE['boxes_px']:g} px, scores {DETECTOR_TOLERANCE['scores']:g}",
+        "detector_check.tolerance": (f"boxes {DETECTOR_TOLERANCE['boxes_px']:g} px, "
+                                     f"scores {DETECTOR_TOLERANCE['scores']:g}"),
     }
     extra.update(deps.versions("dlc3"))
     extra.update(figures.as_extra("parity"))
@@ -428,5 +430,6 @@ def export(model, out: Path, *, source, fp16: bool, opset: int, check_frames, us
     return ExportReport(out=out, source=name, source_kind="dlc3", variant=f"dlc3-{model.net_type}-topdown",
                         variant_note=model.note() + f"; top-down with {params.detector_type} detector, "
                         f"{params.crop_width}x{params.crop_height} crops", metadata=metadata, parity=figures,
-                        parity_fp16=figures16, fp16=fp16, opset=opset, graph_fixes=tuple(fixes), batch_invariance=batch_figures,
+                        parity_fp16=figures16, fp16=fp16, opset=opset, graph_fixes=tuple(fixes),
+                        batch_invariance=batch_figures,
                         detector_check=detector_line)

@@ -208,7 +208,8 @@ def main() -> None:
     model_cfg = yaml.safe_load((train_dir / "pytorch_config.yaml").read_text())
     data = labelled_data(config.parent)
     pose = train_pose(model_cfg, data, args.steps, args.lr)
-    torch.save({"model": pose.state_dict(), "metadata": {"epoch": args.steps}}, train_dir / f"snapshot-{args.steps:03d}.pt")
+    torch.save({"model": pose.state_dict(), "metadata": {"epoch": args.steps}},
+               train_dir / f"snapshot-{args.steps:03d}.pt")
     det = train_detector(model_cfg, data, args.det_steps, args.det_lr)
     torch.save({"model": det.state_dict(), "metadata": {"epoch": args.det_steps}},
                train_dir / f"snapshot-detector-{args.det_steps:03d}.pt")
