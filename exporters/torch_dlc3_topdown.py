@@ -142,6 +142,19 @@ def build_detector(pt: Path, td: TopDownSpec):
     return det
 
 
+def applied_thresholds(det, config_thresh: float) -> dict:
+    """The thresholds the built torchvision model applies (``box_score_thresh`` and ``extra``).
+
+    Not always the config's: DeepLabCut 3.0.2 passes ``box_score_thresh`` to torchvision's
+    ``ssdlite320_mobilenet_v3_large``, whose ``SSD`` hands unknown keywords to its image transform, which ignores
+    them; SSDLite then keeps its own ``score_thresh`` (0.001). FasterRCNN takes it (``roi_heads.score_thresh``)."""
+    tv = det.model
+    heads = getattr(tv, "roi_heads", tv)  # FasterRCNN: the box head holds them; SSD: the model itself
+    return {"box_score_thresh": float(heads.score_thresh),
+            "extra": {"nms_thresh": float(heads.nms_thresh), "detections_per_img": int(heads.detections_per_img),
+                      "config_box_score_thresh": float(config_thresh)}}
+
+
 def detector_wrapper(det, normalize: bool):
     """nn.Module: (1, H, W, 3) RGB 0-255 -> (boxes (D, 4) xyxy, scores (D,)), as DeepLabCut runs its detector."""
     torch = deps.torch()
@@ -343,6 +356,7 @@ def export(model, out: Path, *, source, fp16: bool, opset: int, check_frames, us
     td = model.topdown
     params = td.params
     det = build_detector(model.pt, td)
+    params = replace(params, **applied_thresholds(det, params.box_score_thresh))
     net, desc = torch_dlc3.build(model)
     frames = check_frames_rgb(check_frames)
     det_ref = [detect(det, td.detector_normalize, f) for f in frames]

@@ -81,6 +81,9 @@ def test_topdown_file_contract_and_metadata(exported):
     td = meta.topdown
     assert (td.detector_type, td.detector_variant) == ("SSDLite", "ssdlite320_mobilenet_v3_large")
     assert td.max_individuals == 2
+    # SSDLite keeps torchvision's own score_thresh: DeepLabCut's box_score_thresh (0.01) does not reach it
+    assert td.box_score_thresh == 0.001 and td.extra["config_box_score_thresh"] == 0.01
+    assert td.extra["nms_thresh"] == 0.55 and td.extra["detections_per_img"] == 300
     assert (td.crop_width, td.crop_height, td.margin, td.with_context, td.min_bbox_score) == (256, 256, 0, True, None)
     model = onnx.load(str(onnx_path))
     assert ModelMetadata.from_props({p.key: p.value for p in model.metadata_props}) == meta
@@ -108,7 +111,7 @@ def test_topdown_export_reproduces_deeplabcut(exported, reference):
     frames = [np.ascontiguousarray(f[..., ::-1]) for f in T.reference_frames()]  # RGB uint8, as DeepLabCut reads
     first = np.concatenate([[0], np.cumsum(reference["n_raw"])])
     a = meta.topdown.max_individuals
-    errors, lik_errors = [], []
+    errors, lik_errors, all_crops, all_maps = [], [], [], ([], [])
     for i, frame in enumerate(frames):
         boxes, scores = sess["detector/"].run(["boxes", "box_scores"], {"image": frame[None].astype(np.float32)})
         ref_boxes = reference["raw_boxes"][first[i]:first[i + 1]]
@@ -133,6 +136,9 @@ def test_topdown_export_reproduces_deeplabcut(exported, reference):
         np.testing.assert_array_equal(np.asarray(offsets, float), reference["offsets"][i, :n])
         np.testing.assert_allclose(np.asarray(scales, float), reference["scales"][i, :n], rtol=1e-12)
         scoremap, locref = sess["pose/"].run(["scoremap", "locref"], {"crops": np.stack(crops)})
+        all_crops.append(np.stack(crops))
+        all_maps[0].append(scoremap)
+        all_maps[1].append(locref)
         if i in reference["maps_frames"]:
             np.testing.assert_allclose(scoremap, reference[f"scoremap_{i}"], atol=SCORE_TOL, rtol=0)
             np.testing.assert_allclose(locref, reference[f"locref_{i}"], atol=RAW_TOL, rtol=0)
@@ -141,6 +147,10 @@ def test_topdown_export_reproduces_deeplabcut(exported, reference):
         ref = reference["poses"][i, :n]
         errors.append(np.linalg.norm(xy - ref[..., :2], axis=-1).ravel())
         lik_errors.append(np.abs(poses[..., 2] - ref[..., 2]).ravel())
+    # all crops of all frames through the pose stage in one call (the runtime batches crops) == per-frame calls
+    batched = sess["pose/"].run(["scoremap", "locref"], {"crops": np.concatenate(all_crops)})
+    for got, want in zip(batched, (np.concatenate(all_maps[0]), np.concatenate(all_maps[1]))):
+        np.testing.assert_allclose(got, want, atol=1e-5, rtol=0)
     errors, lik_errors = np.concatenate(errors), np.concatenate(lik_errors)
     assert errors.size == int(reference["n_boxes"].sum()) * len(T.BODYPARTS) > 0
     assert errors.mean() < MEAN_XY_TOL_PX, f"mean |dxy| {errors.mean():.4f} px (max {errors.max():.4f})"

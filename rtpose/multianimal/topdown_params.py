@@ -31,7 +31,8 @@ from ..errors import ModelError
 class TopDownParams:
     detector_type: str  # DeepLabCut's detector class: "SSDLite" or "FasterRCNN"
     detector_variant: str  # torchvision's model, e.g. "ssdlite320_mobilenet_v3_large"
-    box_score_thresh: float  # torchvision's own threshold, applied inside the graph (informative)
+    box_score_thresh: float  # the threshold the torchvision model applies inside the graph (informative; SSDLite:
+    # its own 0.001, DeepLabCut's configured box_score_thresh does not reach it; extra.config_box_score_thresh)
     max_individuals: int
     crop_width: int
     crop_height: int
