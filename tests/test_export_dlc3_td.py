@@ -91,6 +91,16 @@ def test_topdown_file_contract_and_metadata(exported):
     assert [o.name for o in model.graph.output] == ["boxes", "box_scores", "scoremap", "locref"]
     names = [n.name for n in model.graph.node] + [t.name for t in model.graph.initializer]
     assert all(n.startswith(("detector/", "pose/")) for n in names)
+    dims = {i.name: [d.dim_value or d.dim_param for d in i.type.tensor_type.shape.dim] for i in model.graph.input}
+    assert dims["image"][0] == 1 and dims["image"][3] == 3 and all(isinstance(d, str) for d in dims["image"][1:3])
+    assert dims["crops"][1:] == [256, 256, 3] and isinstance(dims["crops"][0], str)
+    # the whole file is one valid model too (onnxruntime runs both stages when given both inputs)
+    import onnxruntime as ort
+
+    whole = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    frame = T.reference_frames()[3][None, ..., ::-1].astype(np.float32)
+    boxes, _, scoremap, _ = whole.run(None, {"image": frame, "crops": np.zeros((1, 256, 256, 3), np.float32)})
+    assert boxes.shape[1] == 4 and scoremap.shape == (1, 16, 16, len(T.BODYPARTS))
     assert meta.extra["batch_invariant"] == "true" and float(meta.extra["detector_check.boxes_max_px"]) <= BOX_TOL_PX
     assert "check detector" in report.summary()
 
