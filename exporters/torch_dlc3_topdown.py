@@ -77,7 +77,8 @@ def spec(pt: Path, raw: dict) -> TopDownSpec:
     heads = cfg.get("model", {}).get("heads", {})
     head = heads.get("bodypart", {})
     predictor = head.get("predictor", {})
-    what = f"{pt}: a top-down DeepLabCut 3 model ({net}, method {method}, {head.get('type')} with {predictor.get('type')})"
+    what = (f"{pt}: a top-down DeepLabCut 3 model ({net}, method {method}, {head.get('type')} with "
+            f"{predictor.get('type')})")
     if method != "td":
         raise ExportError(f"{what}. rtpose exports top-down (td) models with their detector; conditional top-down "
                           "(ctd, pose conditioned on a bottom-up model's keypoints) is not supported yet")
@@ -139,6 +140,19 @@ def build_detector(pt: Path, td: TopDownSpec):
                           "torchvision's backbone weights in the torch hub cache (TORCH_HOME) and retry") from exc
     det.eval()  # (DeepLabCut's BaseDetector.train returns None: never chain)
     return det
+
+
+def applied_thresholds(det, config_thresh: float) -> dict:
+    """The thresholds the built torchvision model applies (``box_score_thresh`` and ``extra``).
+
+    Not always the config's: DeepLabCut 3.0.2 passes ``box_score_thresh`` to torchvision's
+    ``ssdlite320_mobilenet_v3_large``, whose ``SSD`` hands unknown keywords to its image transform, which ignores
+    them; SSDLite then keeps its own ``score_thresh`` (0.001). FasterRCNN takes it (``roi_heads.score_thresh``)."""
+    tv = det.model
+    heads = getattr(tv, "roi_heads", tv)  # FasterRCNN: the box head holds them; SSD: the model itself
+    return {"box_score_thresh": float(heads.score_thresh),
+            "extra": {"nms_thresh": float(heads.nms_thresh), "detections_per_img": int(heads.detections_per_img),
+                      "config_box_score_thresh": float(config_thresh)}}
 
 
 def detector_wrapper(det, normalize: bool):
@@ -342,6 +356,7 @@ def export(model, out: Path, *, source, fp16: bool, opset: int, check_frames, us
     td = model.topdown
     params = td.params
     det = build_detector(model.pt, td)
+    params = replace(params, **applied_thresholds(det, params.box_score_thresh))
     net, desc = torch_dlc3.build(model)
     frames = check_frames_rgb(check_frames)
     det_ref = [detect(det, td.detector_normalize, f) for f in frames]
@@ -405,7 +420,8 @@ def export(model, out: Path, *, source, fp16: bool, opset: int, check_frames, us
         "detector_check.scores_max_abs": f"{det_figures['scores_max_abs']:.3g}",
         "detector_check.detections": str(det_figures["detections"]),
         "detector_check.frames": str(len(frames)),
-        "detector_check.tolerance": f"boxes {DETECTOR_TOLERANCE['boxes_px']:g} px, scores {DETECTOR_TOLERANCE['scores']:g}",
+        "detector_check.tolerance": (f"boxes {DETECTOR_TOLERANCE['boxes_px']:g} px, "
+                                     f"scores {DETECTOR_TOLERANCE['scores']:g}"),
     }
     extra.update(deps.versions("dlc3"))
     extra.update(figures.as_extra("parity"))
@@ -428,5 +444,6 @@ def export(model, out: Path, *, source, fp16: bool, opset: int, check_frames, us
     return ExportReport(out=out, source=name, source_kind="dlc3", variant=f"dlc3-{model.net_type}-topdown",
                         variant_note=model.note() + f"; top-down with {params.detector_type} detector, "
                         f"{params.crop_width}x{params.crop_height} crops", metadata=metadata, parity=figures,
-                        parity_fp16=figures16, fp16=fp16, opset=opset, graph_fixes=tuple(fixes), batch_invariance=batch_figures,
+                        parity_fp16=figures16, fp16=fp16, opset=opset, graph_fixes=tuple(fixes),
+                        batch_invariance=batch_figures,
                         detector_check=detector_line)

@@ -79,7 +79,11 @@ def test_topdown_file_contract_and_metadata(exported):
     assert meta.layout == AnimalLayout(T.INDIVIDUALS, T.BODYPARTS, ())
     assert meta.bodyparts == T.BODYPARTS and meta.stride == 16.0 and meta.clip_scores and meta.location_refinement
     td = meta.topdown
-    assert (td.detector_type, td.detector_variant, td.max_individuals) == ("SSDLite", "ssdlite320_mobilenet_v3_large", 2)
+    assert (td.detector_type, td.detector_variant) == ("SSDLite", "ssdlite320_mobilenet_v3_large")
+    assert td.max_individuals == 2
+    # SSDLite keeps torchvision's own score_thresh: DeepLabCut's box_score_thresh (0.01) does not reach it
+    assert td.box_score_thresh == 0.001 and td.extra["config_box_score_thresh"] == 0.01
+    assert td.extra["nms_thresh"] == 0.55 and td.extra["detections_per_img"] == 300
     assert (td.crop_width, td.crop_height, td.margin, td.with_context, td.min_bbox_score) == (256, 256, 0, True, None)
     model = onnx.load(str(onnx_path))
     assert ModelMetadata.from_props({p.key: p.value for p in model.metadata_props}) == meta
@@ -87,6 +91,16 @@ def test_topdown_file_contract_and_metadata(exported):
     assert [o.name for o in model.graph.output] == ["boxes", "box_scores", "scoremap", "locref"]
     names = [n.name for n in model.graph.node] + [t.name for t in model.graph.initializer]
     assert all(n.startswith(("detector/", "pose/")) for n in names)
+    dims = {i.name: [d.dim_value or d.dim_param for d in i.type.tensor_type.shape.dim] for i in model.graph.input}
+    assert dims["image"][0] == 1 and dims["image"][3] == 3 and all(isinstance(d, str) for d in dims["image"][1:3])
+    assert dims["crops"][1:] == [256, 256, 3] and isinstance(dims["crops"][0], str)
+    # the whole file is one valid model too (onnxruntime runs both stages when given both inputs)
+    import onnxruntime as ort
+
+    whole = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    frame = T.reference_frames()[3][None, ..., ::-1].astype(np.float32)
+    boxes, _, scoremap, _ = whole.run(None, {"image": frame, "crops": np.zeros((1, 256, 256, 3), np.float32)})
+    assert boxes.shape[1] == 4 and scoremap.shape == (1, 16, 16, len(T.BODYPARTS))
     assert meta.extra["batch_invariant"] == "true" and float(meta.extra["detector_check.boxes_max_px"]) <= BOX_TOL_PX
     assert "check detector" in report.summary()
 
@@ -107,12 +121,13 @@ def test_topdown_export_reproduces_deeplabcut(exported, reference):
     frames = [np.ascontiguousarray(f[..., ::-1]) for f in T.reference_frames()]  # RGB uint8, as DeepLabCut reads
     first = np.concatenate([[0], np.cumsum(reference["n_raw"])])
     a = meta.topdown.max_individuals
-    errors, lik_errors = [], []
+    errors, lik_errors, all_crops, all_maps = [], [], [], ([], [])
     for i, frame in enumerate(frames):
         boxes, scores = sess["detector/"].run(["boxes", "box_scores"], {"image": frame[None].astype(np.float32)})
         ref_boxes = reference["raw_boxes"][first[i]:first[i + 1]]
         assert boxes.shape == ref_boxes.shape, f"frame {i}: {len(boxes)} boxes vs DeepLabCut's {len(ref_boxes)}"
-        box_diff, score_diff = match_detections(boxes, scores, ref_boxes, reference["raw_scores"][first[i]:first[i + 1]])
+        ref_scores = reference["raw_scores"][first[i]:first[i + 1]]
+        box_diff, score_diff = match_detections(boxes, scores, ref_boxes, ref_scores)
         assert box_diff <= BOX_TOL_PX and score_diff <= BOX_SCORE_TOL, (i, box_diff, score_diff)
         # DeepLabCut's selection: the first max_individuals boxes, COCO xywh (no near-tie at the cut on these frames)
         assert scores[a - 1] - scores[a] > 10 * BOX_SCORE_TOL
@@ -131,6 +146,9 @@ def test_topdown_export_reproduces_deeplabcut(exported, reference):
         np.testing.assert_array_equal(np.asarray(offsets, float), reference["offsets"][i, :n])
         np.testing.assert_allclose(np.asarray(scales, float), reference["scales"][i, :n], rtol=1e-12)
         scoremap, locref = sess["pose/"].run(["scoremap", "locref"], {"crops": np.stack(crops)})
+        all_crops.append(np.stack(crops))
+        all_maps[0].append(scoremap)
+        all_maps[1].append(locref)
         if i in reference["maps_frames"]:
             np.testing.assert_allclose(scoremap, reference[f"scoremap_{i}"], atol=SCORE_TOL, rtol=0)
             np.testing.assert_allclose(locref, reference[f"locref_{i}"], atol=RAW_TOL, rtol=0)
@@ -139,6 +157,10 @@ def test_topdown_export_reproduces_deeplabcut(exported, reference):
         ref = reference["poses"][i, :n]
         errors.append(np.linalg.norm(xy - ref[..., :2], axis=-1).ravel())
         lik_errors.append(np.abs(poses[..., 2] - ref[..., 2]).ravel())
+    # all crops of all frames through the pose stage in one call (the runtime batches crops) == per-frame calls
+    batched = sess["pose/"].run(["scoremap", "locref"], {"crops": np.concatenate(all_crops)})
+    for got, want in zip(batched, (np.concatenate(all_maps[0]), np.concatenate(all_maps[1]))):
+        np.testing.assert_allclose(got, want, atol=1e-5, rtol=0)
     errors, lik_errors = np.concatenate(errors), np.concatenate(lik_errors)
     assert errors.size == int(reference["n_boxes"].sum()) * len(T.BODYPARTS) > 0
     assert errors.mean() < MEAN_XY_TOL_PX, f"mean |dxy| {errors.mean():.4f} px (max {errors.max():.4f})"
@@ -203,3 +225,29 @@ def test_topdown_fp16_converts_the_pose_stage_only(torch_stack, tmp_path, refere
     dtypes = {p: {t.data_type for t in model.graph.initializer if t.name.startswith(p)} for p in ("detector/", "pose/")}
     assert f16 in dtypes["pose/"] and f16 not in dtypes["detector/"]
     assert [i.type.tensor_type.elem_type for i in model.graph.input] == [onnx.TensorProto.FLOAT] * 2
+
+
+# --- the metadata contract: no torch needed ------------------------------------------------------------------------
+
+def test_topdown_metadata_round_trip_and_validation():
+    from rtpose.errors import ModelError
+    from rtpose.multianimal.params import AssemblyParams
+    from rtpose.multianimal.topdown_params import TopDownParams
+
+    td = TopDownParams(detector_type="SSDLite", detector_variant="ssdlite320_mobilenet_v3_large",
+                       box_score_thresh=0.01, max_individuals=2, crop_width=256, crop_height=192)
+    layout = AnimalLayout(T.INDIVIDUALS, T.BODYPARTS, ())
+    meta = ModelMetadata(bodyparts=T.BODYPARTS, stride=16.0, clip_scores=True, layout=layout, topdown=td)
+    props = meta.to_props()
+    assert "rtpose.multianimal.topdown" in props and "rtpose.multianimal.assembly" not in props
+    back = ModelMetadata.from_props(props)
+    assert back == meta and back.topdown_model and not back.multianimal
+    assert back.pose_names[:3] == ("mouse1.head", "mouse1.body", "mouse1.tail")
+    with pytest.raises(ModelError, match="unknown to this rtpose"):
+        TopDownParams.from_json('{"detector_type": "SSDLite", "warp": 1}')
+    with pytest.raises(ModelError, match="top-down model metadata"):
+        ModelMetadata(bodyparts=T.BODYPARTS, stride=16.0, layout=AnimalLayout(T.INDIVIDUALS, T.BODYPARTS, ("m",)),
+                      topdown=td)
+    with pytest.raises(ModelError, match="top-down model metadata"):
+        ModelMetadata(bodyparts=T.BODYPARTS, stride=16.0, layout=layout, topdown=td, paf_output="paf",
+                      assembly=AssemblyParams(num_animals=2, graph=((0, 1),), stride=16.0))

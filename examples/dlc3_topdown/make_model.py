@@ -20,9 +20,11 @@ Runs in the DeepLabCut 3 side environment (see ``examples/dlc3_multianimal/make_
    * pose: the head's ``heatmap_head`` and ``locref_head`` (two 1x1 convolutions, 6 k parameters) on the crops
      DeepLabCut's ``top_down_crop`` makes around each mouse's labelled box (keypoint box + ``data.bbox_margin``),
      with DeepLabCut's own target generator and losses (``model.get_target``, ``model.get_loss``);
-   * detector: the six final 1x1 convolutions of SSDLite's classification and box-regression heads (83 k
-     parameters) with torchvision's own SSD loss (``model(images, targets)`` in training mode, DeepLabCut's
-     ``freeze_bn_stats``), targets = the same labelled boxes;
+   * detector: first its batch-norm statistics are measured on the labelled frames (:func:`recalibrate_batch_norm`:
+     from a random initialisation DeepLabCut's frozen statistics shrink SSDLite's features to 1e-14..1e-25, every
+     frame then gives the same boxes), then the six final 1x1 convolutions of SSDLite's classification and
+     box-regression heads (83 k parameters) are trained with torchvision's own SSD loss (``model(images, targets)``
+     in training mode, DeepLabCut's ``freeze_bn_stats``), targets = the same labelled boxes;
    saved as the shuffle's ``snapshot-<steps>.pt`` and ``snapshot-detector-<steps>.pt`` (``{"model": state_dict}``);
 4. ``deeplabcut.export_model`` writes ``exported-models-pytorch/DLC_twomicetd_..._shuffle-1/*.pt`` with
    ``config``, ``pose`` and ``detector``.
@@ -194,7 +196,7 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=300)
     p.add_argument("--det-steps", type=int, default=300)
     p.add_argument("--lr", type=float, default=0.01)
-    p.add_argument("--det-lr", type=float, default=0.003)
+    p.add_argument("--det-lr", type=float, default=0.01)
     args = p.parse_args()
     import deeplabcut
     import torch
@@ -208,7 +210,8 @@ def main() -> None:
     model_cfg = yaml.safe_load((train_dir / "pytorch_config.yaml").read_text())
     data = labelled_data(config.parent)
     pose = train_pose(model_cfg, data, args.steps, args.lr)
-    torch.save({"model": pose.state_dict(), "metadata": {"epoch": args.steps}}, train_dir / f"snapshot-{args.steps:03d}.pt")
+    torch.save({"model": pose.state_dict(), "metadata": {"epoch": args.steps}},
+               train_dir / f"snapshot-{args.steps:03d}.pt")
     det = train_detector(model_cfg, data, args.det_steps, args.det_lr)
     torch.save({"model": det.state_dict(), "metadata": {"epoch": args.det_steps}},
                train_dir / f"snapshot-detector-{args.det_steps:03d}.pt")

@@ -58,7 +58,8 @@ def main(export: str) -> None:
     trained = {f"{stage}/{k}": v.numpy() for stage in ("pose", "detector") for k, v in raw[stage].items()
                if T.stored(stage, k)}
     np.savez_compressed(HERE / f"{T.NET}.heads.npz", **trained)
-    for stage, seeded in (("pose", T.seeded_pose_model(cfg).state_dict()), ("detector", T.seeded_detector(cfg).state_dict())):
+    seeded_states = {"pose": T.seeded_pose_model(cfg).state_dict(), "detector": T.seeded_detector(cfg).state_dict()}
+    for stage, seeded in seeded_states.items():
         differ = [k for k in seeded if f"{stage}/{k}" not in trained and not torch.equal(seeded[k], raw[stage][k])]
         assert not differ, f"{stage} weights other than the trained layers differ from the seeded init: {differ[:5]}"
     pose_state, det_state = T.build_states(cfg, HERE / f"{T.NET}.heads.npz")
