@@ -225,29 +225,3 @@ def test_topdown_fp16_converts_the_pose_stage_only(torch_stack, tmp_path, refere
     dtypes = {p: {t.data_type for t in model.graph.initializer if t.name.startswith(p)} for p in ("detector/", "pose/")}
     assert f16 in dtypes["pose/"] and f16 not in dtypes["detector/"]
     assert [i.type.tensor_type.elem_type for i in model.graph.input] == [onnx.TensorProto.FLOAT] * 2
-
-
-# --- the metadata contract: no torch needed ------------------------------------------------------------------------
-
-def test_topdown_metadata_round_trip_and_validation():
-    from rtpose.errors import ModelError
-    from rtpose.multianimal.params import AssemblyParams
-    from rtpose.multianimal.topdown_params import TopDownParams
-
-    td = TopDownParams(detector_type="SSDLite", detector_variant="ssdlite320_mobilenet_v3_large",
-                       box_score_thresh=0.01, max_individuals=2, crop_width=256, crop_height=192)
-    layout = AnimalLayout(T.INDIVIDUALS, T.BODYPARTS, ())
-    meta = ModelMetadata(bodyparts=T.BODYPARTS, stride=16.0, clip_scores=True, layout=layout, topdown=td)
-    props = meta.to_props()
-    assert "rtpose.multianimal.topdown" in props and "rtpose.multianimal.assembly" not in props
-    back = ModelMetadata.from_props(props)
-    assert back == meta and back.topdown_model and not back.multianimal
-    assert back.pose_names[:3] == ("mouse1.head", "mouse1.body", "mouse1.tail")
-    with pytest.raises(ModelError, match="unknown to this rtpose"):
-        TopDownParams.from_json('{"detector_type": "SSDLite", "warp": 1}')
-    with pytest.raises(ModelError, match="top-down model metadata"):
-        ModelMetadata(bodyparts=T.BODYPARTS, stride=16.0, layout=AnimalLayout(T.INDIVIDUALS, T.BODYPARTS, ("m",)),
-                      topdown=td)
-    with pytest.raises(ModelError, match="top-down model metadata"):
-        ModelMetadata(bodyparts=T.BODYPARTS, stride=16.0, layout=layout, topdown=td, paf_output="paf",
-                      assembly=AssemblyParams(num_animals=2, graph=((0, 1),), stride=16.0))
