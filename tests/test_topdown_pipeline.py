@@ -236,3 +236,30 @@ def test_split_keeps_what_only_sub_graphs_read(tmp_path):
     det = ort.InferenceSession(stages["image"].SerializeToString(), providers=["CPUExecutionProvider"])
     assert det.run(["boxes"], {"image": np.array([1.0, 2.0], np.float32)})[0].tolist() == [7.0]
     assert det.run(["boxes"], {"image": np.array([-1.0, -2.0], np.float32)})[0].tolist() == [-3.0]
+
+
+def _run_framed(model_path, out, framing, frames: int = 40):
+    src = SyntheticSource(640, 480, animals=2, seed=0, n_frames=frames)
+    Pipeline([src], load_model(model_path), sinks=[RecorderSink(out)],
+             config=PipelineConfig(live=False, batch_size=2, framing=framing)).run()
+    return src, read_recording(out)
+
+
+def test_crop_with_a_top_down_model_reports_full_frame_poses(td_model, tmp_path):
+    """--crop: the model sees a part of the frame (the detector and the crops work on it); poses come back in
+    full-frame pixels, the same as the whole frame's. (--resize takes the same way back, FrameLoader.to_full_frame;
+    the analytic detector finds spots of one size only, so it cannot show it.)"""
+    from rtpose.framing import CropBox, Framing
+
+    src, full = _run_framed(td_model, tmp_path / "full.h5", Framing())
+    # a crop by whole cells of the analytic detector's 8-px grid: it sees the same cells, shifted
+    _, cropped = _run_framed(td_model, tmp_path / "crop.h5", Framing(crop=CropBox(16, 624, 16, 464)))
+    assert np.isfinite(full.pose).mean() > 0.9
+    np.testing.assert_array_equal(np.isnan(cropped.pose), np.isnan(full.pose))
+    np.testing.assert_array_equal(cropped.track_id, full.track_id)
+    np.testing.assert_allclose(cropped.pose[..., :2], full.pose[..., :2], atol=1e-3)  # same pixels, shifted
+    truth = src.animal_truth_many(range(30))  # the mice are apart until frame ~32
+    found = cropped.layout.animals(cropped.pose)[:30, ..., :2]
+    err = np.minimum(np.nanmean(np.hypot(*(found - truth).transpose(3, 0, 1, 2)), axis=(0, 2)),
+                     np.nanmean(np.hypot(*(found - truth[:, ::-1]).transpose(3, 0, 1, 2)), axis=(0, 2)))
+    assert (err < 0.5).all(), err  # each slot is one mouse, in full-frame pixels
