@@ -29,6 +29,22 @@ OPENFIELD_FILES = ("labeled/CollectedData_Pranav.csv", "labeled/img0007.png", "l
                    "labeled/img0015.png", "labeled/img0019.png", "labeled/img0025.png")
 
 
+#: Why a DeepLabCut 3 exporter test is skipped: exactly what is missing and how to install it.
+DLC3_MISSING = ("torch/DeepLabCut 3 not installed: install the export-torch extra (pip install 'rtpose[export-torch]') "
+                "to run the DeepLabCut 3 exporter tests")
+
+
+@pytest.fixture(scope="session")
+def torch_stack():
+    """torch, once DeepLabCut 3's model code, onnx and onnxruntime are known to import (else the test is skipped,
+    naming what is missing)."""
+    torch = pytest.importorskip("torch", reason=DLC3_MISSING)
+    pytest.importorskip("deeplabcut.pose_estimation_pytorch.models", reason=DLC3_MISSING)
+    pytest.importorskip("onnx", reason=DLC3_MISSING)
+    pytest.importorskip("onnxruntime", reason="onnxruntime not installed: pip install 'rtpose[cpu]'")
+    return torch
+
+
 @pytest.fixture(scope="session")
 def analytic_model(tmp_path_factory) -> Path:
     """The hand-built head/body/tail model that really finds the synthetic mouse."""

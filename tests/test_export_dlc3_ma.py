@@ -19,8 +19,6 @@ from rtpose.metadata import ModelMetadata
 from rtpose.multianimal.layout import AnimalLayout
 from rtpose.multianimal.params import AssemblyParams
 
-_WHY = ("torch/DeepLabCut 3 not installed: install the export-torch extra (pip install 'rtpose[export-torch]') "
-        "to run the DeepLabCut 3 exporter tests")
 #: ONNX vs DeepLabCut's PyTorch maps (the exporter's own FP32 tolerances, exporters/report.py).
 SCORE_TOL, RAW_TOL = 1e-3, 1e-2
 #: A DeepLabCut keypoint is reproduced from the ONNX maps when its likelihood (the smoothed score at its
@@ -29,15 +27,6 @@ SCORE_TOL, RAW_TOL = 1e-3, 1e-2
 #: 2.2e-3 on locref (x 7.28 = 0.016 px), float32 conditioning of the first GroupNorm over the flat background
 #: (docs/export.md); 4e-6 / 1e-5 on the openfield frames.
 LIKELIHOOD_TOL, XY_TOL_PX = 1e-3, 0.05
-
-
-@pytest.fixture(scope="module")
-def torch_stack():
-    torch = pytest.importorskip("torch", reason=_WHY)
-    pytest.importorskip("deeplabcut.pose_estimation_pytorch.models", reason=_WHY)
-    pytest.importorskip("onnx", reason=_WHY)
-    pytest.importorskip("onnxruntime", reason="onnxruntime not installed: pip install 'rtpose[cpu]'")
-    return torch
 
 
 @pytest.fixture(scope="module")

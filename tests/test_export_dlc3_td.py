@@ -18,8 +18,6 @@ from rtpose.errors import ExportError
 from rtpose.metadata import ModelMetadata
 from rtpose.multianimal.layout import AnimalLayout
 
-_WHY = ("torch/DeepLabCut 3 not installed: install the export-torch extra (pip install 'rtpose[export-torch]') "
-        "to run the DeepLabCut 3 exporter tests")
 #: ONNX detector stage vs DeepLabCut's detector forward (the exporter's own tolerance, exporters/torch_dlc3_topdown).
 BOX_TOL_PX, BOX_SCORE_TOL = 0.05, 1e-4
 #: ONNX pose stage vs DeepLabCut's maps (the exporter's FP32 tolerances, exporters/report.py).
@@ -27,15 +25,6 @@ SCORE_TOL, RAW_TOL = 1e-3, 1e-2
 #: DeepLabCut's final poses (frame pixels) vs rtpose's decode of the ONNX maps + the crop's offset and scale
 #: (issue 15: mean |dxy| < 0.05 px per matched keypoint); likelihood: the clipped raw score.
 MEAN_XY_TOL_PX, LIKELIHOOD_TOL = 0.05, 1e-3
-
-
-@pytest.fixture(scope="module")
-def torch_stack():
-    torch = pytest.importorskip("torch", reason=_WHY)
-    pytest.importorskip("deeplabcut.pose_estimation_pytorch.models", reason=_WHY)
-    pytest.importorskip("onnx", reason=_WHY)
-    pytest.importorskip("onnxruntime", reason="onnxruntime not installed: pip install 'rtpose[cpu]'")
-    return torch
 
 
 @pytest.fixture(scope="module")

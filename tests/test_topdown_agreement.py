@@ -19,8 +19,6 @@ DATA = Path(__file__).parent / "data" / "dlc3_td"
 NET = "top_down_resnet_50"
 _MISSING = ("the DeepLabCut 3 top-down fixture (tests/data/dlc3_td/top_down_resnet_50.{reference.npz,config.json}, "
             "tests/dlc3_td_models.py) is not in this checkout")
-_WHY = ("torch/DeepLabCut 3 not installed: install the export-torch extra (pip install 'rtpose[export-torch]') "
-        "to export the DeepLabCut 3 top-down fixture")
 #: Issue 15's agreement bound, mean over matched keypoints.
 MEAN_DXY_PX = 0.05
 
@@ -66,9 +64,7 @@ def test_box_selection_and_crop_geometry_are_deeplabcuts(reference, crop_config)
 
 
 @pytest.fixture(scope="module")
-def model(tmp_path_factory, reference):
-    pytest.importorskip("torch", reason=_WHY)
-    pytest.importorskip("deeplabcut.pose_estimation_pytorch.models", reason=_WHY)
+def model(torch_stack, tmp_path_factory, reference):
     import dlc3_td_models as T
     from rtpose.exporters import export_model
     from rtpose.model import load_model
