@@ -152,7 +152,20 @@ def applied_thresholds(det, config_thresh: float) -> dict:
     heads = getattr(tv, "roi_heads", tv)  # FasterRCNN: the box head holds them; SSD: the model itself
     return {"box_score_thresh": float(heads.score_thresh),
             "extra": {"nms_thresh": float(heads.nms_thresh), "detections_per_img": int(heads.detections_per_img),
-                      "config_box_score_thresh": float(config_thresh)}}
+                      "config_box_score_thresh": float(config_thresh), "input_size": detector_input_size(tv)}}
+
+
+def detector_input_size(tv) -> str:
+    """The size torchvision's ``GeneralizedRCNNTransform`` resizes each frame to inside the detector stage
+    (SSDLite: a fixed 320x320; FasterRCNN: shorter side ``min_size``, longer side at most ``max_size``)."""
+    transform = getattr(tv, "transform", None)
+    fixed = getattr(transform, "fixed_size", None)
+    if fixed:
+        return f"{fixed[1]}x{fixed[0]} (fixed)"  # torchvision's fixed_size is (height, width)
+    min_size = getattr(transform, "min_size", None)
+    if min_size:
+        return f"shorter side {min(min_size)}, longer side at most {transform.max_size}"
+    return "as given"
 
 
 def detector_wrapper(det, normalize: bool):

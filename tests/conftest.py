@@ -46,6 +46,25 @@ def torch_stack():
 
 
 @pytest.fixture(scope="session")
+def dlc3_td_export(torch_stack, tmp_path_factory):
+    """(.onnx path, ExportReport) of the DeepLabCut 3 top-down fixture (tests/data/dlc3_td), exported once for
+    every test that needs it (the export and its checks take ~25 s)."""
+    import numpy as np
+
+    import dlc3_td_models as T
+    from rtpose.exporters import export_model
+
+    reference = np.load(T.DATA / f"{T.NET}.reference.npz")
+    base = tmp_path_factory.mktemp("dlc3_td")
+    folder, sha = T.build_export(base)
+    assert sha == str(reference["weights_sha256"]), (
+        "the seeded DeepLabCut networks differ from the ones the references were made with (another torch or "
+        "DeepLabCut?); rerun tests/data/dlc3_td/build_fixtures.py")
+    onnx_path = base / "twomice_td.onnx"
+    return onnx_path, export_model(folder, onnx_path)
+
+
+@pytest.fixture(scope="session")
 def analytic_model(tmp_path_factory) -> Path:
     """The hand-built head/body/tail model that really finds the synthetic mouse."""
     from analytic_model import build_analytic_model

@@ -33,17 +33,9 @@ def reference():
 
 
 @pytest.fixture(scope="module")
-def exported(torch_stack, tmp_path_factory, reference):
-    """(.onnx path, ExportReport) of the fixture, exported once."""
-    from rtpose.exporters import export_model
-
-    base = tmp_path_factory.mktemp("dlc3_td")
-    folder, sha = T.build_export(base)
-    assert sha == str(reference["weights_sha256"]), (
-        "the seeded DeepLabCut networks differ from the ones the references were made with (another torch or "
-        "DeepLabCut?); rerun tests/data/dlc3_td/build_fixtures.py")
-    onnx_path = base / "twomice_td.onnx"
-    return onnx_path, export_model(folder, onnx_path)
+def exported(dlc3_td_export):
+    """(.onnx path, ExportReport) of the fixture, exported once (conftest)."""
+    return dlc3_td_export
 
 
 def _sessions(onnx_path):
@@ -73,6 +65,7 @@ def test_topdown_file_contract_and_metadata(exported):
     # SSDLite keeps torchvision's own score_thresh: DeepLabCut's box_score_thresh (0.01) does not reach it
     assert td.box_score_thresh == 0.001 and td.extra["config_box_score_thresh"] == 0.01
     assert td.extra["nms_thresh"] == 0.55 and td.extra["detections_per_img"] == 300
+    assert td.extra["input_size"] == "320x320 (fixed)"  # SSDLite resizes every frame to 320x320 in the graph
     assert (td.crop_width, td.crop_height, td.margin, td.with_context, td.min_bbox_score) == (256, 256, 0, True, None)
     model = onnx.load(str(onnx_path))
     assert ModelMetadata.from_props({p.key: p.value for p in model.metadata_props}) == meta

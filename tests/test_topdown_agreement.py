@@ -64,18 +64,11 @@ def test_box_selection_and_crop_geometry_are_deeplabcuts(reference, crop_config)
 
 
 @pytest.fixture(scope="module")
-def model(torch_stack, tmp_path_factory, reference):
+def model(dlc3_td_export):
     import dlc3_td_models as T
-    from rtpose.exporters import export_model
     from rtpose.model import load_model
 
-    base = tmp_path_factory.mktemp("dlc3_td")
-    folder, sha = T.build_export(base)
-    assert sha == str(reference["weights_sha256"]), (
-        "the seeded DeepLabCut network differs from the one the references were made with (another torch or "
-        "DeepLabCut?); rerun tests/data/dlc3_td/build_fixtures.py")
-    export_model(folder, base / "twomice_td.onnx")
-    return load_model(base / "twomice_td.onnx"), np.stack(T.reference_frames())
+    return load_model(dlc3_td_export[0]), np.stack(T.reference_frames())
 
 
 def _dxy(found: np.ndarray, want: np.ndarray) -> np.ndarray:
