@@ -20,9 +20,7 @@ C_EXAMPLE_PKGS := pkg-config libzmq3-dev libmsgpack-dev
 # with folders named like the package in the working directory) for every
 # editable install of a package with mapped folders, like rtpose.exporters ->
 # exporters/: informational, nothing to act on, so it alone is filtered out.
-# --no-compile: pip would byte-compile every module of TensorFlow, torch and DeepLabCut (tens of
-# thousands of files, most never imported); Python compiles what is imported, on first import.
-PIP_INSTALL := PYTHONWARNINGS="ignore:Editable installation" $(PY) -m pip install --quiet --no-compile
+PIP_INSTALL := PYTHONWARNINGS="ignore:Editable installation" $(PY) -m pip install --quiet
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)

@@ -21,7 +21,7 @@ set size (RSS), what glibc's malloc holds (in use and free, from
 ``--sample-s`` seconds, with the growth and its linear trend per hour.
 
     .venv/bin/python latency_tests/soak.py --minutes 60 [--json soak.json]
-    .venv/bin/python latency_tests/soak.py --minutes 0.75    # what the test suite runs
+    .venv/bin/python latency_tests/soak.py --minutes 0.5     # what the test suite runs
 
 It exits with status 1 when a check fails. Memory is reported, never
 asserted by the tests (it depends on the machine); docs/reliability.md has
