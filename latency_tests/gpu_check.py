@@ -757,12 +757,16 @@ def main(argv=None) -> dict:
                     "frames": n, "fps": n / dt, "source": "video-decode-only", "readers": readers}
         return run
 
+    def best_bundled():
+        """The fastest offline configuration of the bundled model measured so far."""
+        best = [r for r in report.data["offline"] if r["model"] == "bundled" and "key" in r]
+        if not best:
+            raise RuntimeError("no offline figure for the bundled model to pick the configuration from")
+        return max(best, key=lambda r: r["fps"])
+
     def analyze_step(tag):
         def run():
-            best = [r for r in report.data["offline"] if r["model"] == "bundled" and "key" in r]
-            if not best:
-                raise RuntimeError("no offline figure for the bundled model to pick the configuration from")
-            pick = max(best, key=lambda r: r["fps"])
+            pick = best_bundled()
             done = [r for r in report.data["analyze"] if r.get("label") == pick["label"] and r.get("batch") == pick["batch"]]
             if done:
                 return None
@@ -775,10 +779,7 @@ def main(argv=None) -> dict:
 
     def videos_at_once_step(videos):
         def run():
-            best = [r for r in report.data["offline"] if r["model"] == "bundled" and "key" in r]
-            if not best:
-                raise RuntimeError("no offline figure for the bundled model to pick the configuration from")
-            pick = max(best, key=lambda r: r["fps"])
+            pick = best_bundled()
             model = load(model_sets["bundled"][pick["key"]], pick["provider"], trt_fp16=pick["trt_fp16"], log=log)
             each = max((32 if smoke else video_frames) // videos, 1)
             r = offline(model, [LoopedVideo(demo_video_path(), each, 1) for _ in range(videos)], pick["batch"])
