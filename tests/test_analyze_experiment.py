@@ -176,6 +176,13 @@ def test_the_reading_thread_alone_gets_a_lower_cpu_priority():
     reader.close()
     assert seen["delta"] == min(5, 19 - mine)
     assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == mine  # only the reading thread
+    # read on the main thread (a script, a test): its priority stays, or every thread it starts later would
+    # inherit the lower one
+    on_main = BackgroundReader(SyntheticSource(width=32, height=32), nice=5)
+    on_main.open()
+    on_main.read_into(np.zeros((info.height, info.width, 3), np.uint8))
+    on_main.close()
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == mine
 
 
 def test_a_frame_range_beyond_the_video_is_that_video_s_error(tmp_path, clip40, capsys):

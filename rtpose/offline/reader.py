@@ -62,7 +62,8 @@ class BackgroundReader(FrameSource):
     def _do_read_into(self, out: np.ndarray) -> bool:
         if not self._lowered:
             self._lowered = True
-            lower_thread_priority(self.nice)
+            if threading.current_thread() is not threading.main_thread():  # never the process's main thread:
+                lower_thread_priority(self.nice)  # threads it starts later (inference pools) would inherit it
         if not self.own_errors:
             return self.source.read_into(out)
         try:
