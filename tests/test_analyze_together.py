@@ -40,6 +40,8 @@ def test_videos_at_once_write_the_tables_of_one_after_another(tmp_path, clips, c
     assert main(["analyze", *map(str, clips), "--out-dir", str(together), "--videos-at-once", "3", *args]) == 0
     out = capsys.readouterr().out
     assert "== 1 reader per video" in out  # the videos are the parallelism: one reader each by default
+    for clip, n in zip(clips, (30, 45, 20)):  # the run's summary names every video's recorder, not the last one's
+        assert f"recorder {clip}: frames_written={n}" in out
     first, second = _tables(alone), _tables(together)
     for name, n in zip("abc", (30, 45, 20)):
         assert list(second[name].index) == list(range(n))

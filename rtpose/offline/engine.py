@@ -220,9 +220,11 @@ class Analyzer:
                 s.record["runs"][-1].update(frames=counts.processed, duration_s=round(seconds, 3),
                                             fps=round(counts.processed / seconds, 2),
                                             readers=getattr(s.source, "readers", 1))
-                summary.sinks["decoding"] = _decoding(s.source)
+                # one video: the summary's "decoding" and "recorder"; several: one pair per video, by name
+                key = "" if alone else f" {s.job.label}"
+                summary.sinks["decoding" + key] = _decoding(s.source)
                 self._conclude(s.job, s.record, rows, s.expected, error=error or reader.failure,
-                               interrupted=summary.interrupted, summary=summary)
+                               interrupted=summary.interrupted, summary=summary, summary_key="recorder" + key)
 
         status_cb = None if on_status is None else (lambda st: on_status(st, started[0].decision.resume_rows))
         try:
@@ -328,7 +330,7 @@ class Analyzer:
             self._write(job, record)
 
     def _conclude(self, job: Job, record: dict, rows: int, expected: int | None, *, error: BaseException | None,
-                  interrupted: bool, summary: RunSummary | None = None) -> None:
+                  interrupted: bool, summary: RunSummary | None = None, summary_key: str = "recorder") -> None:
         total = expected if expected is not None else "?"
         if error is not None:
             job.status = f"failed after {rows} of {total} frames (result marked partial): {error}"
@@ -355,7 +357,7 @@ class Analyzer:
             except (OSError, ValueError) as exc:
                 job.result.setdefault("notes", []).append(f"cutoff copy not written: {exc}")
         if summary is not None:
-            summary.sinks["recorder"] = {"frames_written": rows, "files": f"{paths.h5}, {paths.csv}"}
+            summary.sinks[summary_key] = {"frames_written": rows, "files": f"{paths.h5}, {paths.csv}"}
         self._write(job, record)
 
     def _cutoff_of_skipped(self, job: Job, previous: dict) -> None:
