@@ -45,9 +45,14 @@ c-example-deps:
 	  apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(C_EXAMPLE_PKGS) >/dev/null; \
 	else echo "note: tests/test_zmq_examples.py::test_c_subscriber_example needs a C compiler and $(C_EXAMPLE_PKGS) (sudo apt-get install $(C_EXAMPLE_PKGS)); without them it skips" >&2; fi
 
+# Two pytest processes (pytest-xdist), each test file kept whole in one of them (its module fixtures are
+# built once). Measured on 2 cores: 16.5 min in one process, 13 min in two. `make test TEST_WORKERS=0`
+# runs everything in one process; PYTEST_ARGS come last and win.
+TEST_WORKERS ?= 2
+
 # pytest exits 5 when it collects no tests: that is a failure here, with a message.
 test: $(STAMP_TEST) c-example-deps
-	@$(PY) -m pytest -q $(PYTEST_ARGS); status=$$?; \
+	@$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS); status=$$?; \
 	if [ $$status -eq 5 ]; then echo "pytest collected no tests: the suite must never be empty" >&2; exit 1; fi; \
 	exit $$status
 
