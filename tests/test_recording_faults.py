@@ -121,6 +121,22 @@ def test_a_write_error_mid_chunk_is_rolled_back_in_every_file(tmp_path, monkeypa
     assert_consistent(out, 8)
 
 
+def test_a_recording_stopped_before_its_first_rows_reads_as_empty_tables(tmp_path):
+    """What a kill between ``open`` and the first chunk leaves (the header rows alone) reads as tables with
+    DeepLabCut's columns and no rows; the random-instant kills below reach this state only by chance."""
+    out = tmp_path / "s.h5"
+    rec = RecorderSink(out, chunk_frames=16, flush_interval_s=0.0)
+    rec.open([_info()])
+    try:
+        paths = RecordingPaths.for_output(out)
+        for csv in (paths.csv, paths.predicted_csv):
+            table = read_dlc_table(csv)
+            assert len(table) == 0 and table.columns.nlevels == 3 and len(table.columns) > 0
+        assert rows_in_every_file(out) == {"h5": 0, "csv": 0, "predicted": 0, "timing": 0}
+    finally:
+        rec.close()
+
+
 # -- SIGKILL at random instants ------------------------------------------------------------------
 
 CHILD = textwrap.dedent("""

@@ -82,10 +82,14 @@ def read_csv_table(path: str | Path, *, exact: bool = False) -> pd.DataFrame:
             header.append(row)
     if not header:
         raise ValueError(f"{path}: no DeepLabCut header rows ({', '.join(HEADER_NAMES[:1] + HEADER_NAMES[2:])})")
-    table = pd.read_csv(path, header=None, skiprows=len(header), index_col=0,
-                        float_precision="round_trip" if exact else None)
+    columns = pd.MultiIndex.from_arrays([r[1:] for r in header], names=[r[0] for r in header])
+    try:
+        table = pd.read_csv(path, header=None, skiprows=len(header), index_col=0,
+                            float_precision="round_trip" if exact else None)
+    except pd.errors.EmptyDataError:  # the header alone: a recording stopped before its first rows
+        return pd.DataFrame(np.empty((0, len(columns))), index=pd.Index([], dtype=np.int64), columns=columns)
     table.index.name = None
-    table.columns = pd.MultiIndex.from_arrays([r[1:] for r in header], names=[r[0] for r in header])
+    table.columns = columns
     return table
 
 
