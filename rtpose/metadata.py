@@ -9,6 +9,8 @@ and dicts are JSON.
 from __future__ import annotations
 
 import json
+import mmap
+import os
 from dataclasses import dataclass, field
 
 from .errors import ConfigError, ModelError
@@ -230,6 +232,60 @@ class ModelMetadata:
             )
         except (ValueError, TypeError, KeyError, ConfigError) as exc:
             raise ModelError(f"{source} has malformed rtpose metadata ({exc}); re-export it with `rtpose export`") from exc
+
+
+def _varint(buf, pos: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        byte = buf[pos]
+        pos += 1
+        value |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return value, pos
+        shift += 7
+
+
+def read_props(path: str | os.PathLike) -> dict[str, str]:
+    """An ONNX file's ``metadata_props`` (keys and values), read from its top-level protobuf fields without
+    parsing the graph or the weights (ModelProto field 14, StringStringEntryProto fields 1 and 2). Cheap: tells
+    what a file is (a top-down model, a twin of another export) before any session is created. A file that is
+    not ONNX, or is truncated, gives what could be read (possibly nothing): loading it says what is wrong."""
+    props: dict[str, str] = {}
+    with open(path, "rb") as f:
+        try:
+            buf = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+        except ValueError:  # an empty file
+            return props
+        with buf:
+            pos, end = 0, len(buf)
+            try:
+                while pos < end:
+                    tag, pos = _varint(buf, pos)
+                    field_number, wire = tag >> 3, tag & 7
+                    if wire == 0:
+                        _, pos = _varint(buf, pos)
+                    elif wire == 1:
+                        pos += 8
+                    elif wire == 5:
+                        pos += 4
+                    elif wire == 2:
+                        size, pos = _varint(buf, pos)
+                        if field_number == 14:  # one metadata_props entry
+                            entry: dict[int, str] = {}
+                            sub, sub_end = pos, pos + size
+                            while sub < sub_end:
+                                t, sub = _varint(buf, sub)
+                                n, sub = _varint(buf, sub)
+                                entry[t >> 3] = bytes(buf[sub:sub + n]).decode("utf-8", "replace")
+                                sub += n
+                            if 1 in entry:
+                                props[entry[1]] = entry.get(2, "")
+                        pos += size
+                    else:
+                        return props
+            except IndexError:
+                return props
+    return props
 
 
 def count_repeats(items) -> str:

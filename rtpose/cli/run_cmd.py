@@ -33,7 +33,8 @@ def register(sub) -> None:
                    help="predict poses this far beyond 'now' (the actuator's delay)")
     p.add_argument("--target-latency-ms", type=non_negative_ms, default=None, metavar="MS",
                    help="measure the model on the source at start-up (a few seconds) and use the most accurate "
-                        "resize and thread count whose p99 latency meets MS; printed and recorded")
+                        "resize, precision (FP16/INT8 exports of the same network beside an .onnx model) and "
+                        "thread count whose p99 latency meets MS; printed and recorded")
     p.add_argument("--quiet", action="store_true", help="no live status line")
     p.add_argument("--preview", action="store_true",
                    help="show the frames with the poses drawn in a window, on a thread of its own: a slow window "
@@ -81,10 +82,11 @@ def _tune(args: argparse.Namespace, source, framing: Framing | None):
     """--target-latency-ms: read frames from the source, measure, choose; returns (model, framing, choice)."""
     import dataclasses
     import sys
+    from pathlib import Path
 
     import numpy as np
 
-    from ..autotune import candidates, measure
+    from ..autotune import Candidate, Variant, candidates, find_twins, measure
     from ..model import default_threads
 
     if args.target_latency_ms <= 0:
@@ -102,15 +104,28 @@ def _tune(args: argparse.Namespace, source, framing: Framing | None):
         source.close()
     if n == 0:
         raise ConfigError(f"{source.name} gave no frames to measure --target-latency-ms on")
-    models: dict[int, object] = {}
+    variants = (Variant(""),)
+    if args.model is not None and str(args.model).lower().endswith(".onnx"):
+        found = find_twins(args.model)  # FP16/INT8 exports of the same network beside it
+        if len(found) > 1:
+            variants = tuple(found)
+            print("also measuring the other exports of this network beside it: " + ", ".join(
+                f"{Path(v.path).name} ({v.precision})" for v in found[1:]), file=sys.stderr, flush=True)
+    models: dict[tuple[str, int], object] = {}
 
-    def model_for(threads: int):
-        if threads not in models:
-            models[threads] = model_from_args(args, threads=threads)
-        return models[threads]
+    def model_for(cand: Candidate):
+        key = (cand.variant.path, cand.threads)
+        if key not in models:
+            named = argparse.Namespace(**{**vars(args), "model": cand.variant.path or args.model})
+            models[key] = model_from_args(named, threads=cand.threads)
+        return models[key]
 
-    stride = model_for(default_threads()).metadata.stride
-    cands = candidates(default_threads(), width=info.width, height=info.height, stride=stride)
+    first = model_for(Candidate(1.0, default_threads(), variants[0]))
+    if first.metadata.multianimal:
+        raise ConfigError("--target-latency-ms measures single-animal models only for now; give --resize and "
+                          "--threads yourself for a multi-animal model")
+    cands = candidates(default_threads(), width=info.width, height=info.height, stride=first.metadata.stride,
+                       variants=variants)
     print(f"measuring {len(cands)} settings on {n} frames of {source.name} for --target-latency-ms "
           f"{args.target_latency_ms:g} ...", file=sys.stderr, flush=True)
     choice = measure(model_for, frames[:n], framing, cands, args.target_latency_ms,
@@ -119,4 +134,4 @@ def _tune(args: argparse.Namespace, source, framing: Framing | None):
     print(choice.describe(), flush=True)
     best = choice.chosen.candidate
     framing = dataclasses.replace(framing or Framing(), resize=best.resize)
-    return model_for(best.threads), (None if framing.is_identity else framing), choice
+    return model_for(best), (None if framing.is_identity else framing), choice

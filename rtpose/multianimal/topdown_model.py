@@ -28,7 +28,6 @@ The cost of each step is summed per frame (``TopDownStep.summary``: detector, cr
 
 from __future__ import annotations
 
-import mmap
 import os
 from pathlib import Path
 from typing import Callable, Sequence
@@ -39,7 +38,7 @@ import numpy as np
 from ..decode import Decoder
 from ..decode import warmup as warmup_decode
 from ..errors import ConfigError, MissingDependencyError, ModelError, ModelInputError
-from ..metadata import PREFIX, ModelMetadata
+from ..metadata import PREFIX, ModelMetadata, read_props
 from ..results import PoseBatch
 from .live import IdentitySlots
 from .topdown import crop_geometry, crop_into, scratch_size, select_boxes, to_frame
@@ -52,60 +51,11 @@ TOPDOWN_KEY = PREFIX + "multianimal.topdown"
 
 # -- the file ------------------------------------------------------------------
 
-def _varint(buf, pos: int) -> tuple[int, int]:
-    value = shift = 0
-    while True:
-        byte = buf[pos]
-        pos += 1
-        value |= (byte & 0x7F) << shift
-        if byte < 0x80:
-            return value, pos
-        shift += 7
-
-
-def metadata_keys(path: str | os.PathLike) -> set[str]:
-    """The ``metadata_props`` keys of an ONNX file, read from its top-level protobuf fields without parsing
-    the graph (ModelProto field 14, StringStringEntryProto field 1). Cheap: lets :func:`rtpose.model.load_model`
-    tell a top-down file from others before creating any session."""
-    keys: set[str] = set()
-    with open(path, "rb") as f:
-        try:
-            buf = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
-        except ValueError:  # an empty file
-            return keys
-        with buf:
-            pos, end = 0, len(buf)
-            try:
-                while pos < end:
-                    tag, pos = _varint(buf, pos)
-                    field, wire = tag >> 3, tag & 7
-                    if wire == 0:
-                        _, pos = _varint(buf, pos)
-                    elif wire == 1:
-                        pos += 8
-                    elif wire == 5:
-                        pos += 4
-                    elif wire == 2:
-                        size, pos = _varint(buf, pos)
-                        if field == 14:  # one metadata_props entry
-                            sub, sub_end = pos, pos + size
-                            while sub < sub_end:
-                                t, sub = _varint(buf, sub)
-                                n, sub = _varint(buf, sub)
-                                if t >> 3 == 1:
-                                    keys.add(bytes(buf[sub:sub + n]).decode("utf-8", "replace"))
-                                sub += n
-                        pos += size
-                    else:
-                        return keys  # not an ONNX file: the session will say so
-            except IndexError:  # truncated: likewise
-                return keys
-    return keys
-
-
 def is_topdown_file(path: str | os.PathLike) -> bool:
-    """Whether an rtpose ONNX file holds a top-down model (a detector stage and a pose stage)."""
-    return TOPDOWN_KEY in metadata_keys(path)
+    """Whether an rtpose ONNX file holds a top-down model (a detector stage and a pose stage). Cheap: reads only
+    the file's metadata (:func:`rtpose.metadata.read_props`), so :func:`rtpose.model.load_model` can tell before
+    creating any session."""
+    return TOPDOWN_KEY in read_props(path)
 
 
 def _import_onnx():
