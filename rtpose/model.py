@@ -199,7 +199,9 @@ class OnnxPoseModel:
         self._scmap_flat = self._locref_flat = self._paf_flat = None
         self._unique_maps: list[np.ndarray] = []  # unique-part maps, then identity maps (multi-animal), prepared size
         self._poses = np.zeros((0, self.metadata.num_bodyparts, 3), np.float64)
-        self._bindings: dict[tuple[int, bool], object] = {}
+        # IOBindings by (rows, poses, input height, input width): they point into the buffers prepare() allocated,
+        # which stay put until the next prepare(), so a dynamic crop's sizes each keep theirs
+        self._bindings: dict[tuple[int, bool, int, int], object] = {}
         self._device = None  # _DeviceIO under io_binding="device"
         self._swap_rb = self.metadata.input_color == "RGB"
         self._pinned = PinnedMemory(reason="not on a GPU") if not self.on_gpu else None
@@ -635,7 +637,6 @@ class OnnxPoseModel:
         self._check_size(height, width)
         b = self.input_buffer.shape[0]
         self.input_buffer = self._input_flat[: b * height * width * 3].reshape(b, height, width, 3)
-        self._bindings.clear()
         maps = self._map_shapes.get((height, width))
         if maps is None:
             self._scmap = None  # learnt by the next run()
@@ -657,7 +658,8 @@ class OnnxPoseModel:
 
     def _binding(self, n: int, poses: bool):
         """IOBinding of rows ``[:n]`` to the preallocated host buffers: the poses, or the maps."""
-        binding = self._bindings.get((n, poses))
+        key = (n, poses, *self.input_buffer.shape[1:3])
+        binding = self._bindings.get(key)
         if binding is None:
             binding = self.session.io_binding()
             buf = self.input_buffer
@@ -665,7 +667,7 @@ class OnnxPoseModel:
             outs = [(self._pose_output, self._poses)] if poses else list(zip(self._output_names, self._map_buffers()))
             for name, out in outs:
                 binding.bind_output(name, "cpu", 0, out.dtype, [n, *out.shape[1:]], out.ctypes.data)
-            self._bindings[(n, poses)] = binding
+            self._bindings[key] = binding
         return binding
 
     def _check_n(self, n: int) -> None:

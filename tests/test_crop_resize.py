@@ -212,3 +212,31 @@ def test_set_input_size_reuses_the_prepared_buffers(analytic_model):
     np.testing.assert_array_equal(again, scmap)
     with pytest.raises(ModelInputError, match="outside"):
         model.set_input_size(H + 8, W)
+
+
+def test_each_dynamic_size_keeps_its_binding_and_gives_the_same_maps_when_it_comes_back(analytic_model):
+    """A dynamic crop switches sizes every few frames: a size seen before reuses its IOBinding (none is rebuilt),
+    and its maps are what a model that never switched gives."""
+    frame = np.zeros((H, W, 3), np.uint8)
+    _source(1).render(0, frame)
+    sizes = [(120, 160), (64, 96), (120, 160), (H, W), (64, 96)]
+    model = OnnxPoseModel(analytic_model)
+    model.prepare(1, H, W)
+    seen, bindings = {}, {}
+    for h, w in sizes * 2:
+        model.set_input_size(h, w)
+        model.load_frame(0, frame[:h, :w])
+        scmap, locref = model.run(1)
+        if (h, w) in seen:
+            np.testing.assert_array_equal(scmap, seen[(h, w)][0])
+            np.testing.assert_array_equal(locref, seen[(h, w)][1])
+            if (h, w) in bindings:
+                assert model._bindings[(1, False, h, w)] is bindings[(h, w)]
+            bindings[(h, w)] = model._bindings[(1, False, h, w)]
+        else:
+            seen[(h, w)] = scmap.copy(), locref.copy()
+    for (h, w), (scmap, _) in seen.items():  # the same as a model that only ever ran that size
+        fresh = OnnxPoseModel(analytic_model)
+        fresh.prepare(1, h, w)
+        fresh.load_frame(0, frame[:h, :w])
+        np.testing.assert_array_equal(fresh.run(1)[0], scmap)
