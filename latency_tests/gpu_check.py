@@ -13,7 +13,10 @@ What it measures (each step guarded by a time budget; what the budget cuts is li
 4. the ``analyze``-equivalent figure: the openfield video decoded by OpenCV again and again (read 9 times:
    20970 frames, what a concatenated file gives) through the same pipeline with ``rtpose analyze``'s
    automatic number of decoding threads (``--readers auto``: up to 4 on a GPU machine), and the decode
-   alone with 1 reader and with that number.
+   alone with 1 reader and with that number;
+5. NVDEC (``rtpose analyze --decode nvdec``, when PyNvVideoCodec is installed beside onnxruntime-gpu): the
+   decode alone, the ``analyze``-equivalent figure decoded by NVDEC, and how NVDEC's frames differ from
+   OpenCV's (pixels, and the bundled model's poses on both).
 
 Goals it reports against: >= 3000 FPS offline with the bundled model; live p99 <= 4 ms (bundled) and
 <= 6 ms (ResNet-50-sized).
@@ -53,6 +56,35 @@ REPO = Path(__file__).resolve().parents[1]
 GOALS = {"offline_fps_bundled": 3000.0, "live_p99_ms_bundled": 4.0, "live_p99_ms_resnet": 6.0}
 SIZE = (480, 640)  # H, W
 VIDEO_REPEATS = 9  # 9 x 2330 = 20970 frames >= 20000
+#: ``--cpu-smoke``: NVDEC's steps run on a stand-in decoder (OpenCV, RGB frames in host memory), so that their
+#: code is exercised here before it meets a GPU; None on the GPU machine (PyNvVideoCodec itself).
+NVDEC_STAND_IN = None
+
+
+class OpenCvAsNvdec:
+    """A stand-in for PyNvVideoCodec's decoder (``rtpose.drivers.sources.nvdec.HostFrameDecoder``) for the smoke
+    run: OpenCV decodes, frames are handed over as RGB."""
+
+    version = "stand-in (OpenCV)"
+
+    def __init__(self, path):
+        import cv2
+
+        self._cv2, self.cap = cv2, cv2.VideoCapture(str(path))
+        self.width, self.height = int(self.cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(self.cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
+        self.fps, self.num_frames = float(self.cap.get(cv2.CAP_PROP_FPS)), int(self.cap.get(cv2.CAP_PROP_FRAME_COUNT))
+
+    def next_batch(self, n):
+        out = []
+        while len(out) < n:
+            ok, bgr = self.cap.read()
+            if not ok:
+                break
+            out.append(self._cv2.cvtColor(bgr, self._cv2.COLOR_BGR2RGB))
+        return out
+
+    def close(self):
+        self.cap.release()
 
 
 # --------------------------------------------------------------------------- imports without an install
@@ -352,13 +384,17 @@ def make_sources():
         """The openfield video decoded again and again until ``n_frames`` (a concatenated file, unwritten),
         by ``readers`` decoding threads (``rtpose analyze --readers``; 1: the plain video source)."""
 
-        def __init__(self, path, n_frames: int, readers: int = 1):
+        def __init__(self, path, n_frames: int, readers: int = 1, nvdec: bool = False):
             super().__init__(f"video-looped:{path}")
-            self.path, self.n_frames, self.readers = path, n_frames, readers
+            self.path, self.n_frames, self.readers, self.nvdec = path, n_frames, readers, nvdec
             self.inner = None
             self.i = 0
 
         def _video(self):
+            if self.nvdec:
+                from rtpose.drivers.sources.nvdec import NvdecVideoSource
+
+                return NvdecVideoSource(self.path, decoder_factory=NVDEC_STAND_IN)
             if self.readers > 1:
                 return ParallelVideoSource(self.path, self.readers)
             return VideoFileSource(self.path, paced=False)
@@ -742,9 +778,9 @@ def main(argv=None) -> dict:
                                                   f"{io_binding}-bound I/O", batch=b)
         return ("offline", f"offline bundled batch {b}, CUDA graph off, {io_binding}-bound", 10, run)
 
-    def decode_only(readers):
+    def decode_only(readers, nvdec=False):
         def run():
-            src = LoopedVideo(demo_video_path(), video_frames, readers)
+            src = LoopedVideo(demo_video_path(), video_frames, readers, nvdec)
             info = src.open()
             buf = np.empty((info.height, info.width, 3), np.uint8)
             t0 = time.perf_counter()
@@ -753,9 +789,44 @@ def main(argv=None) -> dict:
                 n += 1
             src.close()
             dt = time.perf_counter() - t0
-            return {"model": "none", "label": f"OpenCV decode alone ({readers} reader{'s' if readers > 1 else ''})",
-                    "frames": n, "fps": n / dt, "source": "video-decode-only", "readers": readers}
+            label = "NVDEC decode alone" if nvdec else f"OpenCV decode alone ({readers} reader{'s' if readers > 1 else ''})"
+            return {"model": "none", "label": label, "frames": n, "fps": n / dt, "source": "video-decode-only",
+                    "readers": readers, "decode": "nvdec" if nvdec else "cpu"}
         return run
+
+    def nvdec_analyze():
+        pick = best_bundled()
+        model = load(model_sets["bundled"][pick["key"]], pick["provider"], trt_fp16=pick["trt_fp16"], log=log)
+        r = offline(model, LoopedVideo(demo_video_path(), 32 if smoke else video_frames, 1, True), pick["batch"])
+        return dict(r, model="bundled", label=f"{pick['label']}, NVDEC decoding", batch=pick["batch"], source="video",
+                    readers=1, decode="nvdec")
+
+    def nvdec_fidelity():
+        """NVDEC's frames against OpenCV's: pixel differences, and the bundled model's poses on both."""
+        from rtpose.data import read_video_frames
+        from rtpose.drivers.sources.nvdec import NvdecVideoSource
+
+        n = 8 if smoke else 200
+        cpu = read_video_frames(demo_video_path(), n)
+        src = NvdecVideoSource(demo_video_path(), decoder_factory=NVDEC_STAND_IN)
+        src.open()
+        gpu = np.empty_like(cpu)
+        got = 0
+        while got < len(cpu) and src.read_into(gpu[got]):
+            got += 1
+        src.close()
+        diff = np.abs(gpu[:got].astype(np.int16) - cpu[:got].astype(np.int16))
+        pick = best_bundled()
+        model = load(model_sets["bundled"][pick["key"]], pick["provider"], trt_fp16=pick["trt_fp16"], log=lambda s: None)
+        p_cpu, p_gpu = (np.concatenate([model.infer_poses(f[i:i + 8]).copy() for i in range(0, got, 8)])
+                        for f in (cpu[:got], gpu[:got]))
+        d = np.hypot(*(p_gpu[..., :2] - p_cpu[..., :2]).transpose(2, 0, 1))
+        return {"check": "NVDEC frames vs OpenCV's (openfield video)", "model": "bundled", "label": pick["label"],
+                "result": (f"{got} frames: pixels mean |diff| {float(diff.mean()):.3g}, max {int(diff.max())} levels; "
+                           f"poses mean {float(np.mean(d)):.3g} px, p99 {float(np.percentile(d, 99)):.3g} px, "
+                           f"max {float(np.max(d)):.3g} px"),
+                "frames": got, "pixel_mean_abs": float(diff.mean()), "pixel_max_abs": int(diff.max()),
+                "pose_mean_px": float(np.mean(d)), "pose_max_px": float(np.max(d))}
 
     def best_bundled():
         """The fastest offline configuration of the bundled model measured so far."""
@@ -816,6 +887,17 @@ def main(argv=None) -> dict:
              ("analyze", f"video decode alone, {auto_readers} readers (analyze's automatic choice)", 5 if smoke else 40,
               decode_only(auto_readers)),
              analyze_step("CUDA"), videos_at_once_step(4)]  # 4.
+    if smoke:
+        global NVDEC_STAND_IN
+        NVDEC_STAND_IN = OpenCvAsNvdec
+    if smoke or importlib.util.find_spec("PyNvVideoCodec") is not None:  # 5. NVDEC
+        plan += [("analyze", "video decode alone, NVDEC", 5 if smoke else 30, decode_only(1, nvdec=True)),
+                 ("analyze", f"analyze-equivalent: {video_frames} video frames decoded by NVDEC", 5 if smoke else 40,
+                  nvdec_analyze),
+                 ("correctness", "NVDEC frames vs OpenCV's", 5 if smoke else 20, nvdec_fidelity)]
+    else:
+        report.data["skipped"].append("NVDEC (--decode nvdec): PyNvVideoCodec is not installed; put its wheel "
+                                      "(pynvvideocodec-*-cp312-*.whl) in PARTS_DIR beside onnxruntime-gpu's")
     if trt:  # 5. the TensorRT figures that matter most
         plan += [live_step("bundled", "tensorrt", "TensorRT FP16", *t16, 1),
                  offline_step("bundled", "tensorrt", "TensorRT FP16", *t16, 64)]

@@ -17,13 +17,18 @@ python=${PYTHON:-python3}
 here=$(cd "$(dirname "$0")" && pwd)
 target="$parts/site"
 if [ ! -d "$target/onnxruntime" ]; then
-  wheel=$(ls "$parts"/*.whl 2>/dev/null | head -n 1 || true)
+  wheel=$(ls "$parts"/onnxruntime*.whl 2>/dev/null | head -n 1 || true)
   if [ -z "$wheel" ]; then
-    first=$(ls "$parts"/*.whl.part-aa 2>/dev/null | head -n 1 || true)
-    [ -n "$first" ] || { echo "no *.whl or *.whl.part-aa in $parts" >&2; exit 2; }
+    first=$(ls "$parts"/onnxruntime*.whl.part-aa 2>/dev/null | head -n 1 || true)
+    [ -n "$first" ] || { echo "no onnxruntime*.whl or onnxruntime*.whl.part-aa in $parts" >&2; exit 2; }
     wheel=${first%.part-aa}
     cat "$wheel".part-* > "$wheel"
   fi
   "$python" -m pip install --quiet --no-deps --no-index --target "$target" "$wheel"
+fi
+# PyNvVideoCodec (--decode nvdec), if its wheel was carried too: 27 MB, one piece
+nvc=$(ls "$parts"/pynvvideocodec-*.whl 2>/dev/null | head -n 1 || true)
+if [ -n "$nvc" ] && [ ! -d "$target/PyNvVideoCodec" ]; then
+  "$python" -m pip install --quiet --no-deps --no-index --target "$target" "$nvc"
 fi
 exec "$python" "$here/gpu_check.py" --ort-path "$target" --out "$out" "$@"

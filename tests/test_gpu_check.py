@@ -42,6 +42,11 @@ def test_cpu_smoke_run_writes_the_full_report(tmp_path):
     assert report["smoke"] and not report["errors"], report["errors"]
     assert not report["skipped"], report["skipped"]
     assert report["environment"]["imported_zmq_or_serial"] == "none"
+    # NVDEC's steps ran on the smoke run's stand-in decoder (OpenCV): its frames are OpenCV's, exactly
+    assert {r["label"] for r in report["analyze"] if r.get("decode") == "nvdec"} >= {"NVDEC decode alone"}
+    assert any(r["label"].endswith("NVDEC decoding") and r["frames"] > 0 for r in report["analyze"])
+    (nv,) = [r for r in report["correctness"] if r["check"].startswith("NVDEC frames")]
+    assert nv["frames"] == 8 and nv["pixel_max_abs"] == 0 and nv["pose_max_px"] == 0
     checks = [r for r in report["correctness"] if r["check"].startswith("decode in graph")]
     assert {r["model"] for r in checks} == {"bundled", "resnet50"} and all(r["mismatches"] == 0 for r in checks)
     live = {(r["model"], r["cameras"]) for r in report["live"] if r["p99_ms"] is not None and r["n"] > 0}

@@ -68,6 +68,10 @@ def register(sub) -> None:
                    help="threads decoding each video, each its own part of it (frames identical and in order; "
                         "default auto: 1 when the model's threads fill the cores, else the free cores up to 4; "
                         "1 per worker with --cluster; docs/offline.md)")
+    p.add_argument("--decode", choices=("cpu", "nvdec"), default="cpu",
+                   help="who decodes the videos: cpu (OpenCV/FFmpeg, default) or nvdec (the NVIDIA GPU's video "
+                        "decoder through PyNvVideoCodec, extra `nvdec`: frees the CPU; pixels may differ from cpu's "
+                        "by a few levels; docs/offline.md)")
     p.add_argument("--videos-at-once", type=positive_int, default=1, metavar="N",
                    help="analyse up to N videos of one frame size together in this process: their frames share "
                         "the model's batches, each keeps its own results (default 1: one after another; "
@@ -94,7 +98,7 @@ def options_from_args(args: argparse.Namespace) -> AnalyzeOptions:
     return AnalyzeOptions(framing=framing_from_args(args), batch=args.batch, max_wait_ms=args.max_wait_ms,
                           frames=FrameRange.parse(args.frame_range) if args.frame_range else FrameRange(),
                           pcutoff=args.pcutoff, overwrite=args.overwrite, readers=args.readers,
-                          videos_at_once=args.videos_at_once)
+                          videos_at_once=args.videos_at_once, decode=args.decode)
 
 
 def main(args: argparse.Namespace) -> int:
@@ -111,7 +115,9 @@ def main(args: argparse.Namespace) -> int:
     progress = Progress(totals)
     if options.batch is None:
         print(f"== batch {analyzer.batch} (the default for {analyzer.model.provider}; --batch to change)", flush=True)
-    if options.readers is None:
+    if options.decode == "nvdec":
+        print("== videos decoded by the GPU's video decoder (NVDEC)", flush=True)
+    elif options.readers is None:
         print(f"== {analyzer.readers} reader{'s' if analyzer.readers > 1 else ''} per video (automatic for "
               f"{default_threads()} cores; --readers to change)", flush=True)
     t0 = time.perf_counter()

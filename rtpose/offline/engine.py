@@ -107,6 +107,11 @@ class AnalyzeOptions:
     chunk_frames: int = 512
     readers: int | None = None  # decoding threads per video; None: default_readers() (1 with videos_at_once > 1)
     videos_at_once: int = 1  # videos of one frame size analysed in one run, sharing the model's batches
+    decode: str = "cpu"  # "cpu": OpenCV/FFmpeg; "nvdec": the GPU's video decoder (drivers/sources/nvdec.py)
+
+
+#: Video decoders ``rtpose analyze --decode`` offers.
+DECODERS = ("cpu", "nvdec")
 
 
 def probe_frame_count(path: Path) -> int | None:
@@ -154,8 +159,13 @@ class Analyzer:
         self.versions = library_versions()
         self.scorer = f"rtpose_{model.path.stem}"
         self.batch = options.batch or default_batch(model.provider)
-        self.readers = options.readers or (1 if options.videos_at_once > 1 else
-                                           default_readers(default_threads(), inference_threads(model)))
+        if options.decode not in DECODERS:
+            raise ConfigError(f"decode {options.decode!r}: use one of {', '.join(DECODERS)}")
+        if options.decode == "nvdec" and (options.readers or 1) > 1:
+            raise ConfigError("--decode nvdec decodes each video with the GPU's decoder, which reads ahead on its "
+                              "own thread: leave out --readers (or give --readers 1)")
+        self.readers = 1 if options.decode == "nvdec" else options.readers or (
+            1 if options.videos_at_once > 1 else default_readers(default_threads(), inference_threads(model)))
         framing = options.framing or Framing()
         #: what changes the poses: a result made with other values is never continued or skipped
         self.settings = {
@@ -163,6 +173,8 @@ class Analyzer:
             "crop": list(framing.crop.as_tuple()) if framing.crop else None,
             "frame_range": options.frames.as_list(),
         }
+        if options.decode != "cpu":  # another decoder's pixels can differ by a few levels (absent for cpu:
+            self.settings["decode"] = options.decode  # results made before the option existed stay continuable)
         self.key = settings_key(self.settings)
 
     def decide(self, job: Job) -> Decision:
@@ -204,6 +216,7 @@ class Analyzer:
         pipeline = Pipeline(readers, self.model, sinks=[s.recorder for s in started], config=config)
         for s in started:
             s.record["runs"][-1]["readers"] = self.readers
+            s.record["runs"][-1]["decoder"] = getattr(s.source, "decoding", "cpu")
             if not alone:
                 s.record["runs"][-1]["videos_at_once"] = len(started)
             s.record["status"] = "running"
@@ -281,7 +294,11 @@ class Analyzer:
         from ..drivers.sources.parallel_video import ParallelVideoSource
         from ..drivers.sources.video import VideoFileSource
 
-        if job.kind == "video" and self.readers > 1:
+        if job.kind == "video" and self.options.decode == "nvdec":
+            from ..drivers.sources.nvdec import NvdecVideoSource
+
+            source, labels = NvdecVideoSource(job.files[0], gpu_id=int(getattr(self.model, "device_id", 0) or 0)), None
+        elif job.kind == "video" and self.readers > 1:
             source, labels = ParallelVideoSource(job.files[0], self.readers), None
         elif job.kind == "video":
             source, labels = VideoFileSource(job.files[0], paced=False), None
@@ -294,7 +311,8 @@ class Analyzer:
         from ..cli.common import run_settings
 
         return run_settings(self.model, self.options.framing, batch=self.batch,
-                            frame_range=self.options.frames.as_list(), readers=self.readers)
+                            frame_range=self.options.frames.as_list(), readers=self.readers,
+                            decode=self.options.decode)
 
     def _new_record(self, job: Job, decision: Decision) -> dict:
         previous = decision.previous if decision.action == "resume" else None
@@ -427,7 +445,7 @@ def probe_frame_size(path: Path) -> tuple[int, int] | None:
 def _decoding(source) -> dict:
     """What the run summary says about decoding: readers used (fewer than asked when the video has too few
     keyframes to share out, see parallel_video), and checked keyframe seeks that had to re-decode."""
-    info = {"readers": getattr(source, "readers", 1)}
+    info = {"decoder": getattr(source, "decoding", "cpu"), "readers": getattr(source, "readers", 1)}
     asked = getattr(source, "requested_readers", 1)
     if asked != info["readers"]:
         info["asked"] = asked
