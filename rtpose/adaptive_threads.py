@@ -125,9 +125,9 @@ class AdaptiveThreadsModel:
         self.decodes_in_graph = bool(getattr(first, "decodes_in_graph", False))
 
     # ------------------------------------------------------------------ PoseBackend
-    def prepare(self, max_batch: int, height: int, width: int) -> None:
+    def prepare(self, max_batch: int, height: int, width: int, *, variable_size: bool = False) -> None:
         for m in self._models.values():
-            m.prepare(max_batch, height, width)
+            m.prepare(max_batch, height, width, variable_size=variable_size)
 
     def set_input_size(self, height: int, width: int) -> None:
         for m in self._models.values():

@@ -10,6 +10,7 @@ import pytest
 from rtpose.adaptive_threads import AdaptiveThreadsModel, LoadMeter, ThreadRule
 from rtpose.cli import main
 from rtpose.errors import ConfigError
+from rtpose.recording import read_dlc_table
 
 
 @pytest.mark.parametrize("other, current, expected", [
@@ -80,7 +81,7 @@ class FakeModel:
         self.calls = []
         self.metadata, self.path, self.provider, self.spinning = "meta", "model.onnx", "CPUExecutionProvider", False
 
-    def prepare(self, *args):
+    def prepare(self, *args, variable_size=False):
         self.calls.append(("prepare", args))
 
     def set_input_size(self, *args):
@@ -190,3 +191,15 @@ def test_models_that_decode_in_the_graph_switch_the_same_way():
     assert model.decodes_in_graph
     assert [model.run_poses(1) for _ in range(2)] == [("poses", 2), ("poses", 1)]
     assert model.execution() == {"provider": "CPUExecutionProvider", "decode_in_graph": True, "threads": "auto"}
+
+
+def test_auto_threads_with_dynamic_cropping_runs(analytic_model, tmp_path):
+    """--threads auto with --dynamic-crop: every session is prepared for variable sizes (this crashed with a
+    TypeError before) and the poses are recorded."""
+    out = tmp_path / "auto.h5"
+    assert main(["run", "--source", "synthetic:160x120@30", "--frames", "12", "--no-pace", "--quiet",
+                 "--lossless", "--model", str(analytic_model), "--threads", "auto", "--dynamic-crop", "0.5,10",
+                 "--record", str(out)]) == 0
+    settings = json.loads((tmp_path / "auto_settings.json").read_text())
+    assert settings["threads"] == "auto" and settings["dynamic_crop"] == {"threshold": 0.5, "margin_px": 10.0}
+    assert len(read_dlc_table(out)) == 12
