@@ -28,9 +28,13 @@ from typing import Callable, Protocol, Sequence
 import cv2
 import numpy as np
 
+from .clock import Clock, monotonic_ns
 from .errors import ConfigError, ModelError, ModelInputError
 from .metadata import ModelMetadata
 from .pinned import PinnedMemory
+from .small_inputs import SmallInputs
+from .small_inputs import measure as measure_small_inputs
+from .small_inputs import sizes as small_input_sizes
 from .providers import (CPU, GPU_PROVIDERS, PROVIDER_NAMES, TENSORRT, ProviderChoice, ShapeProfile,
                         available_providers, cache_root, captured_stderr, choose_providers, cuda_options,
                         engine_cache_key, engine_files, fallback_reason, file_sha256, import_onnxruntime,
@@ -145,7 +149,7 @@ class OnnxPoseModel:
     def __init__(self, path: str | os.PathLike, *, providers: Sequence[str] | None = None, threads: int | None = None,
                  spinning: bool = DEFAULT_SPINNING, trt_fp16: bool = False, cuda_graph: bool | None = None,
                  graph_decode: bool | None = None, io_binding: str = "auto", device_id: int = 0,
-                 log: Callable[[str], None] | None = None):
+                 small_inputs_on_one_thread: bool = True, log: Callable[[str], None] | None = None):
         if threads is not None and not (isinstance(threads, int) and threads >= 1):
             raise ConfigError(f"threads must be None (all usable cores) or a whole number >= 1, got {threads!r}")
         if io_binding not in IO_MODES:
@@ -162,6 +166,11 @@ class OnnxPoseModel:
         self.device_id = int(device_id)
         self._cuda_graph_wanted = cuda_graph
         self._io_wanted = io_binding
+        self._small_wanted = bool(small_inputs_on_one_thread)
+        #: dynamic cropping on the CPU: the single-threaded session for small inputs and its measurement
+        #: (rtpose.small_inputs); None when not in use
+        self._small_session = None
+        self.small_inputs: SmallInputs | None = None
         self._log = log or _stderr_line
         auto = not providers or list(providers) == ["auto"]
         provider_list = choose_providers(providers)
@@ -214,10 +223,10 @@ class OnnxPoseModel:
         self.settings = self._settings_line()
 
     # -- sessions ------------------------------------------------------------
-    def _session_options(self, fixed_dims: dict[str, int] | None = None):
-        return session_options(self._ort, self.threads, self.spinning, fixed_dims)
+    def _session_options(self, fixed_dims: dict[str, int] | None = None, threads: int | None = None):
+        return session_options(self._ort, threads or self.threads, self.spinning, fixed_dims)
 
-    def _new_session(self, provider_list, provider_args, fixed_dims=None):
+    def _new_session(self, provider_list, provider_args, fixed_dims=None, threads: int | None = None):
         """An InferenceSession, and what explains a fallback: ONNX Runtime's stderr lines while creating it
         (a provider library that does not load) and the errors of providers that failed to initialise
         (ONNX Runtime's own retry, which only prints them, is off: the next provider is tried here)."""
@@ -228,7 +237,7 @@ class OnnxPoseModel:
             try:
                 with captured_stderr(captured):
                     session = self._ort.InferenceSession(
-                        str(self.path), sess_options=self._session_options(fixed_dims), providers=providers,
+                        str(self.path), sess_options=self._session_options(fixed_dims, threads), providers=providers,
                         provider_options=args, enable_fallback=0)
                 break
             except Exception as exc:  # ORT raises its own exception types
@@ -289,6 +298,8 @@ class OnnxPoseModel:
                 parts.append("TensorRT FP16" if self.trt_fp16 else "TensorRT FP32")
         if self.decodes_in_graph:
             parts.append("decode in graph")
+        if self.small_inputs is not None and self.small_inputs.max_px:
+            parts.append(self.small_inputs.describe())
         return ", ".join(parts)
 
     def execution(self) -> dict:
@@ -305,6 +316,7 @@ class OnnxPoseModel:
             "decode_in_graph": self.decodes_in_graph,
             "tensorrt_engine": self.engine_note,
             "build_s": self.build_s,
+            "small_inputs": self.small_inputs.to_json() if self.small_inputs is not None else None,
         }
 
     def _check_signature(self) -> None:
@@ -395,11 +407,36 @@ class OnnxPoseModel:
         self._bindings.clear()
         self._device = None
         self._use_maps(h, w)
+        self._small_session, self.small_inputs = None, None
         if self.on_gpu:
             self._prepare_gpu(max_batch, height, width)
         elif self._io_wanted == "device":
             self._setup_device_io()
+        elif variable_size and self._small_wanted and self.threads > 1:
+            self._prepare_small_inputs(height, width)
         self.settings = self._settings_line()
+
+    def _prepare_small_inputs(self, height: int, width: int, clock: Clock = monotonic_ns) -> None:
+        """Dynamic cropping on a multi-threaded CPU session: a single-threaded session for the sizes where it
+        measures faster (:mod:`rtpose.small_inputs`)."""
+        one, _ = self._new_session([CPU], [{}], threads=1)
+        name = self.metadata.input_name
+
+        def runner(session):
+            return lambda h, w: session.run(self._output_names, {name: np.zeros((1, h, w, 3), self._input_dtype)})
+
+        self.small_inputs = measure_small_inputs(runner(one), runner(self.session),
+                                                 small_input_sizes(height, width, int(self.metadata.stride)),
+                                                 self.threads, clock=clock)
+        self._small_session = one if self.small_inputs.max_px else None
+
+    def _session_for(self, n: int):
+        """The session rows ``[:n]`` of the current input size run on (small inputs: one thread)."""
+        if self._small_session is not None:
+            h, w = self.input_buffer.shape[1:3]
+            if n * h * w <= self.small_inputs.max_px:
+                return self._small_session
+        return self.session
 
     # -- GPU ---------------------------------------------------------------
     def _graph_decision(self, max_batch: int) -> tuple[bool, str]:
@@ -660,8 +697,8 @@ class OnnxPoseModel:
         """IOBinding of rows ``[:n]`` to the preallocated host buffers: the poses, or the maps."""
         key = (n, poses, *self.input_buffer.shape[1:3])
         binding = self._bindings.get(key)
-        if binding is None:
-            binding = self.session.io_binding()
+        if binding is None:  # the session for these rows at this size never changes until the next prepare()
+            binding = self._session_for(n).io_binding()
             buf = self.input_buffer
             binding.bind_input(self.metadata.input_name, "cpu", 0, buf.dtype, [n, *buf.shape[1:]], buf.ctypes.data)
             outs = [(self._pose_output, self._poses)] if poses else list(zip(self._output_names, self._map_buffers()))
@@ -683,11 +720,11 @@ class OnnxPoseModel:
                                  f"{'poses (run_poses)' if self.decodes_in_graph else 'maps (run)'} only")
             self._device.run()  # the full prepared batch: fixed shapes
         elif poses:
-            self.session.run_with_iobinding(self._binding(n, True))
+            self._session_for(n).run_with_iobinding(self._binding(n, True))
         elif self._scmap is None:
             self._run_new_size(n)
         else:
-            self.session.run_with_iobinding(self._binding(n, False))
+            self._session_for(n).run_with_iobinding(self._binding(n, False))
 
     def run(self, n: int) -> tuple[np.ndarray, np.ndarray | None]:
         """Run rows ``[:n]`` of the input batch; returns views of the preallocated outputs."""
@@ -723,7 +760,7 @@ class OnnxPoseModel:
 
     def _run_new_size(self, n: int) -> None:
         """First run at an input size not seen before: ONNX Runtime allocates the outputs; remember their size."""
-        outs = self.session.run(self._output_names, {self.metadata.input_name: self.input_buffer[:n]})
+        outs = self._session_for(n).run(self._output_names, {self.metadata.input_name: self.input_buffer[:n]})
         h, w = outs[0].shape[1:3]
         self._map_shapes[tuple(self.input_buffer.shape[1:3])] = (h, w)
         self._use_maps(h, w)
