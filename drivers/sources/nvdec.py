@@ -11,8 +11,11 @@ GPU's own video engine and leaves the CPU free.
 errors, offline only) whose frames come from NVIDIA's maintained Python binding
 `PyNvVideoCodec <https://pypi.org/project/PyNvVideoCodec/>`_ (extra ``nvdec``):
 its ``ThreadedDecoder`` decodes ahead on a thread of its own, converts to
-interleaved RGB on the GPU and hands frames over in host memory; each is
-copied once into the caller's buffer as BGR (the engine's frame convention).
+interleaved RGB on the GPU and hands frames over in host memory. The source
+takes one frame per call and copies it at once into the caller's buffer as BGR
+(the engine's frame convention), before asking for the next: the binding does
+not document how long a handed-out host buffer stays valid while its thread
+decodes ahead, so none is kept.
 
 NVDEC converts YUV to RGB with its own kernel, not FFmpeg's, so pixels can
 differ from OpenCV's decoding by a few levels and poses by a fraction of a
@@ -76,7 +79,7 @@ class PyNvVideoCodecDecoder:
                               "--decode cpu (no NVIDIA GPU or driver, or a codec this GPU's NVDEC lacks)") from exc
         self.width, self.height = int(meta.width), int(meta.height)
         self.fps, self.num_frames = float(meta.average_fps), int(meta.num_frames)
-        self._views: list[np.ndarray] = []
+        self._frames: list = []  # the binding's frames of the last batch: they own the host buffers handed out
 
     def next_batch(self, n: int) -> Sequence[np.ndarray]:
         frames = self._decoder.get_batch_frames(n)
@@ -88,7 +91,7 @@ class PyNvVideoCodecDecoder:
                                   f"{self.width}x{self.height} RGB frame (the video changes size?); use --decode cpu")
             buf = (ctypes.c_uint8 * size).from_address(frame.GetPtrToPlane(0))
             views.append(np.frombuffer(buf, np.uint8).reshape(self.height, self.width, 3))
-        self._frames = frames  # keeps the host buffers alive until the next call
+        self._frames = frames
         return views
 
     def close(self) -> None:
@@ -151,7 +154,7 @@ class NvdecVideoSource(FrameSource):
         """Make sure a decoded frame is pending; False at the end of the stream."""
         if self._pos < len(self._pending):
             return True
-        self._pending, self._pos = self._decoder.next_batch(PREFETCH_FRAMES), 0
+        self._pending, self._pos = self._decoder.next_batch(1), 0  # copied before the next call (docstring)
         return len(self._pending) > 0
 
     def _do_read_into(self, out: np.ndarray) -> bool:
