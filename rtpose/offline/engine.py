@@ -445,7 +445,9 @@ def probe_frame_size(path: Path) -> tuple[int, int] | None:
 def _decoding(source) -> dict:
     """What the run summary says about decoding: readers used (fewer than asked when the video has too few
     keyframes to share out, see parallel_video), and checked keyframe seeks that had to re-decode."""
-    info = {"decoder": getattr(source, "decoding", "cpu"), "readers": getattr(source, "readers", 1)}
+    info = {"readers": getattr(source, "readers", 1)}
+    if getattr(source, "decoding", "cpu") != "cpu":  # NVDEC: named; OpenCV/FFmpeg is the default
+        info = {"decoder": source.decoding, **info}
     asked = getattr(source, "requested_readers", 1)
     if asked != info["readers"]:
         info["asked"] = asked
