@@ -56,14 +56,10 @@ REPO = Path(__file__).resolve().parents[1]
 GOALS = {"offline_fps_bundled": 3000.0, "live_p99_ms_bundled": 4.0, "live_p99_ms_resnet": 6.0}
 SIZE = (480, 640)  # H, W
 VIDEO_REPEATS = 9  # 9 x 2330 = 20970 frames >= 20000
-#: ``--cpu-smoke``: NVDEC's steps run on a stand-in decoder (OpenCV, RGB frames in host memory), so that their
-#: code is exercised here before it meets a GPU; None on the GPU machine (PyNvVideoCodec itself).
-NVDEC_STAND_IN = None
-
-
 class OpenCvAsNvdec:
-    """A stand-in for PyNvVideoCodec's decoder (``rtpose.drivers.sources.nvdec.HostFrameDecoder``) for the smoke
-    run: OpenCV decodes, frames are handed over as RGB."""
+    """A stand-in for PyNvVideoCodec's decoder (``rtpose.drivers.sources.nvdec.HostFrameDecoder``): with
+    ``--cpu-smoke`` NVDEC's steps run on it (OpenCV decodes, frames are handed over as RGB), so that their code
+    has run here before it meets a GPU."""
 
     version = "stand-in (OpenCV)"
 
@@ -384,7 +380,8 @@ def make_sources():
         """The openfield video decoded again and again until ``n_frames`` (a concatenated file, unwritten),
         by ``readers`` decoding threads (``rtpose analyze --readers``; 1: the plain video source)."""
 
-        def __init__(self, path, n_frames: int, readers: int = 1, nvdec: bool = False):
+        def __init__(self, path, n_frames: int, readers: int = 1, nvdec=None):
+            """``nvdec``: decode with NVDEC, through this decoder factory (None: OpenCV; ``True``: PyNvVideoCodec)."""
             super().__init__(f"video-looped:{path}")
             self.path, self.n_frames, self.readers, self.nvdec = path, n_frames, readers, nvdec
             self.inner = None
@@ -394,7 +391,7 @@ def make_sources():
             if self.nvdec:
                 from rtpose.drivers.sources.nvdec import NvdecVideoSource
 
-                return NvdecVideoSource(self.path, decoder_factory=NVDEC_STAND_IN)
+                return NvdecVideoSource(self.path, decoder_factory=None if self.nvdec is True else self.nvdec)
             if self.readers > 1:
                 return ParallelVideoSource(self.path, self.readers)
             return VideoFileSource(self.path, paced=False)
@@ -627,6 +624,7 @@ def main(argv=None) -> dict:
     mount_repo()
     os.environ.setdefault("RTPOSE_CACHE_DIR", str(Path(tempfile.gettempdir()) / "rtpose-gpu-check-cache"))
     smoke = args.cpu_smoke
+    nvdec = OpenCvAsNvdec if smoke else True  # NVDEC's decoder: PyNvVideoCodec itself, or the smoke run's stand-in
     budget = Budget(args.budget_s)
     report = Report(Path(args.out), smoke)
     logs: list[str] = []
@@ -778,7 +776,7 @@ def main(argv=None) -> dict:
                                                   f"{io_binding}-bound I/O", batch=b)
         return ("offline", f"offline bundled batch {b}, CUDA graph off, {io_binding}-bound", 10, run)
 
-    def decode_only(readers, nvdec=False):
+    def decode_only(readers, nvdec=None):
         def run():
             src = LoopedVideo(demo_video_path(), video_frames, readers, nvdec)
             info = src.open()
@@ -797,7 +795,7 @@ def main(argv=None) -> dict:
     def nvdec_analyze():
         pick = best_bundled()
         model = load(model_sets["bundled"][pick["key"]], pick["provider"], trt_fp16=pick["trt_fp16"], log=log)
-        r = offline(model, LoopedVideo(demo_video_path(), 32 if smoke else video_frames, 1, True), pick["batch"])
+        r = offline(model, LoopedVideo(demo_video_path(), 32 if smoke else video_frames, 1, nvdec), pick["batch"])
         return dict(r, model="bundled", label=f"{pick['label']}, NVDEC decoding", batch=pick["batch"], source="video",
                     readers=1, decode="nvdec")
 
@@ -808,7 +806,7 @@ def main(argv=None) -> dict:
 
         n = 8 if smoke else 200
         cpu = read_video_frames(demo_video_path(), n)
-        src = NvdecVideoSource(demo_video_path(), decoder_factory=NVDEC_STAND_IN)
+        src = NvdecVideoSource(demo_video_path(), decoder_factory=None if nvdec is True else nvdec)
         src.open()
         gpu = np.empty_like(cpu)
         got = 0
@@ -887,11 +885,8 @@ def main(argv=None) -> dict:
              ("analyze", f"video decode alone, {auto_readers} readers (analyze's automatic choice)", 5 if smoke else 40,
               decode_only(auto_readers)),
              analyze_step("CUDA"), videos_at_once_step(4)]  # 4.
-    if smoke:
-        global NVDEC_STAND_IN
-        NVDEC_STAND_IN = OpenCvAsNvdec
     if smoke or importlib.util.find_spec("PyNvVideoCodec") is not None:  # 5. NVDEC
-        plan += [("analyze", "video decode alone, NVDEC", 5 if smoke else 30, decode_only(1, nvdec=True)),
+        plan += [("analyze", "video decode alone, NVDEC", 5 if smoke else 30, decode_only(1, nvdec=nvdec)),
                  ("analyze", f"analyze-equivalent: {video_frames} video frames decoded by NVDEC", 5 if smoke else 40,
                   nvdec_analyze),
                  ("correctness", "NVDEC frames vs OpenCV's", 5 if smoke else 20, nvdec_fidelity)]
