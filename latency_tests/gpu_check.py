@@ -381,7 +381,7 @@ def make_sources():
         by ``readers`` decoding threads (``rtpose analyze --readers``; 1: the plain video source)."""
 
         def __init__(self, path, n_frames: int, readers: int = 1, nvdec=None):
-            """``nvdec``: decode with NVDEC, through this decoder factory (None: OpenCV; ``True``: PyNvVideoCodec)."""
+            """``nvdec``: decode with NVDEC through this decoder factory (None: OpenCV)."""
             super().__init__(f"video-looped:{path}")
             self.path, self.n_frames, self.readers, self.nvdec = path, n_frames, readers, nvdec
             self.inner = None
@@ -391,7 +391,7 @@ def make_sources():
             if self.nvdec:
                 from rtpose.drivers.sources.nvdec import NvdecVideoSource
 
-                return NvdecVideoSource(self.path, decoder_factory=None if self.nvdec is True else self.nvdec)
+                return NvdecVideoSource(self.path, decoder_factory=self.nvdec)
             if self.readers > 1:
                 return ParallelVideoSource(self.path, self.readers)
             return VideoFileSource(self.path, paced=False)
@@ -624,7 +624,9 @@ def main(argv=None) -> dict:
     mount_repo()
     os.environ.setdefault("RTPOSE_CACHE_DIR", str(Path(tempfile.gettempdir()) / "rtpose-gpu-check-cache"))
     smoke = args.cpu_smoke
-    nvdec = OpenCvAsNvdec if smoke else True  # NVDEC's decoder: PyNvVideoCodec itself, or the smoke run's stand-in
+    from rtpose.drivers.sources.nvdec import PyNvVideoCodecDecoder
+
+    nvdec = OpenCvAsNvdec if smoke else PyNvVideoCodecDecoder  # NVDEC's decoder, or the smoke run's stand-in
     budget = Budget(args.budget_s)
     report = Report(Path(args.out), smoke)
     logs: list[str] = []
@@ -806,7 +808,7 @@ def main(argv=None) -> dict:
 
         n = 8 if smoke else 200
         cpu = read_video_frames(demo_video_path(), n)
-        src = NvdecVideoSource(demo_video_path(), decoder_factory=None if nvdec is True else nvdec)
+        src = NvdecVideoSource(demo_video_path(), decoder_factory=nvdec)
         src.open()
         gpu = np.empty_like(cpu)
         got = 0

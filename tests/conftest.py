@@ -52,16 +52,12 @@ def dlc3_td_export(torch_stack, tmp_path_factory):
     import numpy as np
 
     import dlc3_td_models as T
-    from rtpose.exporters import export_model
+    from dlc3_ma_models import export_checked
 
     reference = np.load(T.DATA / f"{T.NET}.reference.npz")
-    base = tmp_path_factory.mktemp("dlc3_td")
-    folder, sha = T.build_export(base)
-    assert sha == str(reference["weights_sha256"]), (
-        "the seeded DeepLabCut networks differ from the ones the references were made with (another torch or "
-        "DeepLabCut?); rerun tests/data/dlc3_td/build_fixtures.py")
-    onnx_path = base / "twomice_td.onnx"
-    return onnx_path, export_model(folder, onnx_path)
+    _, onnx_path, report = export_checked(T, tmp_path_factory.mktemp("dlc3_td"), "twomice_td.onnx",
+                                          str(reference["weights_sha256"]))
+    return onnx_path, report
 
 
 @pytest.fixture(scope="session")

@@ -189,6 +189,20 @@ def build_export(out_dir: Path, cfg: dict | None = None, name: str = NET) -> tup
     return folder, weights_sha256(state)
 
 
+def export_checked(fixtures, base: Path, onnx_name: str, weights_sha: str):
+    """(export folder, .onnx, ExportReport): ``fixtures.build_export(base)`` (this module, or
+    ``dlc3_td_models``), its weights checked against ``weights_sha`` (the one its stored references were made
+    with), then exported by rtpose to ``base / onnx_name``."""
+    from rtpose.exporters import export_model
+
+    folder, sha = fixtures.build_export(base)
+    assert sha == weights_sha, (
+        "the seeded DeepLabCut networks differ from the ones the references were made with (another torch or "
+        f"DeepLabCut?); rerun {fixtures.DATA.relative_to(HERE.parent)}/build_fixtures.py")
+    onnx_path = Path(base) / onnx_name
+    return folder, onnx_path, export_model(folder, onnx_path)
+
+
 def weights_sha256(state: dict) -> str:
     digest = hashlib.sha256()
     for name in sorted(state):

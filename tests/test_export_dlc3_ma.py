@@ -37,15 +37,7 @@ def reference():
 @pytest.fixture(scope="module")
 def exported(torch_stack, tmp_path_factory, reference):
     """(export folder, .onnx, ExportReport) of the seeded fixture, exported once."""
-    from rtpose.exporters import export_model
-
-    base = tmp_path_factory.mktemp("dlc3_ma")
-    folder, sha = M.build_export(base)
-    assert sha == str(reference["weights_sha256"]), (
-        "the seeded DeepLabCut network differs from the one the references were made with (another torch or "
-        "DeepLabCut?); rerun tests/data/dlc3_ma/build_fixtures.py")
-    onnx_path = base / "twomice.onnx"
-    return folder, onnx_path, export_model(folder, onnx_path)
+    return M.export_checked(M, tmp_path_factory.mktemp("dlc3_ma"), "twomice.onnx", str(reference["weights_sha256"]))
 
 
 def _run_onnx(onnx_path, frames_bgr):

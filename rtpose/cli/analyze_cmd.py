@@ -32,7 +32,7 @@ from pathlib import Path
 
 from ..errors import RtposeError
 from ..model import default_threads
-from ..offline.engine import (AnalyzeOptions, Analyzer, FrameRange, expected_frames, plan_groups,
+from ..offline.engine import (DECODERS, AnalyzeOptions, Analyzer, FrameRange, expected_frames, plan_groups,
                               probe_frame_count, probe_frame_size)
 from ..offline.inputs import check_out_dir, plan_jobs
 from ..offline.progress import Progress, print_line
@@ -68,7 +68,7 @@ def register(sub) -> None:
                    help="threads decoding each video, each its own part of it (frames identical and in order; "
                         "default auto: 1 when the model's threads fill the cores, else the free cores up to 4; "
                         "1 per worker with --cluster; docs/offline.md)")
-    p.add_argument("--decode", choices=("cpu", "nvdec"), default="cpu",
+    p.add_argument("--decode", choices=DECODERS, default="cpu",
                    help="who decodes the videos: cpu (OpenCV/FFmpeg, default) or nvdec (the NVIDIA GPU's video "
                         "decoder through PyNvVideoCodec, extra `nvdec`: frees the CPU; pixels may differ from cpu's "
                         "by a few levels; docs/offline.md)")
